@@ -1,0 +1,100 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSecretFile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		content string
+		mode    os.FileMode
+		dir     bool   // make the path a directory instead
+		msg     string // substring of the problem, "" if it loads
+	}{
+		{"private", testSecret + "\n", 0o600, false, ""},
+		{"read-only", "  " + testSecret + "  \n", 0o400, false, ""},
+		{"world-readable", testSecret, 0o644, false, "is accessible by group or others (mode 0644); run: chmod 600 /etc/ecom-agent/cluster-secret"},
+		{"group-readable", testSecret, 0o640, false, "(mode 0640); run: chmod 600"},
+		{"too short", "hunter2\n", 0o600, false, "the secret in /etc/ecom-agent/cluster-secret is 7 characters long; it must be at least 32"},
+		{"empty", "", 0o600, false, "is 0 characters long"},
+		{"directory", "", 0o700, true, "is not a regular file"},
+		{"missing", "", 0, false, "does not exist; create it with: head -c 32 /dev/urandom | base64 > /etc/ecom-agent/cluster-secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			p := filepath.Join(root, "etc/ecom-agent/cluster-secret")
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.dir:
+				if err := os.Mkdir(p, tc.mode); err != nil {
+					t.Fatal(err)
+				}
+			case tc.mode != 0:
+				if err := os.WriteFile(p, []byte(tc.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(p, tc.mode); err != nil { // past the umask
+					t.Fatal(err)
+				}
+			}
+			opts := oneHost()
+			opts.Root = root
+			file := doc(base[0], base[1], `cluster_secret_file = "/etc/ecom-agent/cluster-secret"`)
+			c, err := Parse([]byte(file), "config.toml", opts)
+			if tc.msg == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(c.Secret()) != testSecret {
+					t.Errorf("Secret() = %q, want the file's trimmed content", c.Secret())
+				}
+				return
+			}
+			ps := problems(t, err)
+			if len(ps) != 1 || ps[0].Key != "cluster_secret_file" || ps[0].Line != 3 || !strings.Contains(ps[0].Msg, tc.msg) {
+				t.Errorf("problems = %+v, want one at line 3 containing %q", ps, tc.msg)
+			}
+			if strings.Contains(err.Error(), testSecret) {
+				t.Error("the error shows the secret")
+			}
+		})
+	}
+}
+
+func TestSecretNeverShown(t *testing.T) {
+	c, err := Parse([]byte(doc(base...)), "config.toml", oneHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "%v %+v %#v %s %q %x %v %+v %#v",
+		c, c, c, c.ClusterSecret, c.ClusterSecret, c.ClusterSecret, *c, *c, *c)
+	fmt.Fprint(&out, c.ClusterSecret, c, *c)
+	fmt.Fprintln(&out, c.ClusterSecret)
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("config", "cfg", c, "value", *c, "secret", c.ClusterSecret)
+	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "cfg", c, "value", *c, "secret", c.ClusterSecret)
+	j, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Write(j)
+	if strings.Contains(out.String(), testSecret) || strings.Contains(out.String(), fmt.Sprintf("%x", testSecret)) {
+		t.Errorf("the secret shows in:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "[redacted]") {
+		t.Errorf("no [redacted] in:\n%s", out.String())
+	}
+	if got := fmt.Sprintf("%v|%#v", Secret(""), Secret("")); got != `|""` {
+		t.Errorf("an empty secret formats as %q, want it visibly empty", got)
+	}
+}

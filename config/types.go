@@ -1,0 +1,145 @@
+// Package config holds ecom-agent's configuration: the TOML file at
+// /etc/ecom-agent/config.toml, decoded strictly, defaulted and validated.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// DefaultPath is where the daemon and the CLI read the config from.
+const DefaultPath = "/etc/ecom-agent/config.toml"
+
+// Role is what a node does in the cluster.
+type Role string
+
+// The roles a node can have.
+const (
+	RoleControlPlane Role = "control-plane"
+	RoleWorker       Role = "worker"
+)
+
+// KeyAlgorithm names the algorithm of every generated private key.
+type KeyAlgorithm string
+
+// The supported key algorithms.
+const (
+	KeyECDSAP256 KeyAlgorithm = "ecdsa-p256"
+	KeyRSA2048   KeyAlgorithm = "rsa-2048"
+	KeyRSA3072   KeyAlgorithm = "rsa-3072"
+)
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// ("8760h", "30m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string such as "8760h".
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; write it like \"8760h\" or \"30m\" (the largest unit is h)", text)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Config is the whole agent configuration after defaults are applied.
+type Config struct {
+	// ClusterName labels gossip and the kubeconfigs; nodes of other
+	// clusters are refused.
+	ClusterName string `toml:"cluster_name"`
+	// Role is control-plane or worker.
+	Role Role `toml:"role"`
+	// NodeName defaults to the hostname.
+	NodeName string `toml:"node_name"`
+	// AdvertiseAddress is the address other nodes reach this one on.
+	AdvertiseAddress netip.Addr `toml:"advertise_address"`
+	// ClusterSecret is the shared secret (gossip encryption, CA key
+	// transport); exactly one of it and ClusterSecretFile is set in the
+	// file. After loading, ClusterSecret holds the secret either way (read
+	// from ClusterSecretFile if that was given); it prints as "[redacted]".
+	ClusterSecret     Secret `toml:"cluster_secret"`
+	ClusterSecretFile string `toml:"cluster_secret_file"`
+	// Expect is the number of control-plane nodes that form the first
+	// etcd quorum.
+	Expect int `toml:"expect"`
+	// KubernetesVersion is the version of the kube binaries, "v1.37.2".
+	KubernetesVersion string `toml:"kubernetes_version"`
+
+	Gossip            Gossip    `toml:"gossip"`
+	Network           Network   `toml:"network"`
+	PKI               PKI       `toml:"pki"`
+	Binaries          Binaries  `toml:"binaries"`
+	Etcd              Etcd      `toml:"etcd"`
+	APIServer         APIServer `toml:"apiserver"`
+	ControllerManager Component `toml:"controller_manager"`
+	Scheduler         Component `toml:"scheduler"`
+	Kubelet           Kubelet   `toml:"kubelet"`
+}
+
+// Gossip configures peer discovery.
+type Gossip struct {
+	// Port is the memberlist TCP/UDP port (default 7946).
+	Port int `toml:"port"`
+	// Join lists addresses ("host" or "host:port") of nodes to join.
+	Join []string `toml:"join"`
+}
+
+// Network holds the cluster's address ranges and DNS domain.
+type Network struct {
+	ServiceCIDR   netip.Prefix `toml:"service_cidr"`   // default 10.96.0.0/12
+	PodCIDR       netip.Prefix `toml:"pod_cidr"`       // default 10.244.0.0/16
+	ClusterDomain string       `toml:"cluster_domain"` // default cluster.local
+}
+
+// PKI configures certificate generation.
+type PKI struct {
+	KeyAlgorithm KeyAlgorithm `toml:"key_algorithm"` // default ecdsa-p256
+	CAValidity   Duration     `toml:"ca_validity"`   // default 87600h (10 years)
+	CertValidity Duration     `toml:"cert_validity"` // default 8760h (1 year)
+	RenewBefore  Duration     `toml:"renew_before"`  // default 720h (30 days)
+}
+
+// Binaries are the paths of the Kubernetes programs the units run.
+type Binaries struct {
+	KubeAPIServer         string `toml:"kube_apiserver"`          // default /usr/bin/kube-apiserver
+	KubeControllerManager string `toml:"kube_controller_manager"` // default /usr/bin/kube-controller-manager
+	KubeScheduler         string `toml:"kube_scheduler"`          // default /usr/bin/kube-scheduler
+	Kubelet               string `toml:"kubelet"`                 // default /usr/bin/kubelet
+	KubeProxy             string `toml:"kube_proxy"`              // default /usr/bin/kube-proxy
+}
+
+// Component holds settings every Kubernetes component shares.
+type Component struct {
+	// ExtraFlags are appended to the component's command line; flags the
+	// agent owns are refused.
+	ExtraFlags map[string]string `toml:"extra_flags"`
+}
+
+// Etcd configures the local etcd member.
+type Etcd struct {
+	ClientPort int               `toml:"client_port"` // default 2379
+	PeerPort   int               `toml:"peer_port"`   // default 2380
+	ExtraFlags map[string]string `toml:"extra_flags"`
+}
+
+// APIServer configures kube-apiserver.
+type APIServer struct {
+	// Port is the secure port (default 6443).
+	Port int `toml:"port"`
+	// ExtraSANs are added to the serving certificate (DNS names or IPs).
+	ExtraSANs  []string          `toml:"extra_sans"`
+	ExtraFlags map[string]string `toml:"extra_flags"`
+}
+
+// Kubelet configures the kubelet.
+type Kubelet struct {
+	// ContainerRuntimeEndpoint is the CRI socket
+	// (default unix:///run/containerd/containerd.sock).
+	ContainerRuntimeEndpoint string            `toml:"container_runtime_endpoint"`
+	ExtraFlags               map[string]string `toml:"extra_flags"`
+}
