@@ -1,0 +1,47 @@
+// Package bootstrap turns a node's configuration into the files that node
+// needs: kubeconfigs, the etcd config, the control-plane flags, the kubelet
+// configuration, encryption-at-rest and audit policy, and the systemd units
+// that run them. Builders are pure functions of typed values; writing goes
+// through a hostfs.Root, so the same code serves the daemon (root "/"),
+// `ecom-agent render --root DIR` and the tests.
+package bootstrap
+
+// Logical paths on a node. The layout follows kubeadm's so operators find
+// things where they expect them.
+const (
+	KubernetesDir = "/etc/kubernetes"
+	PKIDir        = "/etc/kubernetes/pki"
+
+	AdminKubeconfig             = "/etc/kubernetes/admin.conf"
+	SuperAdminKubeconfig        = "/etc/kubernetes/super-admin.conf"
+	ControllerManagerKubeconfig = "/etc/kubernetes/controller-manager.conf"
+	SchedulerKubeconfig         = "/etc/kubernetes/scheduler.conf"
+	KubeletKubeconfig           = "/etc/kubernetes/kubelet.conf"
+
+	EtcdConfigFile       = "/etc/kubernetes/etcd/etcd.yaml"
+	EtcdDataDir          = "/var/lib/etcd"
+	EncryptionConfigFile = "/etc/kubernetes/encryption/config.yaml"
+	AuditPolicyFile      = "/etc/kubernetes/audit/policy.yaml"
+	AuditLogFile         = "/var/log/kubernetes/audit/audit.log"
+
+	KubeletDir        = "/var/lib/kubelet"
+	KubeletConfigFile = "/var/lib/kubelet/config.yaml"
+	KubeletPKIDir     = "/var/lib/kubelet/pki"
+	// KubeletClientCert and KubeletServerCert are the kubelet's own
+	// certificate store files (cert and key in one PEM). The kubelet
+	// loads them at start and rotates them through CSRs afterwards.
+	KubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+	KubeletServerCert = "/var/lib/kubelet/pki/kubelet-server-current.pem"
+
+	SystemdDir      = "/etc/systemd/system"
+	AgentUnitFile   = "/lib/systemd/system/ecom-agent.service"
+	AgentStateDir   = "/var/lib/ecom-agent"
+	AgentStateFile  = "/var/lib/ecom-agent/state.json"
+	AgentConfigFile = "/etc/ecom-agent/config.toml"
+	AgentBinary     = "/usr/bin/ecom-agent"
+	AgentRuntimeDir = "/run/ecom-agent"
+	AgentSocket     = "/run/ecom-agent/agent.sock"
+)
+
+// PKI file paths, relative to PKIDir's logical path.
+func pkiPath(name string) string { return PKIDir + "/" + name }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary act as ecom-agent itself: tests run
+// os.Args[0] with ECOM_AGENT_TEST_MAIN=1 to exercise the real main path
+// (for example `ecom-agent etcd`) without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("ECOM_AGENT_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// runCLI runs the CLI in-process and returns its exit code and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, strings.NewReader(""), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+const testConfigTOML = `
+cluster_name = "shop-test"
+role = "control-plane"
+node_name = "cp-1"
+advertise_address = "10.77.0.11"
+cluster_secret = "test-secret-0123456789abcdef0123456789"
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRenderTwice(t *testing.T) {
+	cfg := writeConfig(t, testConfigTOML)
+	root := t.TempDir()
+	code, out, errOut := runCLI(t, "render", "--config", cfg, "--root", root)
+	if code != exitOK {
+		t.Fatalf("render exited %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "created") || !strings.Contains(out, filepath.Join(root, "etc/kubernetes/pki/ca.crt")) {
+		t.Errorf("render output does not list what it created:\n%s", out)
+	}
+	code, out, errOut = runCLI(t, "render", "--config", cfg, "--root", root)
+	if code != exitOK {
+		t.Fatalf("second render exited %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, " 0 created, 0 updated") {
+		t.Errorf("second render changed files:\n%s", out)
+	}
+}
+
+func TestInvalidConfigExitsTwoAndWritesNothing(t *testing.T) {
+	cfg := writeConfig(t, testConfigTOML+"\n[apiserver]\nextra_san = [\"x\"]\n")
+	root := t.TempDir()
+	code, _, errOut := runCLI(t, "render", "--config", cfg, "--root", root)
+	if code != exitConfig {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitConfig, errOut)
+	}
+	for _, want := range []string{"apiserver.extra_san", "config.toml:9:", "extra_sans", "nothing was changed"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 0 {
+		t.Errorf("files were written despite the invalid config: %v", entries)
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	code, _, errOut := runCLI(t, "render", "--config", filepath.Join(t.TempDir(), "nope.toml"), "--root", t.TempDir())
+	if code != exitConfig || !strings.Contains(errOut, "nope.toml") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"render"},                       // --root missing
+		{"render", "--root", "relative"}, // not absolute, but config is read first: use a valid config below
+		{"frobnicate"},
+		{"version", "extra"},
+		{"render", "--bogus"},
+	} {
+		if args[len(args)-1] == "relative" {
+			args = append(args, "--config", writeConfig(t, testConfigTOML))
+		}
+		code, _, errOut := runCLI(t, args...)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d, want %d; stderr %q", args, code, exitUsage, errOut)
+		}
+	}
+}
+
+func TestLaterCommandsSaySoPlainly(t *testing.T) {
+	for _, cmd := range []string{"join", "run", "status", "reset"} {
+		code, out, errOut := runCLI(t, cmd)
+		if code != exitNotYet {
+			t.Errorf("%s: exit %d, want %d", cmd, code, exitNotYet)
+		}
+		if out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "not available in this version") {
+			t.Errorf("%s: want one plain line on stderr, got stdout %q stderr %q", cmd, out, errOut)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != exitOK || !strings.HasPrefix(out, "ecom-agent ") {
+		t.Fatalf("exit %d out %q", code, out)
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
