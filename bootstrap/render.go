@@ -34,6 +34,9 @@ type Renderer struct {
 	// Membership is the etcd membership to render; empty until the quorum
 	// phase decides it.
 	Membership EtcdMembership
+	// SkipUnitFiles leaves the systemd units to the caller: the daemon
+	// applies them through units.Manager, which also reloads systemd.
+	SkipUnitFiles bool
 
 	cas     map[pki.CAName]*pki.Authority
 	written []Written
@@ -104,7 +107,11 @@ func (r *Renderer) Phases() []Phase {
 // Run runs every phase in order and returns what was written. An error
 // names the phase that failed: "phase pki: etcd/ca: ...".
 func (r *Renderer) Run(ctx context.Context) ([]Written, error) {
+	r.written = nil
 	for _, p := range r.Phases() {
+		if p.Name == "units" && r.SkipUnitFiles {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			return r.written, err
 		}

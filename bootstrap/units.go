@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -39,6 +40,58 @@ func ComponentUnits(cfg *config.Config, etcdServers []string) []units.Spec {
 	}
 	specs = append(specs, KubeletUnitSpec(cfg))
 	return specs
+}
+
+// UnitInputs lists the files a unit reads at start, so a change to any of
+// them restarts that unit and no other.
+func UnitInputs(unit string) []string {
+	switch unit {
+	case EtcdUnit:
+		return []string{
+			EtcdConfigFile,
+			pkiPath("etcd/ca.crt"),
+			pkiPath("etcd/server.crt"), pkiPath("etcd/server.key"),
+			pkiPath("etcd/peer.crt"), pkiPath("etcd/peer.key"),
+		}
+	case APIServerUnit:
+		return []string{
+			EncryptionConfigFile, AuditPolicyFile,
+			pkiPath("ca.crt"), pkiPath("apiserver.crt"), pkiPath("apiserver.key"),
+			pkiPath("apiserver-kubelet-client.crt"), pkiPath("apiserver-kubelet-client.key"),
+			pkiPath("apiserver-etcd-client.crt"), pkiPath("apiserver-etcd-client.key"),
+			pkiPath("etcd/ca.crt"), pkiPath("front-proxy-ca.crt"),
+			pkiPath("front-proxy-client.crt"), pkiPath("front-proxy-client.key"),
+			pkiPath("sa.pub"), pkiPath("sa.key"),
+		}
+	case ControllerManagerUnit:
+		return []string{ControllerManagerKubeconfig, pkiPath("ca.crt"), pkiPath("ca.key"), pkiPath("sa.key"), pkiPath("front-proxy-ca.crt")}
+	case SchedulerUnit:
+		return []string{SchedulerKubeconfig}
+	case KubeletUnit:
+		return []string{KubeletConfigFile, KubeletKubeconfig, pkiPath("ca.crt")}
+	}
+	return nil
+}
+
+// ChangedUnits returns the units among names whose inputs a render
+// created or updated.
+func ChangedUnits(written []Written, names []string) []string {
+	changed := map[string]bool{}
+	for _, w := range written {
+		if w.Result != hostfs.Unchanged {
+			changed[w.Path] = true
+		}
+	}
+	var out []string
+	for _, n := range names {
+		for _, in := range UnitInputs(n) {
+			if changed[in] {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // EtcdUnitSpec runs etcd from the agent's own binary.
@@ -103,6 +156,9 @@ func AgentUnitSpec() units.Spec {
 		ExecStart:     []string{AgentBinary, "run", "--config=" + AgentConfigFile},
 		Restart:       units.RestartAlways,
 		RestartDelay:  5 * time.Second,
+		// An invalid config (exit 2) needs an operator, not a restart loop.
+		RestartPreventExitStatus: []int{2},
+		Watchdog:                 2 * time.Minute,
 		// The agent stops its work cleanly on SIGTERM; the units it
 		// manages keep running (they are separate units).
 		StopTimeout: 30 * time.Second,

@@ -175,6 +175,14 @@ func (s *Spec) options() ([]*unit.UnitOption, error) {
 	span(svc, "RestartSec", s.RestartDelay)
 	span(svc, "TimeoutStartSec", s.StartTimeout)
 	span(svc, "TimeoutStopSec", s.StopTimeout)
+	span(svc, "WatchdogSec", s.Watchdog)
+	if len(s.RestartPreventExitStatus) > 0 {
+		codes := make([]string, len(s.RestartPreventExitStatus))
+		for i, c := range s.RestartPreventExitStatus {
+			codes[i] = strconv.Itoa(c)
+		}
+		add(svc, "RestartPreventExitStatus", strings.Join(codes, " "))
+	}
 	if s.LimitNOFILE > 0 {
 		add(svc, "LimitNOFILE", strconv.FormatUint(s.LimitNOFILE, 10))
 	}

@@ -100,8 +100,14 @@ type Spec struct {
 	// StartTimeout and StopTimeout may be Infinity.
 	StartTimeout time.Duration
 	StopTimeout  time.Duration
-	LimitNOFILE  uint64
-	KillMode     KillMode
+	// Watchdog is WatchdogSec=: a Type=notify service must send
+	// WATCHDOG=1 at least this often or systemd restarts it.
+	Watchdog time.Duration
+	// RestartPreventExitStatus lists exit codes after which systemd does
+	// not restart the service (a config error needs a human, not a loop).
+	RestartPreventExitStatus []int
+	LimitNOFILE              uint64
+	KillMode                 KillMode
 	// Delegate gives the service its own cgroup subtree (kubelet and the
 	// container runtime manage cgroups below it).
 	Delegate bool

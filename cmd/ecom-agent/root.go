@@ -96,6 +96,7 @@ and seeds the platform's workloads once the API server is healthy.`,
 		c.resetCommand(),
 		etcdCommand(),
 		c.versionCommand(),
+		c.internalCommand(),
 	)
 	for _, cmd := range root.Commands() {
 		if cmd.Args == nil {
@@ -136,22 +137,6 @@ func (c *cli) joinCommand() *cobra.Command {
 		Use:   "join",
 		Short: "Join this node to its cluster (cloud-init friendly)",
 		RunE:  notYet("gossip discovery and the etcd quorum arrive in a later release"),
-	}
-}
-
-func (c *cli) runCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "Run the agent daemon (started by ecom-agent.service)",
-		RunE:  notYet("the daemon arrives in a later release"),
-	}
-}
-
-func (c *cli) statusCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show this node's and the cluster's health",
-		RunE:  notYet("status arrives with the daemon in a later release"),
 	}
 }
 

@@ -1,0 +1,493 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/units"
+)
+
+// Systemd is what the daemon needs from systemd; *units.Manager is the
+// real one.
+type Systemd interface {
+	Apply(ctx context.Context, specs []units.Spec) (units.Changes, error)
+	Start(ctx context.Context, name string) error
+	Restart(ctx context.Context, name string) error
+	Status(ctx context.Context, name string) (units.UnitStatus, error)
+	Journal(ctx context.Context, name string, n int) ([]string, error)
+}
+
+var _ Systemd = (*units.Manager)(nil)
+
+// Notifier sends sd_notify messages ("READY=1", "STATUS=...") to systemd.
+type Notifier func(state string) error
+
+// Deps is everything the daemon works with, passed in explicitly.
+type Deps struct {
+	Config *config.Config
+	Root   *hostfs.Root
+	Log    *slog.Logger
+	// Systemd connects to systemd.
+	Systemd func(ctx context.Context) (Systemd, error)
+	Notify  Notifier
+	// Watchdog is systemd's watchdog interval (0 when it is off).
+	Watchdog time.Duration
+	// Socket is the control socket's real path.
+	Socket string
+	Now    func() time.Time
+}
+
+// Daemon is the agent that runs on every node under ecom-agent.service.
+type Daemon struct {
+	d       Deps
+	state   *State
+	sd      Systemd
+	started time.Time
+
+	// heartbeat is the unix-nano time the daemon last made progress; the
+	// watchdog is only fed while it is recent, so a stuck daemon gets
+	// restarted by systemd.
+	heartbeat atomic.Int64
+
+	mu      sync.Mutex
+	waiting string
+	status  Status
+}
+
+// Timeouts of the daemon's bounded waits.
+const (
+	unitJobTimeout   = 2 * time.Minute
+	etcdReadyTimeout = 2 * time.Minute
+	refreshInterval  = 15 * time.Second
+	journalLines     = 15
+)
+
+// New returns a daemon with deps.
+func New(deps Deps) *Daemon {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Notify == nil {
+		deps.Notify = func(string) error { return nil }
+	}
+	return &Daemon{d: deps}
+}
+
+// Run brings this node to its target phase and keeps watching it until
+// ctx ends. It returns nil on a clean stop.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = d.d.Now()
+	d.beat()
+	stopWatchdog := d.feedWatchdog(ctx)
+	defer stopWatchdog()
+
+	st, err := LoadState(d.d.Root)
+	if err != nil {
+		return d.fail("load state", err)
+	}
+	d.state = st
+	if err := d.state.Save(d.d.Root); err != nil {
+		return d.fail("save state", err)
+	}
+	d.publish(ctx, false)
+
+	sctx, cancelSocket := context.WithCancel(context.Background())
+	defer cancelSocket()
+	if d.d.Socket != "" {
+		if _, err := serveSocket(sctx, d.d.Socket, statusHandler(d.Status)); err != nil {
+			return d.fail("control socket", err)
+		}
+	}
+
+	if err := d.converge(ctx); err != nil {
+		if ctx.Err() != nil {
+			return d.stop()
+		}
+		return d.fail("bootstrap", err)
+	}
+	_ = d.d.Notify("READY=1")
+	d.refresh(ctx)
+	d.d.Log.Info("node ready", "phase", d.state.Phase, "status", d.statusLine())
+
+	t := time.NewTicker(refreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return d.stop()
+		case <-t.C:
+			d.beat()
+			d.refresh(ctx)
+		}
+	}
+}
+
+// converge runs the local phases and starts what this node may start.
+func (d *Daemon) converge(ctx context.Context) error {
+	cfg := d.d.Config
+	d.notifyStatus("rendering files")
+	r := bootstrap.NewRenderer(cfg, d.d.Root, d.d.Log)
+	r.SkipUnitFiles = true
+	if cfg.IsControlPlane() && d.state.Etcd == nil {
+		if err := d.decideSingleMember(); err != nil {
+			return err
+		}
+	}
+	r.Membership = d.state.Etcd.Membership()
+	written, err := r.Run(ctx)
+	if err != nil {
+		return err
+	}
+	d.beat()
+	d.setPhase(PhaseRendered)
+
+	d.notifyStatus("connecting to systemd")
+	sd, err := d.d.Systemd(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to systemd: %w", err)
+	}
+	d.sd = sd
+
+	if !cfg.IsControlPlane() {
+		d.setWaiting("a control-plane agent to issue this worker's kubelet certificates (worker join arrives in a later release)")
+		d.setPhase(PhaseWorkerIdle)
+		return nil
+	}
+	if d.state.Etcd == nil {
+		d.setWaiting(fmt.Sprintf("%d control-plane nodes to form the etcd quorum (gossip discovery arrives in a later release)", cfg.Expect))
+		d.setPhase(PhaseWaiting)
+		return nil
+	}
+	d.setWaiting("")
+	return d.startEtcd(ctx, written)
+}
+
+// decideSingleMember decides the membership of a one-member cluster
+// (expect = 1) and persists it before anything acts on it. Clusters of
+// three or more form through the quorum protocol instead.
+func (d *Daemon) decideSingleMember() error {
+	cfg := d.d.Config
+	if cfg.Expect != 1 {
+		return nil
+	}
+	token, err := randomToken(cfg.ClusterName)
+	if err != nil {
+		return err
+	}
+	state := "new"
+	if has, err := hasEtcdData(d.d.Root); err != nil {
+		return err
+	} else if has {
+		// etcd starts from its WAL and ignores the initial membership.
+		state = "existing"
+	}
+	d.state.Etcd = &EtcdDecision{
+		State:     state,
+		Token:     token,
+		Peers:     map[string]string{cfg.NodeName: bootstrap.EtcdPeerURL(cfg.AdvertiseAddress, cfg.Etcd.PeerPort)},
+		DecidedAt: d.d.Now(),
+	}
+	return d.state.Save(d.d.Root)
+}
+
+// startEtcd applies the etcd unit, (re)starts etcd when its unit or any
+// file it reads changed, and waits for it to answer.
+func (d *Daemon) startEtcd(ctx context.Context, written []bootstrap.Written) error {
+	d.setPhase(PhaseEtcdStart)
+	d.notifyStatus("starting etcd")
+	changes, err := d.sd.Apply(ctx, []units.Spec{bootstrap.EtcdUnitSpec(d.d.Config)})
+	if err != nil {
+		return err
+	}
+	restart := slices.Concat(changes.Written, changes.Stale, bootstrap.ChangedUnits(written, []string{bootstrap.EtcdUnit}))
+	jctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+	defer cancel()
+	st, err := d.sd.Status(jctx, bootstrap.EtcdUnit)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.ActiveState == "active" && slices.Contains(restart, bootstrap.EtcdUnit):
+		d.d.Log.Info("restarting etcd: its config changed", "unit", bootstrap.EtcdUnit)
+		err = d.sd.Restart(jctx, bootstrap.EtcdUnit)
+	case st.ActiveState != "active":
+		err = d.sd.Start(jctx, bootstrap.EtcdUnit)
+	}
+	if err != nil {
+		return err
+	}
+	d.beat()
+	if err := d.waitEtcd(ctx); err != nil {
+		return err
+	}
+	d.setPhase(PhaseEtcdReady)
+	return nil
+}
+
+// waitEtcd polls the local member until it answers, bounded.
+func (d *Daemon) waitEtcd(ctx context.Context) error {
+	cli, err := localEtcdClient(d.d.Root, d.d.Config)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, etcdReadyTimeout)
+	defer cancel()
+	var last error
+	for {
+		if _, err := etcdStatus(ctx, cli); err == nil {
+			return nil
+		} else {
+			last = err
+		}
+		d.beat()
+		select {
+		case <-ctx.Done():
+			journal, _ := d.sd.Journal(context.Background(), bootstrap.EtcdUnit, journalLines)
+			return fmt.Errorf("etcd did not answer within %s (%v); last lines of %s:\n  %s",
+				etcdReadyTimeout, last, bootstrap.EtcdUnit, strings.Join(journal, "\n  "))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// managedUnits lists the units a node runs in its current phase.
+func managedUnits(cfg *config.Config, st *State) []string {
+	if cfg.IsControlPlane() && st != nil && st.Etcd != nil {
+		return []string{bootstrap.EtcdUnit}
+	}
+	return nil
+}
+
+// refresh rebuilds the published status from systemd and etcd.
+func (d *Daemon) refresh(ctx context.Context) {
+	d.publish(ctx, true)
+	_ = d.d.Notify("STATUS=" + d.statusLine())
+}
+
+func (d *Daemon) publish(ctx context.Context, probe bool) {
+	d.mu.Lock()
+	waiting := d.waiting
+	d.mu.Unlock()
+	in := statusInput{
+		cfg: d.d.Config, root: d.d.Root, state: d.state, waiting: waiting,
+		started: d.started, now: d.d.Now(), source: "daemon",
+	}
+	if probe {
+		in.sd = d.sd
+	}
+	s := collectStatus(ctx, in)
+	d.mu.Lock()
+	d.status = s
+	d.mu.Unlock()
+}
+
+// statusInput is what a status is built from, by the daemon or, when the
+// daemon does not answer, by `ecom-agent status` itself.
+type statusInput struct {
+	cfg     *config.Config
+	root    *hostfs.Root
+	state   *State
+	sd      Systemd // nil: do not probe systemd or etcd
+	waiting string
+	started time.Time
+	now     time.Time
+	source  string
+}
+
+func collectStatus(ctx context.Context, in statusInput) Status {
+	s := Status{
+		SchemaVersion: StatusSchemaVersion,
+		Source:        in.source,
+		Node: Node{
+			Name: in.cfg.NodeName, Role: string(in.cfg.Role), Cluster: in.cfg.ClusterName,
+			AdvertiseAddress: in.cfg.AdvertiseAddress.String(), Version: Version,
+		},
+		StartedAt: in.started,
+		Waiting:   in.waiting,
+		CheckedAt: in.now,
+	}
+	if in.state != nil {
+		s.Node.ID, s.Phase, s.PhaseSince = in.state.NodeID, in.state.Phase, in.state.PhaseSince
+	}
+	managed := managedUnits(in.cfg, in.state)
+	if in.sd != nil {
+		s.Units = unitReports(ctx, in.sd, managed)
+	}
+	etcdExpected := in.sd != nil && len(managed) > 0 && in.state.Phase == PhaseEtcdReady
+	if etcdExpected {
+		s.Etcd, s.EtcdError = probeEtcd(ctx, in.root, in.cfg)
+	}
+	s.judge(etcdExpected)
+	return s
+}
+
+// LocalStatus builds the node's status without the daemon: from the state
+// file, systemd and etcd directly. It is what `ecom-agent status` shows
+// when the daemon does not answer.
+func LocalStatus(ctx context.Context, cfg *config.Config, root *hostfs.Root, sd Systemd) Status {
+	in := statusInput{cfg: cfg, root: root, sd: sd, now: time.Now(), source: "local"}
+	joined, err := root.Exists(bootstrap.AgentStateFile)
+	if err == nil && joined {
+		in.state, err = LoadState(root)
+	}
+	s := collectStatus(ctx, in)
+	switch {
+	case err != nil:
+		s.Reasons = append([]string{err.Error()}, s.Reasons...)
+		s.Verdict = Down
+	case !joined:
+		s.Reasons = append([]string{"this node has not joined: there is no " + bootstrap.AgentStateFile}, s.Reasons...)
+		s.Verdict = Down
+	}
+	return s
+}
+
+// unitReports reads each unit's state, with journal lines for failing ones.
+func unitReports(ctx context.Context, sd Systemd, names []string) []UnitReport {
+	var out []UnitReport
+	for _, n := range names {
+		st, err := sd.Status(ctx, n)
+		r := UnitReport{UnitStatus: st}
+		r.Name = n
+		if err != nil {
+			r.Error = err.Error()
+		} else if st.ActiveState != "active" || st.NRestarts > 0 {
+			r.Journal, _ = sd.Journal(ctx, n, journalLines)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func probeEtcd(ctx context.Context, root *hostfs.Root, cfg *config.Config) (*EtcdStatus, string) {
+	cli, err := localEtcdClient(root, cfg)
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer cli.Close()
+	st, err := etcdStatus(ctx, cli)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return &st, ""
+}
+
+// Status returns the last published status.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+// statusLine is the one line shown by `systemctl status ecom-agent`.
+func (d *Daemon) statusLine() string {
+	s := d.Status()
+	line := fmt.Sprintf("%s, phase %s", s.Verdict, s.Phase)
+	if s.Etcd != nil {
+		line += fmt.Sprintf(", etcd %d members (leader %s)", len(s.Etcd.Members), s.Etcd.Leader)
+	}
+	if len(s.Reasons) > 0 {
+		line += ": " + s.Reasons[0]
+	}
+	return line
+}
+
+func (d *Daemon) setPhase(p Phase) {
+	d.state.SetPhase(p, d.d.Now())
+	if err := d.state.Save(d.d.Root); err != nil {
+		d.d.Log.Error("save state", "err", err)
+	}
+	d.d.Log.Info("phase", "phase", p)
+}
+
+func (d *Daemon) setWaiting(w string) {
+	d.mu.Lock()
+	d.waiting = w
+	d.mu.Unlock()
+	if w != "" {
+		d.notifyStatus("waiting for " + w)
+	}
+}
+
+func (d *Daemon) notifyStatus(s string) {
+	_ = d.d.Notify("STATUS=" + s)
+}
+
+// fail reports a fatal error to systemd and returns it wrapped with step.
+func (d *Daemon) fail(step string, err error) error {
+	err = fmt.Errorf("%s: %w", step, err)
+	_ = d.d.Notify("STATUS=failed: " + firstLine(err.Error()))
+	return err
+}
+
+func (d *Daemon) stop() error {
+	_ = d.d.Notify("STOPPING=1")
+	d.d.Log.Info("stopping; the units this agent manages keep running")
+	return nil
+}
+
+func (d *Daemon) beat() { d.heartbeat.Store(d.d.Now().UnixNano()) }
+
+// feedWatchdog sends WATCHDOG=1 at a third of systemd's interval while
+// the daemon keeps making progress.
+func (d *Daemon) feedWatchdog(ctx context.Context) func() {
+	if d.d.Watchdog <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(d.d.Watchdog / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				last := time.Unix(0, d.heartbeat.Load())
+				if d.d.Now().Sub(last) < d.d.Watchdog {
+					_ = d.d.Notify("WATCHDOG=1")
+				}
+			}
+		}
+	}()
+	return cancel
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// hasEtcdData reports whether this node has an etcd write-ahead log.
+func hasEtcdData(root *hostfs.Root) (bool, error) {
+	_, err := root.Stat(bootstrap.EtcdDataDir + "/member/wal")
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// randomToken returns a fresh initial-cluster-token.
+func randomToken(cluster string) (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("cluster token: %w", err)
+	}
+	return cluster + "-" + hex.EncodeToString(b), nil
+}

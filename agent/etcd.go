@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/pki"
+)
+
+// EtcdStatus is what etcd says about its cluster, as this node sees it.
+type EtcdStatus struct {
+	ClusterID string       `json:"cluster_id"`
+	Leader    string       `json:"leader,omitempty"`
+	RaftIndex uint64       `json:"raft_index"`
+	RaftTerm  uint64       `json:"raft_term"`
+	DBSize    int64        `json:"db_size_bytes"`
+	Members   []EtcdMember `json:"members"`
+}
+
+// EtcdMember is one member of the etcd cluster.
+type EtcdMember struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peer_urls"`
+	ClientURLs []string `json:"client_urls,omitempty"`
+	Learner    bool     `json:"learner"`
+	Leader     bool     `json:"leader"`
+	// Started is false for a member added but not yet running.
+	Started bool `json:"started"`
+}
+
+// etcdClientTLS is the mutual TLS config of the agent's etcd client: the
+// healthcheck client certificate, trusting only the etcd CA.
+func etcdClientTLS(root *hostfs.Root) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(root.Path(pki.CertPath("etcd/healthcheck-client")), root.Path(pki.KeyPath("etcd/healthcheck-client")))
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	caPEM, err := root.ReadFile(pki.CertPath(string(pki.EtcdCA)))
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("etcd CA %s holds no certificate", pki.CertPath(string(pki.EtcdCA)))
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// localEtcdClient connects to the etcd member on this node.
+func localEtcdClient(root *hostfs.Root, cfg *config.Config) (*clientv3.Client, error) {
+	tlsCfg, err := etcdClientTLS(root)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := bootstrap.EtcdClientURL(netip.MustParseAddr("127.0.0.1"), cfg.Etcd.ClientPort)
+	return clientv3.New(clientv3.Config{
+		Endpoints:   []string{endpoint},
+		TLS:         tlsCfg,
+		DialTimeout: 3 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+}
+
+// etcdStatus asks the local member for the cluster's state.
+func etcdStatus(ctx context.Context, cli *clientv3.Client) (EtcdStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ep := cli.Endpoints()[0]
+	st, err := cli.Status(ctx, ep)
+	if err != nil {
+		return EtcdStatus{}, fmt.Errorf("etcd status: %w", err)
+	}
+	ml, err := cli.MemberList(ctx)
+	if err != nil {
+		return EtcdStatus{}, fmt.Errorf("etcd member list: %w", err)
+	}
+	out := EtcdStatus{
+		ClusterID: hexID(st.Header.ClusterId),
+		RaftIndex: st.RaftIndex,
+		RaftTerm:  st.RaftTerm,
+		DBSize:    st.DbSize,
+	}
+	for _, m := range ml.Members {
+		em := EtcdMember{
+			ID: hexID(m.ID), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs,
+			Learner: m.IsLearner, Leader: m.ID == st.Leader, Started: m.Name != "",
+		}
+		if em.Leader {
+			out.Leader = m.Name
+		}
+		out.Members = append(out.Members, em)
+	}
+	return out, nil
+}
+
+func hexID(id uint64) string { return strconv.FormatUint(id, 16) }

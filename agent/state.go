@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+)
+
+// State is what the agent keeps about itself across restarts, at
+// /var/lib/ecom-agent/state.json. Every decision that must survive a crash
+// is written here before it is acted on, so a killed agent resumes.
+type State struct {
+	// NodeID identifies this installation; a reinstalled host gets a new
+	// one, which is how peers tell it from the member it replaces.
+	NodeID string `json:"node_id"`
+	// Phase is the last phase this node reached.
+	Phase Phase `json:"phase"`
+	// PhaseSince is when Phase was entered.
+	PhaseSince time.Time `json:"phase_since"`
+	// Etcd is the etcd membership this node starts with, once decided.
+	Etcd *EtcdDecision `json:"etcd,omitempty"`
+}
+
+// EtcdDecision is a decided etcd membership.
+type EtcdDecision struct {
+	State     string            `json:"state"` // "new" or "existing"
+	Token     string            `json:"token"`
+	Peers     map[string]string `json:"peers"` // member name -> peer URL
+	DecidedAt time.Time         `json:"decided_at"`
+}
+
+// Membership returns the decision as the renderer wants it.
+func (d *EtcdDecision) Membership() bootstrap.EtcdMembership {
+	if d == nil {
+		return bootstrap.EtcdMembership{}
+	}
+	return bootstrap.EtcdMembership{State: d.State, Token: d.Token, Peers: d.Peers}
+}
+
+// Phase is a step of a node's life, in order.
+type Phase string
+
+// The phases a node moves through.
+const (
+	PhaseStarting   Phase = "starting"
+	PhaseRendered   Phase = "rendered"
+	PhaseWaiting    Phase = "waiting-for-peers"
+	PhaseEtcdStart  Phase = "etcd-starting"
+	PhaseEtcdReady  Phase = "etcd-ready"
+	PhaseWorkerIdle Phase = "worker-waiting"
+)
+
+// LoadState reads the state file, creating a fresh state with a new node
+// ID when there is none. A state file that exists but does not parse is
+// an error: guessing would risk a second bootstrap.
+func LoadState(root *hostfs.Root) (*State, error) {
+	data, err := root.ReadFile(bootstrap.AgentStateFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{NodeID: uuid.NewString(), Phase: PhaseStarting}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s is corrupt (%w); move it aside only if this node holds no etcd data, then restart", root.Path(bootstrap.AgentStateFile), err)
+	}
+	if _, err := uuid.Parse(s.NodeID); err != nil {
+		return nil, fmt.Errorf("%s: node_id %q is not a UUID", root.Path(bootstrap.AgentStateFile), s.NodeID)
+	}
+	return &s, nil
+}
+
+// Save writes the state atomically, readable by root only.
+func (s *State) Save(root *hostfs.Root) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := root.MkdirAll(bootstrap.AgentStateDir, 0o700); err != nil {
+		return err
+	}
+	if _, err := root.WriteFile(bootstrap.AgentStateFile, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// SetPhase records a new phase (and when it was entered) if it changed.
+func (s *State) SetPhase(p Phase, now time.Time) {
+	if s.Phase != p {
+		s.Phase, s.PhaseSince = p, now
+	}
+}

@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/units"
+)
+
+// StatusSchemaVersion is the version of the Status JSON document. Fields
+// are only ever added within a version; a removal or change of meaning
+// bumps it.
+const StatusSchemaVersion = 1
+
+// Verdicts, most severe last.
+const (
+	Healthy  = "healthy"
+	Degraded = "degraded"
+	Down     = "down"
+)
+
+// Status is the node's health as `ecom-agent status` shows it and the
+// control socket serves it.
+type Status struct {
+	SchemaVersion int `json:"schema_version"`
+	// Source is "daemon" when the running agent answered, "local" when
+	// status read the state file and systemd itself.
+	Source string `json:"source"`
+	Node   Node   `json:"node"`
+	Phase  Phase  `json:"phase"`
+	// PhaseSince is when the node entered Phase.
+	PhaseSince time.Time `json:"phase_since,omitzero"`
+	// StartedAt is when the daemon started (zero when it is not running).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// Verdict is healthy, degraded or down; Reasons say why, worst first.
+	Verdict string   `json:"verdict"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Waiting says what the node waits for, if anything.
+	Waiting   string       `json:"waiting,omitempty"`
+	Units     []UnitReport `json:"units"`
+	Etcd      *EtcdStatus  `json:"etcd,omitempty"`
+	EtcdError string       `json:"etcd_error,omitempty"`
+	CheckedAt time.Time    `json:"checked_at"`
+}
+
+// Node identifies the node.
+type Node struct {
+	Name             string `json:"name"`
+	Role             string `json:"role"`
+	ID               string `json:"id"`
+	Cluster          string `json:"cluster"`
+	AdvertiseAddress string `json:"advertise_address"`
+	Version          string `json:"agent_version"`
+}
+
+// UnitReport is a managed unit's state, with its last journal lines when
+// it is failing.
+type UnitReport struct {
+	units.UnitStatus
+	Journal []string `json:"journal,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// judge sets the verdict and reasons from the rest of the status.
+func (s *Status) judge(expectEtcd bool) {
+	var down, degraded []string
+	for _, u := range s.Units {
+		switch {
+		case u.Error != "":
+			down = append(down, fmt.Sprintf("%s: %s", u.Name, u.Error))
+		case u.ActiveState == "failed" || (u.ActiveState != "active" && u.SubState == "auto-restart"):
+			down = append(down, fmt.Sprintf("%s is %s (%s), restarted %d times", u.Name, u.ActiveState, u.Result, u.NRestarts))
+		case u.ActiveState != "active":
+			degraded = append(degraded, fmt.Sprintf("%s is %s/%s", u.Name, u.ActiveState, u.SubState))
+		}
+	}
+	if expectEtcd {
+		switch {
+		case s.EtcdError != "":
+			down = append(down, "etcd is not answering: "+s.EtcdError)
+		case s.Etcd != nil:
+			for _, m := range s.Etcd.Members {
+				if !m.Started {
+					degraded = append(degraded, fmt.Sprintf("etcd member %s added but not started", m.ID))
+				}
+			}
+			if s.Etcd.Leader == "" {
+				down = append(down, "etcd has no leader")
+			}
+		}
+	}
+	if s.Waiting != "" {
+		degraded = append(degraded, "waiting: "+s.Waiting)
+	}
+	s.Reasons = append(down, degraded...)
+	switch {
+	case len(down) > 0:
+		s.Verdict = Down
+	case len(degraded) > 0:
+		s.Verdict = Degraded
+	default:
+		s.Verdict = Healthy
+	}
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/units"
+)
+
+// Exit codes of `status`, for scripts and monitoring.
+const (
+	statusHealthy  = 0
+	statusDegraded = 1
+	statusDown     = 2
+)
+
+func (c *cli) statusCommand() *cobra.Command {
+	var output, socket string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show this node's health; exit 0 healthy, 1 degraded, 2 down or unknown",
+		Long: `status asks the running agent over its control socket. When the agent does
+not answer, it reads the node's state file, systemd and etcd itself and says
+so. Exit codes: 0 healthy, 1 degraded, 2 down or unknown.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return usageError{fmt.Errorf("--output %q: want table or json", output)}
+			}
+			st, daemonErr := agent.QueryStatus(cmd.Context(), socket)
+			if daemonErr != nil {
+				cfg, err := c.loadConfig()
+				if err != nil {
+					fmt.Fprintf(c.stderr, "the agent does not answer (%v) and the config cannot be read\n", daemonErr)
+					return withCode(statusDown, err)
+				}
+				root, _ := hostfs.New("/")
+				var sd agent.Systemd
+				m, err := units.Connect(cmd.Context(), root, units.Options{})
+				if err != nil {
+					fmt.Fprintf(c.stderr, "cannot reach systemd either: %v\n", err)
+				} else {
+					defer m.Close()
+					sd = m
+				}
+				st = agent.LocalStatus(cmd.Context(), cfg, root, sd)
+				st.Reasons = append(st.Reasons, "the agent daemon does not answer: "+daemonErr.Error())
+			}
+			if output == "json" {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.stdout, st)
+			}
+			switch st.Verdict {
+			case agent.Healthy:
+				return nil
+			case agent.Degraded:
+				return withCode(statusDegraded, errSilent)
+			default:
+				return withCode(statusDown, errSilent)
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
+	return cmd
+}
+
+func printStatus(w io.Writer, s agent.Status) {
+	verdict := strings.ToUpper(s.Verdict)
+	fmt.Fprintf(w, "%s  %s (%s) in cluster %s: %s\n", verdict, s.Node.Name, s.Node.Role, s.Node.Cluster, reasonOrOK(s))
+	for i, r := range s.Reasons {
+		if i == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "         %s\n", r)
+	}
+	since := ""
+	if !s.PhaseSince.IsZero() {
+		since = " since " + s.PhaseSince.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "phase    %s%s\n", s.Phase, since)
+	fmt.Fprintf(w, "node     id %s, address %s, agent %s", s.Node.ID, s.Node.AdvertiseAddress, s.Node.Version)
+	if !s.StartedAt.IsZero() {
+		fmt.Fprintf(w, ", up %s", time.Since(s.StartedAt).Round(time.Second))
+	}
+	fmt.Fprintf(w, " (source: %s)\n", s.Source)
+	if len(s.Units) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "UNIT\tACTIVE\tSUB\tRESTARTS\tSINCE")
+		for _, u := range s.Units {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", u.Name, u.ActiveState, u.SubState, u.NRestarts, ago(u.StateChangeTime))
+		}
+		tw.Flush()
+		for _, u := range s.Units {
+			if len(u.Journal) > 0 && u.ActiveState != "active" {
+				fmt.Fprintf(w, "\nlast lines of %s:\n", u.Name)
+				for _, l := range u.Journal {
+					fmt.Fprintf(w, "  %s\n", l)
+				}
+			}
+		}
+	}
+	if s.Etcd != nil {
+		fmt.Fprintf(w, "\netcd cluster %s, raft term %d index %d, db %d KiB\n", s.Etcd.ClusterID, s.Etcd.RaftTerm, s.Etcd.RaftIndex, s.Etcd.DBSize/1024)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MEMBER\tID\tROLE\tPEER URLS")
+		for _, m := range s.Etcd.Members {
+			role := "voter"
+			switch {
+			case m.Leader:
+				role = "leader"
+			case m.Learner:
+				role = "learner"
+			case !m.Started:
+				role = "not started"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, m.ID, role, strings.Join(m.PeerURLs, ","))
+		}
+		tw.Flush()
+	}
+}
+
+func reasonOrOK(s agent.Status) string {
+	if len(s.Reasons) == 0 {
+		return "all checks pass"
+	}
+	return s.Reasons[0]
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}

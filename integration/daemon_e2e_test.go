@@ -1,0 +1,222 @@
+//go:build e2e
+
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+// etcdOverTLS connects from the test process, across the test network, to
+// a host's etcd with certificates read from that host.
+func etcdOverTLS(t *testing.T, h *testhost.Host) *clientv3.Client {
+	t.Helper()
+	read := func(p string) []byte {
+		b, err := h.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cert, err := tls.X509KeyPair(read("/etc/kubernetes/pki/etcd/healthcheck-client.crt"), read("/etc/kubernetes/pki/etcd/healthcheck-client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(read("/etc/kubernetes/pki/etcd/ca.crt"))
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{fmt.Sprintf("https://%s:2379", h.Addr())},
+		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
+		DialTimeout: 3 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
+	t.Helper()
+	res, err := run(h, "ecom-agent", "status", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st agent.Status
+	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
+		t.Fatalf("status -o json on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
+	}
+	return st, res.ExitCode
+}
+
+// TestDaemonRunsEtcdUnderSystemd is the real-systemd story of the agent:
+// on three hosts at once, ecom-agent.service reaches READY=1 with a
+// single-member etcd running as a systemd unit and serving mutual TLS;
+// config changes restart etcd and nothing else; a power cut brings
+// everything back.
+func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
+	env := testhost.New(t, testhost.Options{Prefix: "d", Logf: t.Logf})
+	hosts := env.Start(t, 3)
+
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			install(t, h, nodeConfig(h, 1, ""))
+			h.MustRun(t, "systemctl", "enable", "--now", "--no-block", "ecom-agent.service")
+		}()
+	}
+	wg.Wait()
+	for _, h := range hosts {
+		// Type=notify: active only once the daemon sent READY=1.
+		await(t, 2*time.Minute, "ecom-agent active on "+h.Name(), activeIs(h, "ecom-agent.service", "active"))
+		await(t, 30*time.Second, "etcd active on "+h.Name(), activeIs(h, "etcd.service", "active"))
+	}
+
+	t.Run("status shows the daemon's STATUS line and a healthy node", func(t *testing.T) {
+		for _, h := range hosts {
+			await(t, time.Minute, "healthy STATUS= on "+h.Name(), func() error {
+				line := show(t, h, "ecom-agent.service", "StatusText")
+				if !strings.HasPrefix(line, "healthy, phase etcd-ready, etcd 1 members") {
+					return fmt.Errorf("StatusText %q", line)
+				}
+				return nil
+			})
+			out := h.MustRun(t, "systemctl", "status", "--no-pager", "ecom-agent.service")
+			if !strings.Contains(out, "Status: \"healthy") {
+				t.Errorf("systemctl status on %s lacks the STATUS= text:\n%s", h.Name(), out)
+			}
+			st, code := statusJSON(t, h)
+			if code != 0 || st.Verdict != agent.Healthy || st.Source != "daemon" || st.Etcd == nil || len(st.Etcd.Members) != 1 {
+				t.Errorf("status on %s: exit %d, %+v", h.Name(), code, st)
+			}
+		}
+	})
+
+	t.Run("etcd serves mutual TLS across the network", func(t *testing.T) {
+		ids := map[string]bool{}
+		for _, h := range hosts {
+			cli := etcdOverTLS(t, h)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := cli.Put(ctx, "/e2e/"+h.Name(), h.Name())
+			resp, gerr := cli.MemberList(ctx)
+			cancel()
+			if err != nil || gerr != nil {
+				t.Fatalf("%s: put %v, member list %v", h.Name(), err, gerr)
+			}
+			ids[fmt.Sprint(resp.Header.ClusterId)] = true
+		}
+		if len(ids) != 3 {
+			t.Errorf("want three independent single-member clusters, got cluster IDs %v", ids)
+		}
+	})
+
+	h := hosts[0]
+	t.Run("an unchanged config restarts nothing", func(t *testing.T) {
+		pid := show(t, h, "etcd.service", "ExecMainPID")
+		loaded := show(t, h, "etcd.service", "InactiveExitTimestampMonotonic")
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		await(t, time.Minute, "ecom-agent active again", activeIs(h, "ecom-agent.service", "active"))
+		if got := show(t, h, "etcd.service", "ExecMainPID"); got != pid {
+			t.Errorf("etcd restarted (pid %s -> %s) though nothing changed", pid, got)
+		}
+		if got := show(t, h, "etcd.service", "InactiveExitTimestampMonotonic"); got != loaded {
+			t.Errorf("etcd was started again (%s -> %s)", loaded, got)
+		}
+	})
+
+	t.Run("a changed etcd config restarts etcd", func(t *testing.T) {
+		pid := show(t, h, "etcd.service", "ExecMainPID")
+		cfg := nodeConfig(h, 1, "[etcd]\nextra_flags = { \"snapshot-count\" = \"5000\" }\n")
+		if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		await(t, time.Minute, "ecom-agent active again", activeIs(h, "ecom-agent.service", "active"))
+		if got := show(t, h, "etcd.service", "ExecMainPID"); got == pid {
+			t.Errorf("etcd kept pid %s though its config changed", pid)
+		}
+		if data, _ := h.ReadFile("/etc/kubernetes/etcd/etcd.yaml"); !strings.Contains(string(data), "snapshot-count: 5000") {
+			t.Errorf("etcd.yaml was not re-rendered:\n%s", data)
+		}
+	})
+
+	t.Run("an invalid config stops the agent without a restart loop", func(t *testing.T) {
+		h := hosts[1]
+		if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(nodeConfig(h, 1, "bogus_key = 1\n")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = run(h, "systemctl", "restart", "ecom-agent.service")
+		await(t, 30*time.Second, "ecom-agent failed", activeIs(h, "ecom-agent.service", "failed"))
+		if st := show(t, h, "ecom-agent.service", "ExecMainStatus"); st != "2" {
+			t.Errorf("exit status %s, want 2", st)
+		}
+		if n := show(t, h, "ecom-agent.service", "NRestarts"); n != "0" {
+			t.Errorf("systemd restarted the agent %s times on a config error", n)
+		}
+		journal := h.MustRun(t, "journalctl", "-u", "ecom-agent.service", "--no-pager", "-n", "20")
+		if !strings.Contains(journal, "bogus_key") {
+			t.Errorf("the journal does not say which key is wrong:\n%s", journal)
+		}
+		// etcd, a unit of its own, keeps running.
+		if err := activeIs(h, "etcd.service", "active")(); err != nil {
+			t.Error(err)
+		}
+		if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(nodeConfig(h, 1, "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		await(t, time.Minute, "ecom-agent active after the fix", activeIs(h, "ecom-agent.service", "active"))
+	})
+
+	t.Run("status falls back to systemd when the daemon is stopped", func(t *testing.T) {
+		h := hosts[2]
+		h.MustRun(t, "systemctl", "stop", "ecom-agent.service")
+		st, code := statusJSON(t, h)
+		if st.Source != "local" || st.Etcd == nil || code != 0 {
+			t.Errorf("status with the daemon stopped: exit %d, %+v", code, st)
+		}
+		h.MustRun(t, "systemctl", "start", "ecom-agent.service")
+	})
+
+	t.Run("a power cut brings agent and etcd back with their data", func(t *testing.T) {
+		h := hosts[2]
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := h.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 2*time.Minute, "ecom-agent active after the power cut", activeIs(h, "ecom-agent.service", "active"))
+		await(t, time.Minute, "etcd active after the power cut", activeIs(h, "etcd.service", "active"))
+		cli := etcdOverTLS(t, h)
+		var resp *clientv3.GetResponse
+		await(t, time.Minute, "the key written before the power cut", func() error {
+			gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer gcancel()
+			var err error
+			resp, err = cli.Get(gctx, "/e2e/"+h.Name())
+			if err == nil && len(resp.Kvs) != 1 {
+				err = fmt.Errorf("key missing")
+			}
+			return err
+		})
+	})
+}

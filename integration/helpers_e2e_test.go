@@ -1,0 +1,120 @@
+//go:build e2e
+
+// Package integration holds ecom-agent's end-to-end tests: the real agent
+// binary on Debian test hosts with a real systemd as PID 1.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+var (
+	buildOnce sync.Once
+	agentBin  string
+	buildErr  error
+)
+
+// agentBinary returns the ecom-agent binary under test: $ECOM_AGENT_BIN
+// (the Makefile builds it), or one built for this run.
+func agentBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if p := os.Getenv("ECOM_AGENT_BIN"); p != "" {
+			agentBin = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "ecom-agent-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		agentBin = filepath.Join(dir, "ecom-agent")
+		cmd := exec.Command("go", "build", "-o", agentBin, "../cmd/ecom-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return agentBin
+}
+
+const testSecret = "e2e-secret-0123456789abcdef0123456789abcdef"
+
+// nodeConfig is the config.toml of a test host.
+func nodeConfig(h *testhost.Host, expect int, extra string) string {
+	return fmt.Sprintf(`cluster_name = "e2e"
+role = "control-plane"
+node_name = %q
+advertise_address = %q
+cluster_secret = %q
+expect = %d
+%s`, h.Name(), h.Addr(), testSecret, expect, extra)
+}
+
+// install puts the agent binary, its unit and config on a host.
+func install(t *testing.T, h *testhost.Host, config string) {
+	t.Helper()
+	if err := h.CopyIn(agentBinary(t), "/usr/bin/ecom-agent", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unit := h.MustRun(t, "/usr/bin/ecom-agent", "internal", "agent-unit")
+	if err := h.WriteFile("/lib/systemd/system/ecom-agent.service", []byte(unit+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.MustRun(t, "systemctl", "daemon-reload")
+}
+
+// await polls cond every 250ms until it returns nil or timeout passes.
+func await(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// show returns one systemd property of a unit.
+func show(t *testing.T, h *testhost.Host, unit, prop string) string {
+	t.Helper()
+	return h.MustRun(t, "systemctl", "show", "-p", prop, "--value", unit)
+}
+
+// run runs a command on a host with a bounded context.
+func run(h *testhost.Host, args ...string) (testhost.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return h.Run(ctx, args...)
+}
+
+func activeIs(h *testhost.Host, unit, want string) func() error {
+	return func() error {
+		res, _ := run(h, "systemctl", "is-active", unit)
+		if got := strings.TrimSpace(res.Stdout); got != want {
+			return fmt.Errorf("%s on %s is %q, want %q", unit, h.Name(), got, want)
+		}
+		return nil
+	}
+}
