@@ -138,22 +138,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 // converge runs the local phases and starts what this node may start.
 func (d *Daemon) converge(ctx context.Context) error {
 	cfg := d.d.Config
-	d.notifyStatus("rendering files")
-	r := bootstrap.NewRenderer(cfg, d.d.Root, d.d.Log)
-	r.SkipUnitFiles = true
 	if cfg.IsControlPlane() && d.state.Etcd == nil {
 		if err := d.decideSingleMember(); err != nil {
 			return err
 		}
 	}
-	r.Membership = d.state.Etcd.Membership()
-	written, err := r.Run(ctx)
-	if err != nil {
-		return err
-	}
-	d.beat()
-	d.setPhase(PhaseRendered)
-
 	d.notifyStatus("connecting to systemd")
 	sd, err := d.d.Systemd(ctx)
 	if err != nil {
@@ -161,17 +150,30 @@ func (d *Daemon) converge(ctx context.Context) error {
 	}
 	d.sd = sd
 
-	if !cfg.IsControlPlane() {
+	switch {
+	case !cfg.IsControlPlane():
 		d.setWaiting("a control-plane agent to issue this worker's kubelet certificates (worker join arrives in a later release)")
 		d.setPhase(PhaseWorkerIdle)
 		return nil
-	}
-	if d.state.Etcd == nil {
+	case d.state.Etcd == nil:
+		// Nothing is rendered yet: the cluster's CAs come from the node
+		// that founds it, so a node that creates its own before the
+		// quorum decision could end up with a CA nobody else trusts.
 		d.setWaiting(fmt.Sprintf("%d control-plane nodes to form the etcd quorum (gossip discovery arrives in a later release)", cfg.Expect))
 		d.setPhase(PhaseWaiting)
 		return nil
 	}
 	d.setWaiting("")
+	d.notifyStatus("rendering files")
+	r := bootstrap.NewRenderer(cfg, d.d.Root, d.d.Log)
+	r.SkipUnitFiles = true
+	r.Membership = d.state.Etcd.Membership()
+	written, err := r.Run(ctx)
+	if err != nil {
+		return err
+	}
+	d.beat()
+	d.setPhase(PhaseRendered)
 	return d.startEtcd(ctx, written)
 }
 
