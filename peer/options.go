@@ -1,0 +1,106 @@
+package peer
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	// DefaultMaxMessageBytes bounds a sealed request or response.
+	DefaultMaxMessageBytes = 4 << 20
+	// DefaultCallTimeout bounds a Call whose context has no earlier deadline.
+	DefaultCallTimeout = 15 * time.Second
+	// DefaultHandlerTimeout bounds a handler's run.
+	DefaultHandlerTimeout = 30 * time.Second
+)
+
+// minSecretLen is the shortest secret accepted, in bytes. The agent's
+// configuration asks for 32 characters; this guards against an unset one.
+const minSecretLen = 16
+
+// Options configure a Server or a Client. The agent fills one from its
+// configuration and state and passes it to both. Only keys derived from
+// Secret are kept; Options should not be logged.
+type Options struct {
+	// Secret is the cluster secret.
+	Secret []byte
+	// ClusterName is the cluster's name. It is part of the key, so
+	// clusters that share a secret but not a name cannot talk.
+	ClusterName string
+	// NodeID is this node's persisted ID, sent with every message and
+	// checked by CallNode. Required.
+	NodeID string
+	// NodeName is this node's name, for messages; NodeID if empty.
+	NodeName string
+	// Log receives the server's reasons for rejecting requests. Nil
+	// discards them.
+	Log *slog.Logger
+	// Now is the clock; time.Now if nil. Tests set it to skew a node.
+	Now func() time.Time
+	// MaxMessageBytes bounds sealed requests and responses, both when
+	// sending and receiving; DefaultMaxMessageBytes if zero.
+	MaxMessageBytes int64
+	// CallTimeout bounds each Call; DefaultCallTimeout if zero.
+	CallTimeout time.Duration
+	// HandlerTimeout bounds each handler's context; DefaultHandlerTimeout
+	// if zero. The server's write timeout is a little longer.
+	HandlerTimeout time.Duration
+	// ReplayCacheSize caps the request IDs a server remembers; 65536 if
+	// zero. When it is full the server answers CodeUnavailable.
+	ReplayCacheSize int
+}
+
+// settings are Options checked, with defaults filled in and the key
+// derived.
+type settings struct {
+	box            *Box
+	nodeID         string
+	nodeName       string
+	log            *slog.Logger
+	now            func() time.Time
+	maxBytes       int64
+	callTimeout    time.Duration
+	handlerTimeout time.Duration
+	replayCache    int
+}
+
+func (o *Options) settings() (*settings, error) {
+	var errs []error
+	if len(o.Secret) < minSecretLen {
+		errs = append(errs, fmt.Errorf("the cluster secret is %d bytes long; it must be at least %d", len(o.Secret), minSecretLen))
+	}
+	if o.ClusterName == "" {
+		errs = append(errs, errors.New("the cluster name is empty"))
+	}
+	if o.NodeID == "" {
+		errs = append(errs, errors.New("the node ID is empty"))
+	}
+	if o.MaxMessageBytes < 0 || o.CallTimeout < 0 || o.HandlerTimeout < 0 || o.ReplayCacheSize < 0 {
+		errs = append(errs, errors.New("limits and timeouts must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("peer options: %w", err)
+	}
+	s := &settings{
+		box:            NewBox(DeriveKey(o.Secret, PurposePeerRPC, o.ClusterName)),
+		nodeID:         o.NodeID,
+		nodeName:       cmp.Or(o.NodeName, o.NodeID),
+		log:            o.Log,
+		now:            o.Now,
+		maxBytes:       cmp.Or(o.MaxMessageBytes, DefaultMaxMessageBytes),
+		callTimeout:    cmp.Or(o.CallTimeout, DefaultCallTimeout),
+		handlerTimeout: cmp.Or(o.HandlerTimeout, DefaultHandlerTimeout),
+		replayCache:    cmp.Or(o.ReplayCacheSize, 1<<16),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
