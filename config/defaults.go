@@ -16,6 +16,7 @@ const DefaultKubernetesVersion = "v1.37.2"
 const (
 	defaultExpect                   = 3
 	defaultGossipPort               = 7946
+	defaultRPCPort                  = 7947
 	defaultEtcdClientPort           = 2379
 	defaultEtcdPeerPort             = 2380
 	defaultAPIServerPort            = 6443
@@ -45,6 +46,7 @@ func (l *loader) applyDefaults(c *Config) {
 	set("expect", func() { c.Expect = defaultExpect })
 	set("kubernetes_version", func() { c.KubernetesVersion = DefaultKubernetesVersion })
 	set("gossip.port", func() { c.Gossip.Port = defaultGossipPort })
+	set("gossip.rpc_port", func() { c.Gossip.RPCPort = defaultRPCPort })
 	set("network.service_cidr", func() { c.Network.ServiceCIDR = defaultServiceCIDR })
 	set("network.pod_cidr", func() { c.Network.PodCIDR = defaultPodCIDR })
 	set("network.cluster_domain", func() { c.Network.ClusterDomain = defaultClusterDomain })

@@ -65,7 +65,7 @@ func TestDefaults(t *testing.T) {
 		ClusterSecret:     testSecret,
 		Expect:            3,
 		KubernetesVersion: "v1.37.2",
-		Gossip:            Gossip{Port: 7946},
+		Gossip:            Gossip{Port: 7946, RPCPort: 7947},
 		Network: Network{
 			ServiceCIDR:   netip.MustParsePrefix("10.96.0.0/12"),
 			PodCIDR:       netip.MustParsePrefix("10.244.0.0/16"),

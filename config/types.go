@@ -85,6 +85,9 @@ type Config struct {
 type Gossip struct {
 	// Port is the memberlist TCP/UDP port (default 7946).
 	Port int `toml:"port"`
+	// RPCPort is the TCP port of the agents' authenticated request
+	// channel (default 7947): quorum promises and commits, CA transfer.
+	RPCPort int `toml:"rpc_port"`
 	// Join lists addresses ("host" or "host:port") of nodes to join.
 	Join []string `toml:"join"`
 }

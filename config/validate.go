@@ -132,6 +132,7 @@ func (l *loader) validatePorts(c *Config) {
 		port int
 	}{
 		{"gossip.port", c.Gossip.Port},
+		{"gossip.rpc_port", c.Gossip.RPCPort},
 		{"etcd.client_port", c.Etcd.ClientPort},
 		{"etcd.peer_port", c.Etcd.PeerPort},
 		{"apiserver.port", c.APIServer.Port},

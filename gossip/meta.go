@@ -32,6 +32,10 @@ type Meta struct {
 	EtcdClusterID uint64
 	// HasEtcdData reports whether the node has etcd state (a WAL) on disk.
 	HasEtcdData bool
+	// CommitID identifies the etcd formation commit the node holds (the
+	// cluster token), "" if none, so holders find candidates that missed
+	// it and orphaned commits are recognised.
+	CommitID string
 	// Phase is the node's bootstrap phase, a short token
 	// ("waiting-for-peers").
 	Phase string
@@ -58,6 +62,7 @@ type wireMeta struct {
 	Expect        int    `json:"e,omitempty"`
 	EtcdClusterID uint64 `json:"c,omitempty"`
 	HasEtcdData   bool   `json:"w,omitempty"`
+	CommitID      string `json:"k,omitempty"`
 	Phase         string `json:"p,omitempty"`
 	Version       string `json:"v,omitempty"`
 	ClusterName   string `json:"n"`
@@ -70,6 +75,7 @@ type wireMeta struct {
 // well under memberlist.MetaMaxSize (see TestMetaWorstCaseFits).
 const (
 	maxPhaseLen   = 32
+	maxCommitLen  = 64
 	maxVersionLen = 64
 	maxClusterLen = 63 // a DNS label, like config's cluster_name
 	maxExpect     = 999
@@ -91,6 +97,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 		limit       int
 	}{
 		{"phase", m.Phase, maxPhaseLen},
+		{"commit ID", m.CommitID, maxCommitLen},
 		{"version", m.Version, maxVersionLen},
 		{"cluster name", m.ClusterName, maxClusterLen},
 	} {
@@ -108,6 +115,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 		Expect:        m.Expect,
 		EtcdClusterID: m.EtcdClusterID,
 		HasEtcdData:   m.HasEtcdData,
+		CommitID:      m.CommitID,
 		Phase:         m.Phase,
 		Version:       m.Version,
 		ClusterName:   m.ClusterName,
@@ -161,6 +169,7 @@ func decodeMeta(name string, b []byte) (Meta, error) {
 		Expect:        w.Expect,
 		EtcdClusterID: w.EtcdClusterID,
 		HasEtcdData:   w.HasEtcdData,
+		CommitID:      w.CommitID,
 		Phase:         w.Phase,
 		Version:       w.Version,
 		ClusterName:   w.ClusterName,

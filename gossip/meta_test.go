@@ -20,6 +20,7 @@ func worstCaseMeta() Meta {
 		Expect:        maxExpect,
 		EtcdClusterID: math.MaxUint64,
 		HasEtcdData:   true,
+		CommitID:      strings.Repeat("k", maxCommitLen),
 		Phase:         strings.Repeat("p", maxPhaseLen),
 		Version:       strings.Repeat("v", maxVersionLen),
 		ClusterName:   strings.Repeat("c", maxClusterLen),
