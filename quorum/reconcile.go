@@ -134,6 +134,17 @@ func Reconcile(in ReconcileInput) Action {
 		if !ok {
 			return Alert{Reason: why[0] + "; no standby control-plane node to replace it"}
 		}
+		// etcd (strict reconfig check) refuses any member add, even a
+		// learner, unless the voters it is connected to would be a
+		// quorum of the grown cluster. With 3 voters and 1 dead it
+		// refuses, so the dead voter goes first (the 2 left keep
+		// quorum), then the standby comes in; with 5 and 1 dead the
+		// standby comes in first.
+		if len(reachable) < majority(len(voters)+1) {
+			return r.remove(bad[0], voters, why[0]+fmt.Sprintf(
+				"; removed before %s is added, since etcd refuses to add a member while only %d of %d voters are reachable",
+				standby.Name, len(reachable), len(voters)))
+		}
 		return AddLearner{Member: standby, Reason: "to replace " + r.name(bad[0]) + ": " + why[0]}
 	}
 	if len(voters) < target {

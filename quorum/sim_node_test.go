@@ -275,6 +275,21 @@ func (s *sim) reconcile() {
 				s.failf("%s: etcd refuses %v: a learner is pending or the URL is taken", leader.self.Name, a)
 				return
 			}
+			// etcd's strict reconfig check: the voters reachable must
+			// be a quorum of the cluster with one more member.
+			voters, up := 0, 0
+			for _, m := range cl.members {
+				if !m.learner {
+					voters++
+					if s.active(cl, m) {
+						up++
+					}
+				}
+			}
+			if up < majority(voters+1) {
+				s.failf("%s: etcd refuses %v: only %d of %d voters reachable", leader.self.Name, a, up, voters)
+				return
+			}
 			cl.nextID++
 			cl.members = append(cl.members, &simMember{id: cl.nextID, node: s.byID(a.Member.ID).idx, url: a.Member.PeerURL, learner: true})
 		case Promote:
