@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -48,12 +49,14 @@ func (h *JournalHandler) Handle(_ context.Context, r slog.Record) error {
 	for k, v := range h.attrs {
 		vars[k] = v
 	}
+	msg := r.Message
 	r.Attrs(func(a slog.Attr) bool {
 		addAttr(vars, h.prefix, a)
+		msg += " " + inline(a)
 		return true
 	})
 	vars["SYSLOG_IDENTIFIER"] = "ecom-agent"
-	return h.send(r.Message, priority(r.Level), vars)
+	return h.send(msg, priority(r.Level), vars)
 }
 
 // WithAttrs returns a handler that adds attrs to every record.
@@ -104,6 +107,24 @@ func addAttr(vars map[string]string, prefix string, a slog.Attr) {
 		key = "X_" + key
 	}
 	vars[key] = fmt.Sprint(v.Any())
+}
+
+// inline renders an attribute for the MESSAGE line, as slog's text
+// handler would (key=value, quoted when needed), so `journalctl -u
+// ecom-agent` reads well without -o verbose.
+func inline(a slog.Attr) string {
+	v := a.Value.Resolve()
+	s := v.String()
+	if v.Kind() == slog.KindGroup {
+		var parts []string
+		for _, g := range v.Group() {
+			parts = append(parts, inline(g))
+		}
+		s = "{" + strings.Join(parts, " ") + "}"
+	} else if s == "" || strings.ContainsAny(s, " \t\n\"=") {
+		s = strconv.Quote(s)
+	}
+	return a.Key + "=" + s
 }
 
 // fieldName turns an attribute key into a journal field name: upper case

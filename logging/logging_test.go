@@ -25,7 +25,7 @@ func TestJournalHandlerFields(t *testing.T) {
 	log.Debug("hidden")
 	log.Warn("member unhealthy", "member-id", "8e9e05c52164694d", "message", "clash", slog.Group("raft", "term", 4))
 	want := []sent{{
-		msg: "member unhealthy",
+		msg: "member unhealthy member-id=8e9e05c52164694d message=clash raft={term=4}",
 		pri: journal.PriWarning,
 		vars: map[string]string{
 			"NODE":              "cp-1",
