@@ -25,6 +25,8 @@ const (
 	defaultCAValidity               = 87600 * time.Hour
 	defaultCertValidity             = 8760 * time.Hour
 	defaultRenewBefore              = 720 * time.Hour
+	defaultReplaceDeadAfter         = 5 * time.Minute
+	minReplaceDeadAfter             = 30 * time.Second
 	defaultContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
 )
 
@@ -59,6 +61,7 @@ func (l *loader) applyDefaults(c *Config) {
 	}
 	set("etcd.client_port", func() { c.Etcd.ClientPort = defaultEtcdClientPort })
 	set("etcd.peer_port", func() { c.Etcd.PeerPort = defaultEtcdPeerPort })
+	set("etcd.replace_dead_after", func() { c.Etcd.ReplaceDeadAfter.Duration = defaultReplaceDeadAfter })
 	set("apiserver.port", func() { c.APIServer.Port = defaultAPIServerPort })
 	set("kubelet.container_runtime_endpoint", func() {
 		c.Kubelet.ContainerRuntimeEndpoint = defaultContainerRuntimeEndpoint

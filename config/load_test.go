@@ -84,7 +84,7 @@ func TestDefaults(t *testing.T) {
 			Kubelet:               "/usr/bin/kubelet",
 			KubeProxy:             "/usr/bin/kube-proxy",
 		},
-		Etcd:      Etcd{ClientPort: 2379, PeerPort: 2380},
+		Etcd:      Etcd{ClientPort: 2379, PeerPort: 2380, ReplaceDeadAfter: Duration{5 * time.Minute}},
 		APIServer: APIServer{Port: 6443},
 		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock"},
 	}

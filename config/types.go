@@ -125,9 +125,13 @@ type Component struct {
 
 // Etcd configures the local etcd member.
 type Etcd struct {
-	ClientPort int               `toml:"client_port"` // default 2379
-	PeerPort   int               `toml:"peer_port"`   // default 2380
-	ExtraFlags map[string]string `toml:"extra_flags"`
+	ClientPort int `toml:"client_port"` // default 2379
+	PeerPort   int `toml:"peer_port"`   // default 2380
+	// ReplaceDeadAfter is how long a member must be failed in gossip, with
+	// etcd having no transport to it, before a standby control-plane node
+	// replaces it (default 5m; at least 30s, so a reboot is not a death).
+	ReplaceDeadAfter Duration          `toml:"replace_dead_after"`
+	ExtraFlags       map[string]string `toml:"extra_flags"`
 }
 
 // APIServer configures kube-apiserver.

@@ -80,6 +80,10 @@ func (l *loader) validatePKI(c *Config) {
 		l.add("pki.key_algorithm", "%q is not supported; use %q, %q or %q",
 			p.KeyAlgorithm, KeyECDSAP256, KeyRSA2048, KeyRSA3072)
 	}
+	if d := c.Etcd.ReplaceDeadAfter.Duration; d < minReplaceDeadAfter {
+		l.add("etcd.replace_dead_after", "%s is too short: a member rebooting would count as dead; use at least %s, like \"5m\"",
+			fmtDuration(d), fmtDuration(minReplaceDeadAfter))
+	}
 	positive := true
 	for _, d := range []struct {
 		key string

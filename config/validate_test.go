@@ -51,6 +51,8 @@ func TestBadInput(t *testing.T) {
 		{"version without v", withBase(`kubernetes_version = "1.37.2"`), "kubernetes_version", 4, `write it with a leading v: "v1.37.2"`},
 		{"even expect", withBase(`expect = 4`), "expect", 4, "4 is even: etcd needs a majority"},
 		{"zero expect", withBase(`expect = 0`), "expect", 4, "0 is too small"},
+		{"dead member timeout too short", withBase("[etcd]\nreplace_dead_after = \"10s\""), "etcd.replace_dead_after", 5,
+			"10s is too short: a member rebooting would count as dead; use at least 30s"},
 
 		// Secret.
 		{"secret too short", doc(base[0], base[1], `cluster_secret = "hunter2"`), "cluster_secret", 3,
