@@ -116,8 +116,10 @@ func EtcdConfig(cfg *config.Config, m EtcdMembership) ([]byte, error) {
 		if _, ok := m.Peers[cfg.NodeName]; !ok {
 			return nil, fmt.Errorf("etcd membership does not list this node %q", cfg.NodeName)
 		}
-		if m.Token == "" || m.State == "" {
-			return nil, fmt.Errorf("etcd membership needs a state and a token")
+		// A member joining a running cluster learns it from its peers;
+		// only a founding member needs the cluster token.
+		if m.State == "" || (m.State == "new" && m.Token == "") {
+			return nil, fmt.Errorf("etcd membership needs a state, and a token for a new cluster")
 		}
 		var parts []string
 		for _, n := range sortedKeys(m.Peers) {

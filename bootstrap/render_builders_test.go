@@ -62,9 +62,14 @@ func TestEtcdConfigLoadsInEtcd(t *testing.T) {
 		name    string
 		m       EtcdMembership
 		cluster string
+		state   string
+		token   string
 	}{
-		{"three-members", threeMembers, "cp-1=https://10.77.0.11:2380,cp-2=https://10.77.0.12:2380,cp-3=https://10.77.0.13:2380"},
-		{"no-membership", EtcdMembership{}, ""},
+		{"three-members", threeMembers, "cp-1=https://10.77.0.11:2380,cp-2=https://10.77.0.12:2380,cp-3=https://10.77.0.13:2380", "new", "shop-test-7f3a"},
+		{"no-membership", EtcdMembership{}, "", "", ""},
+		// A learner joining a running cluster: no token (etcd learns
+		// the cluster from its peers).
+		{"joining", EtcdMembership{State: "existing", Peers: threeMembers.Peers}, "cp-1=https://10.77.0.11:2380,cp-2=https://10.77.0.12:2380,cp-3=https://10.77.0.13:2380", "existing", "etcd-cluster"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := EtcdConfig(cfg, tc.m)
@@ -100,7 +105,7 @@ func TestEtcdConfigLoadsInEtcd(t *testing.T) {
 				t.Errorf("extra flags not applied: snapshot %d tick %d election %d", ec.SnapshotCount, ec.TickMs, ec.ElectionMs)
 			}
 			if tc.cluster != "" {
-				if ec.InitialCluster != tc.cluster || ec.ClusterState != "new" || ec.InitialClusterToken != "shop-test-7f3a" {
+				if ec.InitialCluster != tc.cluster || ec.ClusterState != tc.state || ec.InitialClusterToken != tc.token {
 					t.Errorf("membership: %q %q %q", ec.InitialCluster, ec.ClusterState, ec.InitialClusterToken)
 				}
 			}
