@@ -131,3 +131,44 @@ func (s *Store) sameOrAbsent(name, logical string, want []byte) error {
 	}
 	return nil
 }
+
+// GenerateBundle creates a new cluster's shared secrets in memory: the
+// three CAs and the service-account key, nothing written. The node that
+// founds a cluster generates it, persists it sealed together with its
+// formation commit, and only then installs it (InstallBundle), so that a
+// CA never lands on disk unless it is the one the cluster uses.
+func GenerateBundle(opts Options) (*Bundle, error) {
+	opts, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{CAs: map[CAName]PEMPair{}}
+	for _, n := range CANames() {
+		_, kp, err := generateCA(n, opts)
+		if err != nil {
+			return nil, fmt.Errorf("generate %s: %w", n, err)
+		}
+		b.CAs[n] = PEMPair{Cert: kp.CertPEM, Key: kp.KeyPEM}
+	}
+	key, err := generateKey(opts.KeyAlgorithm)
+	if err != nil {
+		return nil, fmt.Errorf("generate sa: %w", err)
+	}
+	if b.ServiceAccountKey, err = marshalKeyPEM(key); err != nil {
+		return nil, fmt.Errorf("generate sa: %w", err)
+	}
+	return b, nil
+}
+
+// CAHashOf returns the pin (see CAHash) of the cluster CA in the bundle.
+func (b *Bundle) CAHashOf() (string, error) {
+	p, ok := b.CAs[CA]
+	if !ok {
+		return "", fmt.Errorf("bundle holds no %s", CA)
+	}
+	cert, err := parseCertPEM(p.Cert)
+	if err != nil {
+		return "", err
+	}
+	return CAHash(cert), nil
+}
