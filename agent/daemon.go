@@ -17,6 +17,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/quorum"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -26,6 +27,7 @@ type Systemd interface {
 	Apply(ctx context.Context, specs []units.Spec) (units.Changes, error)
 	Start(ctx context.Context, name string) error
 	Restart(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string) error
 	Status(ctx context.Context, name string) (units.UnitStatus, error)
 	Journal(ctx context.Context, name string, n int) ([]string, error)
 }
@@ -48,14 +50,24 @@ type Deps struct {
 	// Socket is the control socket's real path.
 	Socket string
 	Now    func() time.Time
+	// Timing holds the quorum protocol's durations; zero fields take
+	// quorum.DefaultTiming's.
+	Timing quorum.Timing
+	// FastGossip selects gossip timings for tests on loopback.
+	FastGossip bool
 }
 
 // Daemon is the agent that runs on every node under ecom-agent.service.
 type Daemon struct {
 	d       Deps
-	state   *State
 	sd      Systemd
+	cluster *cluster
 	started time.Time
+
+	// stmu guards state: the daemon's phases and the RPC handlers of the
+	// quorum protocol both change it, and every change is saved under it.
+	stmu  sync.Mutex
+	state *State
 
 	// heartbeat is the unix-nano time the daemon last made progress; the
 	// watchdog is only fed while it is recent, so a stuck daemon gets
@@ -69,10 +81,9 @@ type Daemon struct {
 
 // Timeouts of the daemon's bounded waits.
 const (
-	unitJobTimeout   = 2 * time.Minute
-	etcdReadyTimeout = 2 * time.Minute
-	refreshInterval  = 15 * time.Second
-	journalLines     = 15
+	unitJobTimeout  = 2 * time.Minute
+	refreshInterval = 15 * time.Second
+	journalLines    = 15
 )
 
 // New returns a daemon with deps.
@@ -111,25 +122,71 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.fail("control socket", err)
 		}
 	}
+	d.notifyStatus("connecting to systemd")
+	sd, err := d.d.Systemd(ctx)
+	if err != nil {
+		return d.fail("connect to systemd", err)
+	}
+	d.sd = sd
+	c, err := d.startCluster(ctx)
+	if err != nil {
+		return d.fail("gossip", err)
+	}
+	d.cluster = c
+	defer c.stop()
+	// The agent is up: it answers status and its peers. Waiting for
+	// peers, or for etcd to reach quorum, is its normal work, so systemd
+	// (and boot, and cloud-init after it) never waits on it.
+	_ = d.d.Notify("READY=1")
 
-	if err := d.converge(ctx); err != nil {
-		if ctx.Err() != nil {
+	for {
+		err := d.converge(ctx)
+		if errors.Is(err, errMemberRemoved) && d.d.Config.IsControlPlane() {
+			// Its data is of no use to anyone: move it aside (never
+			// delete it) and join again as a fresh node.
+			if err := c.setAside(ctx, "this etcd member was removed from the cluster"); err != nil {
+				return d.fail("set etcd data aside", err)
+			}
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return d.stop()
+			}
+			return d.fail("bootstrap", err)
+		}
+		d.refresh(ctx)
+		d.d.Log.Info("node ready", "phase", d.phase(), "status", d.statusLine())
+		if !d.watch(ctx) {
 			return d.stop()
 		}
-		return d.fail("bootstrap", err)
 	}
-	_ = d.d.Notify("READY=1")
-	d.refresh(ctx)
-	d.d.Log.Info("node ready", "phase", d.state.Phase, "status", d.statusLine())
+}
 
-	t := time.NewTicker(refreshInterval)
-	defer t.Stop()
+// watch keeps the node healthy once converged: gossip metadata, commit
+// forwarding, the membership reconciler and the published status. It
+// returns true when the node must converge again (its etcd data was set
+// aside), false when ctx ends.
+func (d *Daemon) watch(ctx context.Context) bool {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	last := d.d.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			return d.stop()
-		case <-t.C:
-			d.beat()
+			return false
+		case <-tick.C:
+		}
+		d.beat()
+		if d.d.Config.IsControlPlane() && d.phase() == PhaseEtcdReady {
+			if again := d.cluster.maintain(ctx); again {
+				return true
+			}
+		} else {
+			d.cluster.publishMeta()
+		}
+		if d.d.Now().Sub(last) >= refreshInterval {
+			last = d.d.Now()
 			d.refresh(ctx)
 		}
 	}
@@ -138,36 +195,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 // converge runs the local phases and starts what this node may start.
 func (d *Daemon) converge(ctx context.Context) error {
 	cfg := d.d.Config
-	if cfg.IsControlPlane() && d.state.Etcd == nil {
+	if cfg.IsControlPlane() && d.etcdDecision() == nil {
 		if err := d.decideSingleMember(); err != nil {
 			return err
 		}
 	}
-	d.notifyStatus("connecting to systemd")
-	sd, err := d.d.Systemd(ctx)
-	if err != nil {
-		return fmt.Errorf("connect to systemd: %w", err)
-	}
-	d.sd = sd
-
 	switch {
 	case !cfg.IsControlPlane():
 		d.setWaiting("a control-plane agent to issue this worker's kubelet certificates (worker join arrives in a later release)")
 		d.setPhase(PhaseWorkerIdle)
 		return nil
-	case d.state.Etcd == nil:
-		// Nothing is rendered yet: the cluster's CAs come from the node
-		// that founds it, so a node that creates its own before the
-		// quorum decision could end up with a CA nobody else trusts.
-		d.setWaiting(fmt.Sprintf("%d control-plane nodes to form the etcd quorum (gossip discovery arrives in a later release)", cfg.Expect))
+	case d.etcdDecision() == nil:
+		// Nothing is rendered until the quorum is decided: the
+		// cluster's CAs come from the node that founds it, so a node
+		// that created its own first could end up with a CA nobody
+		// else trusts. The agent is up and answering its peers, so it
+		// tells systemd it is ready: waiting for peers is its normal
+		// work, and `systemctl start` (or cloud-init) must not block
+		// on it.
 		d.setPhase(PhaseWaiting)
-		return nil
+		if _, err := d.cluster.form(ctx, nil); err != nil {
+			return err
+		}
 	}
 	d.setWaiting("")
 	d.notifyStatus("rendering files")
 	r := bootstrap.NewRenderer(cfg, d.d.Root, d.d.Log)
 	r.SkipUnitFiles = true
-	r.Membership = d.state.Etcd.Membership()
+	r.Membership = d.etcdDecision().Membership()
 	written, err := r.Run(ctx)
 	if err != nil {
 		return err
@@ -196,6 +251,8 @@ func (d *Daemon) decideSingleMember() error {
 		// etcd starts from its WAL and ignores the initial membership.
 		state = "existing"
 	}
+	d.stmu.Lock()
+	defer d.stmu.Unlock()
 	d.state.Etcd = &EtcdDecision{
 		State:     state,
 		Token:     token,
@@ -215,56 +272,91 @@ func (d *Daemon) startEtcd(ctx context.Context, written []bootstrap.Written) err
 		return err
 	}
 	restart := slices.Concat(changes.Written, changes.Stale, bootstrap.ChangedUnits(written, []string{bootstrap.EtcdUnit}))
-	jctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
-	defer cancel()
-	st, err := d.sd.Status(jctx, bootstrap.EtcdUnit)
+	sctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+	st, err := d.sd.Status(sctx, bootstrap.EtcdUnit)
+	cancel()
 	if err != nil {
 		return err
 	}
+	// etcd is Type=notify and tells systemd it is ready only once it is
+	// part of a quorum, which for a member of a larger cluster can take
+	// as long as its peers take to come up. The job runs on its own; the
+	// daemon watches etcd itself and never fails for waiting.
+	var job func(context.Context, string) error
 	switch {
 	case st.ActiveState == "active" && slices.Contains(restart, bootstrap.EtcdUnit):
 		d.d.Log.Info("restarting etcd: its config changed", "unit", bootstrap.EtcdUnit)
-		err = d.sd.Restart(jctx, bootstrap.EtcdUnit)
+		job = d.sd.Restart
 	case st.ActiveState != "active":
-		err = d.sd.Start(jctx, bootstrap.EtcdUnit)
+		job = d.sd.Start
 	}
-	if err != nil {
-		return err
+	jobDone := make(chan error, 1)
+	if job != nil {
+		go func() {
+			jctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+			defer cancel()
+			jobDone <- job(jctx, bootstrap.EtcdUnit)
+		}()
 	}
 	d.beat()
-	if err := d.waitEtcd(ctx); err != nil {
+	if err := d.waitEtcd(ctx, jobDone); err != nil {
 		return err
 	}
+	d.setWaiting("")
 	d.setPhase(PhaseEtcdReady)
 	return nil
 }
 
-// waitEtcd polls the local member until it answers, bounded.
-func (d *Daemon) waitEtcd(ctx context.Context) error {
+// waitEtcd polls the local member until it answers, for as long as it
+// takes: a member of a cluster waits for a quorum of its peers, and the
+// status says so (with the unit's last journal lines if its start
+// failed) while systemd keeps restarting it. Only ctx ends the wait.
+func (d *Daemon) waitEtcd(ctx context.Context, jobDone <-chan error) error {
 	cli, err := localEtcdClient(d.d.Root, d.d.Config)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, etcdReadyTimeout)
-	defer cancel()
-	var last error
-	for {
+	var peers []string
+	if dec := d.etcdDecision(); dec != nil {
+		for name := range dec.Peers {
+			if name != d.d.Config.NodeName {
+				peers = append(peers, name)
+			}
+		}
+		slices.Sort(peers)
+	}
+	waiting := "etcd to start"
+	if len(peers) > 0 {
+		waiting = "etcd to reach a quorum with its peers " + strings.Join(peers, ", ")
+	}
+	d.setWaiting(waiting)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
 		if _, err := etcdStatus(ctx, cli); err == nil {
 			return nil
-		} else {
-			last = err
 		}
 		d.beat()
+		if i%10 == 9 && d.removedFromCluster(ctx) {
+			return errMemberRemoved
+		}
 		select {
 		case <-ctx.Done():
-			journal, _ := d.sd.Journal(context.Background(), bootstrap.EtcdUnit, journalLines)
-			return fmt.Errorf("etcd did not answer within %s (%v); last lines of %s:\n  %s",
-				etcdReadyTimeout, last, bootstrap.EtcdUnit, strings.Join(journal, "\n  "))
-		case <-time.After(500 * time.Millisecond):
+			return ctx.Err()
+		case err := <-jobDone:
+			if err != nil && ctx.Err() == nil {
+				journal, _ := d.sd.Journal(ctx, bootstrap.EtcdUnit, journalLines)
+				d.d.Log.Warn("etcd did not start yet; systemd keeps restarting it", "err", err, "journal", strings.Join(journal, "\n"))
+				d.setWaiting(fmt.Sprintf("%s (its start job: %v)", waiting, firstLine(err.Error())))
+			}
+		case <-tick.C:
 		}
 	}
 }
+
+// errMemberRemoved: etcd says this member was removed from its cluster.
+var errMemberRemoved = errors.New("etcd says this member was removed from its cluster")
 
 // managedUnits lists the units a node runs in its current phase.
 func managedUnits(cfg *config.Config, st *State) []string {
@@ -284,12 +376,21 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 	d.mu.Lock()
 	waiting := d.waiting
 	d.mu.Unlock()
+	d.stmu.Lock()
+	st := *d.state
+	d.stmu.Unlock()
 	in := statusInput{
-		cfg: d.d.Config, root: d.d.Root, state: d.state, waiting: waiting,
+		cfg: d.d.Config, root: d.d.Root, state: &st, waiting: waiting,
 		started: d.started, now: d.d.Now(), source: "daemon",
 	}
 	if probe {
 		in.sd = d.sd
+	}
+	if c := d.cluster; c != nil {
+		in.gossip = gossipMembers(c.g.Members())
+		c.mu.Lock()
+		in.alert = c.rec.alert
+		c.mu.Unlock()
 	}
 	s := collectStatus(ctx, in)
 	d.mu.Lock()
@@ -308,6 +409,9 @@ type statusInput struct {
 	started time.Time
 	now     time.Time
 	source  string
+	// gossip is the daemon's gossip view; alert the reconciler's alert.
+	gossip []GossipMember
+	alert  string
 }
 
 func collectStatus(ctx context.Context, in statusInput) Status {
@@ -321,6 +425,8 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 		StartedAt: in.started,
 		Waiting:   in.waiting,
 		CheckedAt: in.now,
+		Gossip:    in.gossip,
+		Alert:     in.alert,
 	}
 	if in.state != nil {
 		s.Node.ID, s.Phase, s.PhaseSince = in.state.NodeID, in.state.Phase, in.state.PhaseSince
@@ -409,11 +515,32 @@ func (d *Daemon) statusLine() string {
 }
 
 func (d *Daemon) setPhase(p Phase) {
+	d.stmu.Lock()
+	changed := d.state.Phase != p
 	d.state.SetPhase(p, d.d.Now())
-	if err := d.state.Save(d.d.Root); err != nil {
+	err := d.state.Save(d.d.Root)
+	d.stmu.Unlock()
+	if err != nil {
 		d.d.Log.Error("save state", "err", err)
 	}
-	d.d.Log.Info("phase", "phase", p)
+	if changed {
+		d.d.Log.Info("phase", "phase", p)
+	}
+	if d.cluster != nil {
+		d.cluster.publishMeta()
+	}
+}
+
+func (d *Daemon) phase() Phase {
+	d.stmu.Lock()
+	defer d.stmu.Unlock()
+	return d.state.Phase
+}
+
+func (d *Daemon) etcdDecision() *EtcdDecision {
+	d.stmu.Lock()
+	defer d.stmu.Unlock()
+	return d.state.Etcd
 }
 
 func (d *Daemon) setWaiting(w string) {

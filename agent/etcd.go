@@ -82,7 +82,10 @@ func etcdStatus(ctx context.Context, cli *clientv3.Client) (EtcdStatus, error) {
 	if err != nil {
 		return EtcdStatus{}, fmt.Errorf("etcd status: %w", err)
 	}
-	ml, err := cli.MemberList(ctx)
+	// Serializable: the local member's view, which it serves without
+	// quorum, so a member waiting for its peers after a power cut still
+	// answers (and shows who it waits for).
+	ml, err := cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return EtcdStatus{}, fmt.Errorf("etcd member list: %w", err)
 	}

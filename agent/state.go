@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/quorum"
 )
 
 // State is what the agent keeps about itself across restarts, at
@@ -26,6 +27,10 @@ type State struct {
 	PhaseSince time.Time `json:"phase_since"`
 	// Etcd is the etcd membership this node starts with, once decided.
 	Etcd *EtcdDecision `json:"etcd,omitempty"`
+	// Quorum is the formation protocol's state: the promises this node
+	// gave and the commit it holds. It is written before the node answers
+	// a peer or acts.
+	Quorum quorum.State `json:"quorum,omitzero"`
 }
 
 // EtcdDecision is a decided etcd membership.

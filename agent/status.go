@@ -36,11 +36,17 @@ type Status struct {
 	Verdict string   `json:"verdict"`
 	Reasons []string `json:"reasons,omitempty"`
 	// Waiting says what the node waits for, if anything.
-	Waiting   string       `json:"waiting,omitempty"`
-	Units     []UnitReport `json:"units"`
-	Etcd      *EtcdStatus  `json:"etcd,omitempty"`
-	EtcdError string       `json:"etcd_error,omitempty"`
-	CheckedAt time.Time    `json:"checked_at"`
+	Waiting string       `json:"waiting,omitempty"`
+	Units   []UnitReport `json:"units"`
+	// Gossip lists the nodes of the gossip view, this one included (only
+	// when the daemon answers).
+	Gossip []GossipMember `json:"gossip,omitempty"`
+	// Alert is the etcd membership reconciler's call for an operator
+	// (set on the node next to the etcd leader).
+	Alert     string      `json:"alert,omitempty"`
+	Etcd      *EtcdStatus `json:"etcd,omitempty"`
+	EtcdError string      `json:"etcd_error,omitempty"`
+	CheckedAt time.Time   `json:"checked_at"`
 }
 
 // Node identifies the node.
@@ -91,6 +97,14 @@ func (s *Status) judge(expectEtcd bool) {
 	}
 	if s.Waiting != "" {
 		degraded = append(degraded, "waiting: "+s.Waiting)
+	}
+	if s.Alert != "" {
+		degraded = append(degraded, "etcd membership: "+s.Alert)
+	}
+	for _, g := range s.Gossip {
+		if g.State == "dead" || g.State == "suspect" {
+			degraded = append(degraded, fmt.Sprintf("gossip: %s (%s, %s) is %s since %s", g.Name, g.Address, g.Role, g.State, g.Since.UTC().Format(time.RFC3339)))
+		}
 	}
 	s.Reasons = append(down, degraded...)
 	switch {

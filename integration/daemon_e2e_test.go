@@ -52,8 +52,10 @@ func etcdOverTLS(t *testing.T, h *testhost.Host) *clientv3.Client {
 
 func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
 	t.Helper()
+	// status exits 1 when degraded and 2 when down, by design; only a
+	// failure to run it at all is fatal here.
 	res, err := run(h, "ecom-agent", "status", "-o", "json")
-	if err != nil {
+	if err != nil && res.ExitCode < 0 {
 		t.Fatal(err)
 	}
 	var st agent.Status

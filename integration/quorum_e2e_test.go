@@ -1,0 +1,331 @@
+//go:build e2e
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+// joinConfig is a control-plane config with every host of hosts as a
+// gossip join address: the same user-data on every node.
+func joinConfig(h *testhost.Host, hosts []*testhost.Host, expect int) string {
+	var addrs []string
+	for _, o := range hosts {
+		addrs = append(addrs, fmt.Sprintf("%q", o.Addr().String()))
+	}
+	return nodeConfig(h, expect, fmt.Sprintf("[gossip]\njoin = [%s]\n[etcd]\nreplace_dead_after = \"30s\"\n", strings.Join(addrs, ", ")))
+}
+
+// formed reports the etcd cluster a host's status shows: its ID, its
+// started voters and learners.
+func formed(t *testing.T, h *testhost.Host) (id string, voters, learners int, err error) {
+	st, _ := statusJSON(t, h)
+	if st.Etcd == nil {
+		return "", 0, 0, fmt.Errorf("%s: no etcd in status (phase %s, waiting %q, etcd error %q)", h.Name(), st.Phase, st.Waiting, st.EtcdError)
+	}
+	for _, m := range st.Etcd.Members {
+		switch {
+		case m.Learner:
+			learners++
+		case m.Started:
+			voters++
+		}
+	}
+	return st.Etcd.ClusterID, voters, learners, nil
+}
+
+func startAgents(t *testing.T, hosts ...*testhost.Host) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.MustRun(t, "systemctl", "enable", "--now", "--no-block", "ecom-agent.service")
+		}()
+	}
+	wg.Wait()
+}
+
+// TestQuorumFormsOnce is quorum.md's formation story on real hosts, real
+// systemd and real etcd: the same config on four control-plane nodes with
+// expect = 3; two alone start nothing; once all are up, exactly one
+// cluster of three voters forms, with one CA, and the fourth stands by;
+// restarts and a power cut of every host change nothing.
+func TestQuorumFormsOnce(t *testing.T) {
+	env := testhost.New(t, testhost.Options{Prefix: "q", Logf: t.Logf})
+	hosts := env.Start(t, 4)
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			install(t, h, joinConfig(h, hosts, 3))
+		}()
+	}
+	wg.Wait()
+
+	// Case 1: two of three control-plane nodes: no etcd starts, no CA is
+	// made, and status says for whom they wait.
+	startAgents(t, hosts[0], hosts[1])
+	for _, h := range hosts[:2] {
+		await(t, time.Minute, "ecom-agent active on "+h.Name(), activeIs(h, "ecom-agent.service", "active"))
+		await(t, 30*time.Second, h.Name()+" waiting for one more node", func() error {
+			st, code := statusJSON(t, h)
+			if code != 1 || st.Phase != agent.PhaseWaiting || !strings.Contains(st.Waiting, "1 more control-plane node") {
+				return fmt.Errorf("exit %d, phase %s, waiting %q", code, st.Phase, st.Waiting)
+			}
+			if len(st.Gossip) != 2 {
+				return fmt.Errorf("gossip view %+v, want both nodes", st.Gossip)
+			}
+			return nil
+		})
+	}
+	time.Sleep(3 * time.Second)
+	for _, h := range hosts[:2] {
+		if res, _ := run(h, "test", "-e", "/etc/kubernetes/pki/ca.crt"); res.ExitCode == 0 {
+			t.Errorf("%s made a CA while waiting for peers", h.Name())
+		}
+		if res, _ := run(h, "systemctl", "is-active", "etcd.service"); strings.TrimSpace(res.Stdout) == "active" {
+			t.Errorf("etcd runs on %s with two of three nodes", h.Name())
+		}
+	}
+
+	// Cases 2 and 3: the others arrive at once; one cluster, three
+	// voters, the fourth on standby.
+	startAgents(t, hosts[2], hosts[3])
+	var clusterID string
+	var members []*testhost.Host
+	await(t, 3*time.Minute, "a 3-voter etcd cluster", func() error {
+		ids := map[string][]string{}
+		members = nil
+		for _, h := range hosts {
+			id, voters, _, err := formed(t, h)
+			if err != nil {
+				continue
+			}
+			if voters != 3 {
+				return fmt.Errorf("%s sees %d started voters", h.Name(), voters)
+			}
+			ids[id] = append(ids[id], h.Name())
+			members = append(members, h)
+		}
+		if len(ids) != 1 || len(members) != 3 {
+			return fmt.Errorf("clusters %v", ids)
+		}
+		for id := range ids {
+			clusterID = id
+		}
+		return nil
+	})
+	t.Logf("cluster %s formed by %d hosts", clusterID, len(members))
+	var standby *testhost.Host
+	for _, h := range hosts {
+		if !contains(members, h) {
+			standby = h
+		}
+	}
+	await(t, time.Minute, "the fourth node on standby", func() error {
+		st, _ := statusJSON(t, standby)
+		if !strings.Contains(st.Waiting, "standby") && !strings.Contains(st.Waiting, "not a member") {
+			return fmt.Errorf("%s: phase %s, waiting %q", standby.Name(), st.Phase, st.Waiting)
+		}
+		if res, _ := run(standby, "test", "-e", "/var/lib/etcd/member"); res.ExitCode == 0 {
+			return fmt.Errorf("%s holds etcd data", standby.Name())
+		}
+		return nil
+	})
+
+	t.Run("one CA, shared by the members, unknown to the standby", func(t *testing.T) {
+		var first []byte
+		for _, h := range members {
+			ca, err := h.ReadFile("/etc/kubernetes/pki/ca.crt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == nil {
+				first = ca
+			} else if !bytes.Equal(first, ca) {
+				t.Errorf("%s holds another cluster CA", h.Name())
+			}
+			mode := strings.TrimSpace(h.MustRun(t, "stat", "-c", "%a", "/etc/kubernetes/pki/ca.key", "/var/lib/ecom-agent/cluster-shared.sealed"))
+			if mode != "600\n600" && mode != "600\n600\n" && strings.ReplaceAll(mode, "\n", " ") != "600 600" {
+				t.Errorf("%s: key file modes %q", h.Name(), mode)
+			}
+		}
+		if res, _ := run(standby, "test", "-e", "/etc/kubernetes/pki/ca.key"); res.ExitCode == 0 {
+			t.Errorf("standby %s holds the CA key before it is let in", standby.Name())
+		}
+		// Every member's etcd serves mutual TLS with the shared CA.
+		for _, h := range members {
+			cli := etcdOverTLS(t, h)
+			ctx, cancel := ctxTimeout(10 * time.Second)
+			_, err := cli.Put(ctx, "/e2e/quorum/"+h.Name(), "ok")
+			cancel()
+			if err != nil {
+				t.Errorf("put via %s: %v", h.Name(), err)
+			}
+		}
+	})
+
+	t.Run("restarting every agent forms nothing new", func(t *testing.T) {
+		for _, h := range hosts {
+			h.MustRun(t, "systemctl", "restart", "--no-block", "ecom-agent.service")
+		}
+		time.Sleep(5 * time.Second)
+		for _, h := range members {
+			await(t, 2*time.Minute, "etcd back on "+h.Name(), func() error {
+				id, voters, _, err := formed(t, h)
+				if err != nil {
+					return err
+				}
+				if id != clusterID || voters != 3 {
+					return fmt.Errorf("cluster %s with %d voters, want %s with 3", id, voters, clusterID)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("a power cut of every host forms nothing new", func(t *testing.T) {
+		for _, h := range hosts {
+			if err := h.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The hosts come back together, as after a real power cut: a
+		// member's etcd waits for its peers to regain quorum.
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := ctxTimeout(2 * time.Minute)
+				defer cancel()
+				if err := h.Start(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, h := range members {
+			await(t, 3*time.Minute, "cluster back on "+h.Name(), func() error {
+				id, voters, _, err := formed(t, h)
+				if err != nil {
+					return err
+				}
+				if id != clusterID || voters != 3 {
+					return fmt.Errorf("cluster %s with %d voters, want %s with 3", id, voters, clusterID)
+				}
+				return nil
+			})
+		}
+		st, _ := statusJSON(t, standby)
+		if st.Etcd != nil {
+			t.Errorf("standby %s runs etcd after the power cut", standby.Name())
+		}
+	})
+
+	// Case 8: a member dies for good; past replace_dead_after the standby
+	// replaces it, as a learner first, then a voter.
+	dead := members[2]
+	alive := []*testhost.Host{members[0], members[1], standby}
+	t.Run("a dead member is replaced by the standby", func(t *testing.T) {
+		if err := dead.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 3*time.Minute, "the standby promoted in place of "+dead.Name(), func() error {
+			voters, learners, err := memberNames(t, members[0])
+			if err != nil {
+				return err
+			}
+			if len(voters) != 3 || len(learners) != 0 || !slices.Contains(voters, standby.Name()) || slices.Contains(voters, dead.Name()) {
+				return fmt.Errorf("voters %v, learners %v", voters, learners)
+			}
+			return nil
+		})
+		for _, h := range alive {
+			await(t, time.Minute, "the new membership seen by "+h.Name(), func() error {
+				id, voters, _, err := formed(t, h)
+				if err != nil {
+					return err
+				}
+				if id != clusterID || voters != 3 {
+					return fmt.Errorf("cluster %s with %d voters", id, voters)
+				}
+				return nil
+			})
+		}
+		if ca, err := standby.ReadFile("/etc/kubernetes/pki/ca.crt"); err != nil {
+			t.Error(err)
+		} else if first, _ := members[0].ReadFile("/etc/kubernetes/pki/ca.crt"); !bytes.Equal(ca, first) {
+			t.Error("the standby got another CA")
+		}
+	})
+
+	// Case 10: the removed member comes back with its old data: etcd
+	// tells it it was removed; its data goes aside (kept) and it waits
+	// as the new standby.
+	t.Run("the removed member comes back, sets its data aside and stands by", func(t *testing.T) {
+		ctx, cancel := ctxTimeout(2 * time.Minute)
+		defer cancel()
+		if err := dead.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 3*time.Minute, dead.Name()+" standing by with its old data aside", func() error {
+			st, _ := statusJSON(t, dead)
+			if !strings.Contains(st.Waiting, "standby") && !strings.Contains(st.Waiting, "not a member") {
+				return fmt.Errorf("phase %s, waiting %q", st.Phase, st.Waiting)
+			}
+			res, _ := run(dead, "sh", "-c", "ls -d /var/lib/etcd.aside-*/member")
+			if res.ExitCode != 0 {
+				return fmt.Errorf("no etcd data set aside: %s", res.Stderr)
+			}
+			return nil
+		})
+		id, voters, _, err := formed(t, members[0])
+		if err != nil || id != clusterID || voters != 3 {
+			t.Errorf("cluster %s, %d voters, err %v", id, voters, err)
+		}
+	})
+}
+
+// memberNames returns the names of the started voters and of the
+// learners a host's etcd lists.
+func memberNames(t *testing.T, h *testhost.Host) (voters, learners []string, err error) {
+	st, _ := statusJSON(t, h)
+	if st.Etcd == nil {
+		return nil, nil, fmt.Errorf("%s: no etcd in status (%s)", h.Name(), st.EtcdError)
+	}
+	for _, m := range st.Etcd.Members {
+		if m.Learner {
+			learners = append(learners, m.Name)
+		} else if m.Started {
+			voters = append(voters, m.Name)
+		}
+	}
+	return voters, learners, nil
+}
+
+func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+func contains(hs []*testhost.Host, h *testhost.Host) bool {
+	for _, o := range hs {
+		if o == h {
+			return true
+		}
+	}
+	return false
+}
