@@ -17,6 +17,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/peer"
 	"github.com/ecom-platform/ecom-agent/quorum"
+	"github.com/ecom-platform/ecom-agent/token"
 )
 
 // The agents' RPC methods. They travel over the peer package's channel:
@@ -573,7 +574,9 @@ func (c *cluster) setAsideLocked(ctx context.Context, reason string, keys bool) 
 	suffix := ".aside-" + strconv.FormatInt(c.d.d.Now().Unix(), 10)
 	moves := []string{bootstrap.EtcdDataDir}
 	if keys {
-		moves = append(moves, bootstrap.KubernetesDir, SharedFile)
+		// The keys came from a commit that never formed: its CA, and
+		// the pin of it, are no one's.
+		moves = append(moves, bootstrap.KubernetesDir, SharedFile, token.DefaultPinPath)
 	}
 	for _, p := range moves {
 		if _, err := c.d.d.Root.Stat(p); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/peer"
 	"github.com/ecom-platform/ecom-agent/pki"
+	"github.com/ecom-platform/ecom-agent/token"
 )
 
 // SharedFile holds, sealed, what every control-plane node of the cluster
@@ -98,7 +99,17 @@ func LoadSealed(root *hostfs.Root) ([]byte, error) {
 // the CAs and service-account key into the PKI directory (never replacing
 // a different CA: that is an error for an operator) and the encryption
 // config, unless one exists with the same key.
+//
+// The cluster CA is pinned on first contact (token.DefaultPinPath): a node
+// never installs keys of a cluster CA other than the first it was given.
 func (s *Shared) Install(root *hostfs.Root, cfg *config.Config) error {
+	ca, ok := s.Bundle.CAs[pki.CA]
+	if !ok {
+		return errors.New("the cluster's shared keys hold no cluster CA")
+	}
+	if _, err := token.NewPin(root, "").CheckCert(ca.Cert); err != nil {
+		return err
+	}
 	if _, err := pki.NewStore(root, bootstrap.PKIOptions(cfg)).InstallBundle(s.Bundle); err != nil {
 		return err
 	}

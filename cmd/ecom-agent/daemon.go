@@ -16,7 +16,8 @@ import (
 )
 
 func (c *cli) runCommand() *cobra.Command {
-	return &cobra.Command{
+	var join []string
+	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent daemon (started by ecom-agent.service)",
 		Long: `run is the daemon ecom-agent.service starts. It renders this node's files,
@@ -29,6 +30,7 @@ stops.`,
 			if err != nil {
 				return err
 			}
+			cfg.Gossip.Join = append(cfg.Gossip.Join, join...)
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)}
@@ -63,4 +65,6 @@ stops.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringSliceVar(&join, "join", nil, "more gossip addresses to join (host or host:port), added to gossip.join of the config")
+	return cmd
 }

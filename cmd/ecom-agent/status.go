@@ -114,6 +114,10 @@ func printStatus(w io.Writer, s agent.Status) {
 			}
 		}
 	}
+	if len(s.Gossip) > 0 {
+		fmt.Fprintln(w)
+		printMembers(w, s.Gossip)
+	}
 	if s.Etcd != nil {
 		fmt.Fprintf(w, "\netcd cluster %s, raft term %d index %d, db %d KiB\n", s.Etcd.ClusterID, s.Etcd.RaftTerm, s.Etcd.RaftIndex, s.Etcd.DBSize/1024)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -132,6 +136,28 @@ func printStatus(w io.Writer, s agent.Status) {
 		}
 		tw.Flush()
 	}
+}
+
+// printMembers prints the gossip view as a table, like `consul members`.
+func printMembers(w io.Writer, ms []agent.GossipMember) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tSTATE\tSINCE\tPHASE\tETCD CLUSTER\tAGENT")
+	for _, m := range ms {
+		phase := m.Phase
+		if m.Error != "" {
+			phase = "unreadable metadata: " + m.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Address, orDash(m.Role), m.State, ago(m.Since),
+			orDash(phase), orDash(m.EtcdClusterID), orDash(m.Version))
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func reasonOrOK(s agent.Status) string {
