@@ -163,6 +163,14 @@ func TestQuorumFormsOnce(t *testing.T) {
 				t.Errorf("%s: key file modes %q", h.Name(), mode)
 			}
 		}
+		// `ecom-agent members` shows the gossip view, like consul members.
+		out := members[0].MustRun(t, "ecom-agent", "members")
+		for _, h := range hosts {
+			if !strings.Contains(out, h.Name()+" ") || strings.Count(out, "alive") != len(hosts) {
+				t.Errorf("members on %s lacks %s alive:\n%s", members[0].Name(), h.Name(), out)
+				break
+			}
+		}
 		if res, _ := run(standby, "test", "-e", "/etc/kubernetes/pki/ca.key"); res.ExitCode == 0 {
 			t.Errorf("standby %s holds the CA key before it is let in", standby.Name())
 		}
