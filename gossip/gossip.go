@@ -47,6 +47,10 @@ type Gossip struct {
 	stopMu  sync.Mutex
 	stopped bool
 	done    chan struct{}
+
+	// joinMu guards joinErr, the last failed join while alone.
+	joinMu  sync.Mutex
+	joinErr error
 }
 
 // New starts gossip: it listens on the configured address and port, but

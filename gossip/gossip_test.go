@@ -55,6 +55,18 @@ func TestMismatchedNodeCannotJoin(t *testing.T) {
 			}
 			t.Logf("Join: %v", err)
 
+			// Run keeps the reason for status to show.
+			ycfg := testConfig("intruder-2", 0, a.Addr().String())
+			tc.mutate(&ycfg)
+			y := mustStart(t, ycfg)
+			go y.Run(t.Context())
+			waitFor(t, "the intruder's join error", func() error {
+				if err := y.JoinError(); !errors.Is(err, ErrNotAccepted) {
+					return fmt.Errorf("JoinError = %v", err)
+				}
+				return nil
+			})
+
 			// A metadata change of a seen by b orders this check after
 			// anything the intruder's attempt could have spread.
 			if err := a.SetLocalMeta(func(m *Meta) { m.Phase = "after-intruder" }); err != nil {

@@ -48,6 +48,11 @@ func (g *Gossip) Run(ctx context.Context) {
 	for {
 		alone := !g.hasPeers()
 		tried, err := g.join(ctx, g.cfg.Join, !alone)
+		if alone {
+			g.setJoinErr(err)
+		} else {
+			g.setJoinErr(nil)
+		}
 		if ctx.Err() != nil || g.isStopped() {
 			return
 		}
@@ -266,3 +271,18 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.n = 0 }
+
+// JoinError returns why this node, alone, could not join its configured
+// peers on the last attempt (nil once it has peers): what status shows an
+// operator whose node has a wrong cluster secret or name, or no route.
+func (g *Gossip) JoinError() error {
+	g.joinMu.Lock()
+	defer g.joinMu.Unlock()
+	return g.joinErr
+}
+
+func (g *Gossip) setJoinErr(err error) {
+	g.joinMu.Lock()
+	g.joinErr = err
+	g.joinMu.Unlock()
+}
