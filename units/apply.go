@@ -273,3 +273,23 @@ func (m *Manager) unitProperties(ctx context.Context, name string) (map[string]a
 	}
 	return props, nil
 }
+
+// Enable enables installed units (their files written by a package or by
+// Apply) that are not enabled yet, and returns those it enabled.
+func (m *Manager) Enable(ctx context.Context, names ...string) ([]string, error) {
+	var all []rendered
+	for _, n := range names {
+		all = append(all, rendered{spec: &Spec{Name: n, WantedBy: []string{"multi-user.target"}}})
+	}
+	return m.enable(ctx, all)
+}
+
+// Reload makes systemd re-read unit files (daemon-reload).
+func (m *Manager) Reload(ctx context.Context) error {
+	cctx, cancel := m.call(ctx)
+	defer cancel()
+	if err := m.conn.ReloadContext(cctx); err != nil {
+		return fmt.Errorf("daemon-reload: %w", err)
+	}
+	return nil
+}
