@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,6 +302,7 @@ func (c *cluster) step(ctx context.Context) (*EtcdDecision, error) {
 	case quorum.Wait:
 		c.d.stmu.Unlock()
 		c.d.setWaiting(st.String())
+		c.d.setPhase(waitPhase(st.Reason == quorum.WaitAsStandby))
 		return nil, nil
 	case quorum.Refuse:
 		c.d.stmu.Unlock()
@@ -530,6 +532,7 @@ func (c *cluster) join(ctx context.Context, j quorum.Join, now time.Time) (*Etcd
 		return nil, nil
 	case quorum.JoinWait:
 		c.d.setWaiting(fmt.Sprintf("etcd cluster %x (asked %s): %s", j.ClusterID, via.Name, rep.Reason))
+		c.d.setPhase(waitPhase(strings.HasPrefix(rep.Reason, "standby")))
 		return nil, nil
 	case quorum.JoinStart:
 	default:
@@ -602,6 +605,14 @@ func (c *cluster) setAside(ctx context.Context, reason string) error {
 	c.d.stmu.Lock()
 	defer c.d.stmu.Unlock()
 	return c.setAsideLocked(ctx, reason, false)
+}
+
+// waitPhase is the phase of a node waiting outside etcd.
+func waitPhase(standby bool) Phase {
+	if standby {
+		return PhaseStandby
+	}
+	return PhaseWaiting
 }
 
 // The RPC handlers.

@@ -388,6 +388,9 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 	}
 	if c := d.cluster; c != nil {
 		in.gossip = gossipMembers(c.g.Members())
+		if err := c.g.JoinError(); err != nil {
+			in.gossipErr = err.Error()
+		}
 		c.mu.Lock()
 		in.alert = c.rec.alert
 		c.mu.Unlock()
@@ -410,8 +413,9 @@ type statusInput struct {
 	now     time.Time
 	source  string
 	// gossip is the daemon's gossip view; alert the reconciler's alert.
-	gossip []GossipMember
-	alert  string
+	gossip    []GossipMember
+	gossipErr string
+	alert     string
 }
 
 func collectStatus(ctx context.Context, in statusInput) Status {
@@ -422,11 +426,12 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 			Name: in.cfg.NodeName, Role: string(in.cfg.Role), Cluster: in.cfg.ClusterName,
 			AdvertiseAddress: in.cfg.AdvertiseAddress.String(), Version: Version,
 		},
-		StartedAt: in.started,
-		Waiting:   in.waiting,
-		CheckedAt: in.now,
-		Gossip:    in.gossip,
-		Alert:     in.alert,
+		StartedAt:   in.started,
+		Waiting:     in.waiting,
+		CheckedAt:   in.now,
+		Gossip:      in.gossip,
+		GossipError: in.gossipErr,
+		Alert:       in.alert,
 	}
 	if in.state != nil {
 		s.Node.ID, s.Phase, s.PhaseSince = in.state.NodeID, in.state.Phase, in.state.PhaseSince

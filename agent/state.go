@@ -54,9 +54,12 @@ type Phase string
 
 // The phases a node moves through.
 const (
-	PhaseStarting   Phase = "starting"
-	PhaseRendered   Phase = "rendered"
-	PhaseWaiting    Phase = "waiting-for-peers"
+	PhaseStarting Phase = "starting"
+	PhaseRendered Phase = "rendered"
+	PhaseWaiting  Phase = "waiting-for-peers"
+	// PhaseStandby: a control-plane node outside etcd because the cluster
+	// has its members; it is added when one is missing.
+	PhaseStandby    Phase = "standby"
 	PhaseEtcdStart  Phase = "etcd-starting"
 	PhaseEtcdReady  Phase = "etcd-ready"
 	PhaseWorkerIdle Phase = "worker-waiting"

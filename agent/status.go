@@ -41,6 +41,9 @@ type Status struct {
 	// Gossip lists the nodes of the gossip view, this one included (only
 	// when the daemon answers).
 	Gossip []GossipMember `json:"gossip,omitempty"`
+	// GossipError is why this node, alone, cannot join its configured
+	// peers (wrong secret or cluster name, or no route).
+	GossipError string `json:"gossip_error,omitempty"`
 	// Alert is the etcd membership reconciler's call for an operator
 	// (set on the node next to the etcd leader).
 	Alert     string      `json:"alert,omitempty"`
@@ -95,8 +98,11 @@ func (s *Status) judge(expectEtcd bool) {
 			}
 		}
 	}
-	if s.Waiting != "" {
+	if s.Waiting != "" && s.Phase != PhaseStandby {
 		degraded = append(degraded, "waiting: "+s.Waiting)
+	}
+	if s.GossipError != "" {
+		down = append(down, "gossip: cannot join the cluster: "+s.GossipError)
 	}
 	if s.Alert != "" {
 		degraded = append(degraded, "etcd membership: "+s.Alert)

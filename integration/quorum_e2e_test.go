@@ -101,9 +101,29 @@ func TestQuorumFormsOnce(t *testing.T) {
 		}
 	}
 
-	// Cases 2 and 3: the others arrive at once; one cluster, three
-	// voters, the fourth on standby.
-	startAgents(t, hosts[2], hosts[3])
+	// Cases 2 and 3: the others arrive at once, by `ecom-agent join` as
+	// cloud-init runs it; one cluster, three voters, the fourth on
+	// standby. join returns 0 on all four (the standby is where the
+	// fourth belongs) and says where each node ended up.
+	var jwg sync.WaitGroup
+	for _, h := range hosts {
+		jwg.Add(1)
+		go func() {
+			defer jwg.Done()
+			ctx, cancel := ctxTimeout(4 * time.Minute)
+			defer cancel()
+			res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "3m")
+			if err != nil || !strings.HasPrefix(res.Stdout, "joined: "+h.Name()) {
+				t.Errorf("join on %s: %v\nstdout: %s\nstderr: %s", h.Name(), err, res.Stdout, res.Stderr)
+				return
+			}
+			t.Logf("join on %s: %s", h.Name(), strings.TrimSpace(res.Stdout))
+		}()
+	}
+	jwg.Wait()
+	if res, _ := run(hosts[0], "ecom-agent", "join"); !strings.HasPrefix(res.Stdout, "already joined: ") || res.ExitCode != 0 {
+		t.Errorf("join again: exit %d, %q", res.ExitCode, res.Stdout)
+	}
 	var clusterID string
 	var members []*testhost.Host
 	await(t, 3*time.Minute, "a 3-voter etcd cluster", func() error {
@@ -305,6 +325,30 @@ func TestQuorumFormsOnce(t *testing.T) {
 		if err != nil || id != clusterID || voters != 3 {
 			t.Errorf("cluster %s, %d voters, err %v", id, voters, err)
 		}
+	})
+
+	// Case 11: a node with the wrong cluster secret is refused, and both
+	// sides say so.
+	t.Run("a wrong cluster secret is refused, visibly on both sides", func(t *testing.T) {
+		cfg := strings.Replace(joinConfig(dead, hosts, 3), testSecret, "wrong-secret-0123456789abcdef0123456789abcdef", 1)
+		if err := dead.WriteFile("/etc/ecom-agent/config.toml", []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dead.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		await(t, time.Minute, dead.Name()+" saying it cannot join", func() error {
+			st, code := statusJSON(t, dead)
+			if code != 2 || !strings.Contains(st.GossipError, "check that cluster_secret and cluster_name match") {
+				return fmt.Errorf("exit %d, gossip error %q", code, st.GossipError)
+			}
+			return nil
+		})
+		await(t, time.Minute, "a member logging the refusal", func() error {
+			res, _ := run(members[0], "journalctl", "-u", "ecom-agent.service", "--no-pager", "--since", "-2min")
+			if !strings.Contains(res.Stdout, "no installed keys could decrypt") {
+				return fmt.Errorf("no refusal in %s's journal", members[0].Name())
+			}
+			return nil
+		})
 	})
 }
 

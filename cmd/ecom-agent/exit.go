@@ -17,8 +17,13 @@ const (
 	exitFailure = 1
 	// exitConfig means the configuration is invalid; nothing was written.
 	exitConfig = 2
-	// Codes 3 (preflight failed), 4 (timed out) and 5 (refused by the
-	// cluster) are reserved for join, documented in the README.
+	// Code 3 is reserved for join's preflight failures (they arrive with
+	// workers).
+	// exitTimeout: join's --timeout passed before the node got there.
+	exitTimeout = 4
+	// exitRefused: the cluster refused this node (wrong secret or
+	// cluster name, mismatched expect, another cluster's CA).
+	exitRefused = 5
 	// exitUsage means the command line itself is wrong.
 	exitUsage = 64
 	// exitNotYet means the command exists but its behaviour arrives in a

@@ -108,7 +108,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestLaterCommandsSaySoPlainly(t *testing.T) {
-	for _, cmd := range []string{"join", "reset"} {
+	for _, cmd := range []string{"reset"} {
 		code, out, errOut := runCLI(t, cmd)
 		if code != exitNotYet {
 			t.Errorf("%s: exit %d, want %d", cmd, code, exitNotYet)
@@ -116,6 +116,15 @@ func TestLaterCommandsSaySoPlainly(t *testing.T) {
 		if out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "not available in this version") {
 			t.Errorf("%s: want one plain line on stderr, got stdout %q stderr %q", cmd, out, errOut)
 		}
+	}
+}
+
+// join checks the config before it touches systemd: a bad config exits
+// 2 and does nothing.
+func TestJoinRefusesABadConfigFirst(t *testing.T) {
+	code, out, errOut := runCLI(t, "join", "--config", writeConfig(t, "cluster_name = \"shop\"\nrole = \"control-plane\"\nexpct = 3\n"))
+	if code != exitConfig || out != "" || !strings.Contains(errOut, "expct") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 

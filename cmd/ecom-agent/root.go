@@ -134,14 +134,6 @@ func notYet(what string) func(*cobra.Command, []string) error {
 	}
 }
 
-func (c *cli) joinCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "join",
-		Short: "Join this node to its cluster (cloud-init friendly)",
-		RunE:  notYet("gossip discovery and the etcd quorum arrive in a later release"),
-	}
-}
-
 func (c *cli) resetCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "reset",

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/units"
+)
+
+// refusedAfter is how long a refusal must last before join gives up on
+// it: gossip and the quorum settle within seconds, a wrong secret stays.
+const refusedAfter = 30 * time.Second
+
+func (c *cli) joinCommand() *cobra.Command {
+	var timeout time.Duration
+	var socket string
+	cmd := &cobra.Command{
+		Use:   "join",
+		Short: "Join this node to its cluster: enable and start the agent, wait for it (cloud-init friendly)",
+		Long: `join is what cloud-init runs on every node, with the same config on all of
+them (written to /etc/ecom-agent/config.toml by write_files). It checks the
+config, enables and starts ecom-agent.service, and waits until the node
+reaches its target phase (a control-plane node: its etcd member serving in
+the cluster), printing progress on stderr. Running it again on a joined
+node prints what it found and exits 0; on a half-joined node the agent
+resumes where it stopped.
+
+It never blocks boot: the agent tells systemd it is ready as soon as it
+serves, and join waits on the agent's socket, not on any unit ordered
+after cloud-init.
+
+Exit codes: 0 joined; 2 invalid config (nothing done); 4 --timeout passed
+(the message says what the node waits for); 5 refused by the cluster
+(wrong cluster secret or name, mismatched expect, another CA).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.loadConfig()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			start := time.Now()
+			if st, err := agent.QueryStatus(ctx, socket); err == nil && reached(cfg, st) {
+				fmt.Fprintf(c.stdout, "already joined: %s\n", summary(st))
+				return nil
+			}
+			root, err := hostfs.New("/")
+			if err != nil {
+				return err
+			}
+			if err := c.startAgent(ctx, root); err != nil {
+				return withCode(exitFailure, err)
+			}
+			c.progress(start, "ecom-agent.service started; waiting for this node to join")
+			return c.awaitJoined(ctx, cfg, socket, start, timeout)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for the node to join")
+	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
+	return cmd
+}
+
+// startAgent enables and starts ecom-agent.service, installing its unit
+// file first if no package did.
+func (c *cli) startAgent(ctx context.Context, root *hostfs.Root) error {
+	m, err := units.Connect(ctx, root, units.Options{})
+	if err != nil {
+		return fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer m.Close()
+	if _, err := root.Stat(bootstrap.AgentUnitFile); errors.Is(err, fs.ErrNotExist) {
+		data, err := units.Render(bootstrap.AgentUnitSpec())
+		if err != nil {
+			return err
+		}
+		if _, err := root.WriteFile(bootstrap.AgentUnitFile, data, 0o644); err != nil {
+			return err
+		}
+		if err := m.Reload(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := m.Enable(ctx, bootstrap.AgentUnit); err != nil {
+		return err
+	}
+	st, err := m.Status(ctx, bootstrap.AgentUnit)
+	if err != nil {
+		return err
+	}
+	if st.ActiveState == "active" {
+		return nil
+	}
+	jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return m.Start(jctx, bootstrap.AgentUnit)
+}
+
+// awaitJoined polls the agent until the node reaches its target phase,
+// printing each change of what it waits for.
+func (c *cli) awaitJoined(ctx context.Context, cfg *config.Config, socket string, start time.Time, timeout time.Duration) error {
+	deadline := start.Add(timeout)
+	var last string
+	var refusedSince time.Time
+	for {
+		st, err := agent.QueryStatus(ctx, socket)
+		line := ""
+		switch {
+		case err != nil:
+			line = "the agent does not answer yet: " + err.Error()
+		case reached(cfg, st):
+			c.progress(start, "joined: "+summary(st))
+			fmt.Fprintf(c.stdout, "joined: %s\n", summary(st))
+			return nil
+		default:
+			line = fmt.Sprintf("%s: %s", st.Phase, orDash(st.Waiting))
+			if st.GossipError != "" {
+				line = "cannot join gossip: " + st.GossipError
+			}
+		}
+		if line != last {
+			c.progress(start, line)
+			last = line
+		}
+		if err == nil && refused(st) {
+			if refusedSince.IsZero() {
+				refusedSince = time.Now()
+			} else if time.Since(refusedSince) >= refusedAfter {
+				return withCode(exitRefused, fmt.Errorf("refused by the cluster: %s", line))
+			}
+		} else {
+			refusedSince = time.Time{}
+		}
+		if time.Now().After(deadline) {
+			return withCode(exitTimeout, fmt.Errorf("not joined after %s; still waiting for: %s (run `ecom-agent status` for details)", timeout, line))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// reached reports whether the node is where join takes it.
+func reached(cfg *config.Config, st agent.Status) bool {
+	if cfg.IsControlPlane() {
+		// A standby is where a control-plane node beyond the cluster's
+		// size belongs: the reconciler adds it when a member is missing.
+		return st.Phase == agent.PhaseStandby || (st.Phase == agent.PhaseEtcdReady && st.Etcd != nil && st.Etcd.Leader != "")
+	}
+	return st.Phase == agent.PhaseWorkerIdle
+}
+
+// refused reports a status that only an operator can fix.
+func refused(st agent.Status) bool {
+	return strings.Contains(st.GossipError, "no peer accepted us") ||
+		strings.HasPrefix(st.Waiting, "formation blocked") ||
+		strings.HasPrefix(st.Waiting, "refused by") ||
+		strings.HasPrefix(st.Waiting, "cannot join")
+}
+
+func summary(st agent.Status) string {
+	s := fmt.Sprintf("%s (%s) phase %s", st.Node.Name, st.Node.Role, st.Phase)
+	if st.Phase == agent.PhaseStandby {
+		s += ": " + st.Waiting
+	}
+	if st.Etcd != nil {
+		s += fmt.Sprintf(", etcd cluster %s with %d members, leader %s", st.Etcd.ClusterID, len(st.Etcd.Members), st.Etcd.Leader)
+	}
+	return s
+}
+
+// progress prints one progress line on stderr, with the time since start.
+func (c *cli) progress(start time.Time, msg string) {
+	fmt.Fprintf(c.stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), msg)
+}
