@@ -44,6 +44,22 @@ func formed(t *testing.T, h *testhost.Host) (id string, voters, learners int, er
 	return st.Etcd.ClusterID, voters, learners, nil
 }
 
+// awaitCluster waits until h's etcd serves in cluster id with 3 started
+// voters.
+func awaitCluster(t *testing.T, h *testhost.Host, id string, timeout time.Duration) {
+	t.Helper()
+	await(t, timeout, "cluster "+id+" with 3 voters on "+h.Name(), func() error {
+		got, voters, _, err := formed(t, h)
+		if err != nil {
+			return err
+		}
+		if got != id || voters != 3 {
+			return fmt.Errorf("cluster %s with %d voters, want %s with 3", got, voters, id)
+		}
+		return nil
+	})
+}
+
 func startAgents(t *testing.T, hosts ...*testhost.Host) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -212,16 +228,7 @@ func TestQuorumFormsOnce(t *testing.T) {
 		}
 		time.Sleep(5 * time.Second)
 		for _, h := range members {
-			await(t, 2*time.Minute, "etcd back on "+h.Name(), func() error {
-				id, voters, _, err := formed(t, h)
-				if err != nil {
-					return err
-				}
-				if id != clusterID || voters != 3 {
-					return fmt.Errorf("cluster %s with %d voters, want %s with 3", id, voters, clusterID)
-				}
-				return nil
-			})
+			awaitCluster(t, h, clusterID, 2*time.Minute)
 		}
 	})
 
@@ -247,16 +254,7 @@ func TestQuorumFormsOnce(t *testing.T) {
 		}
 		wg.Wait()
 		for _, h := range members {
-			await(t, 3*time.Minute, "cluster back on "+h.Name(), func() error {
-				id, voters, _, err := formed(t, h)
-				if err != nil {
-					return err
-				}
-				if id != clusterID || voters != 3 {
-					return fmt.Errorf("cluster %s with %d voters, want %s with 3", id, voters, clusterID)
-				}
-				return nil
-			})
+			awaitCluster(t, h, clusterID, 3*time.Minute)
 		}
 		st, _ := statusJSON(t, standby)
 		if st.Etcd != nil {
