@@ -115,9 +115,12 @@ func (c *cluster) reconcile(ctx context.Context) {
 		c.localClusterID, c.leader = v.clusterID, v.leaderLocal
 	}
 	c.mu.Unlock()
-	if err != nil || !v.leaderLocal {
+	if err != nil {
 		return
 	}
+	// Every member's agent tracks since when each member is unreachable,
+	// not only the leader's: when leadership moves, the new reconciler
+	// knows how long a member has been gone.
 	now := c.d.d.Now()
 	rec := c.rec
 	for i := range v.members {
@@ -130,6 +133,9 @@ func (c *cluster) reconcile(ctx context.Context) {
 			rec.inactive[m.ID] = now
 		}
 		m.InactiveSince = rec.inactive[m.ID]
+	}
+	if !v.leaderLocal {
+		return
 	}
 	a := quorum.Reconcile(quorum.ReconcileInput{
 		Self: c.self(), Members: v.members, Peers: c.peersNow(),

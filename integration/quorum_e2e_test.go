@@ -325,6 +325,67 @@ func TestQuorumFormsOnce(t *testing.T) {
 		}
 	})
 
+	// Case 9: a member's host is reinstalled (wiped disk, same name and
+	// address, new node ID): its stale member is removed and it joins
+	// again as a learner, then a voter.
+	t.Run("a reinstalled host rejoins and its stale member is removed", func(t *testing.T) {
+		h := members[1]
+		oldID := ""
+		st, _ := statusJSON(t, members[0])
+		if st.Etcd != nil {
+			for _, m := range st.Etcd.Members {
+				if m.Name == h.Name() {
+					oldID = m.ID
+				}
+			}
+		}
+		if oldID == "" {
+			t.Fatalf("%s is not a member before the reinstall: %+v", h.Name(), st.Etcd)
+		}
+		if err := h.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Wipe(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := ctxTimeout(2 * time.Minute)
+		defer cancel()
+		if err := h.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		install(t, h, joinConfig(h, hosts, 3))
+		if res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "90s"); err != nil {
+			t.Fatalf("join after the reinstall: %v\n%s", err, res.Stderr)
+		}
+		await(t, 3*time.Minute, h.Name()+" a voter again under a new member ID", func() error {
+			st, _ := statusJSON(t, members[0])
+			if st.Etcd == nil || st.Etcd.ClusterID != clusterID {
+				return fmt.Errorf("etcd %+v", st.Etcd)
+			}
+			voters := 0
+			for _, m := range st.Etcd.Members {
+				if m.ID == oldID {
+					return fmt.Errorf("the stale member %s is still listed", oldID)
+				}
+				if m.Learner {
+					return fmt.Errorf("learner %s pending", m.Name)
+				}
+				if m.Started {
+					voters++
+				}
+			}
+			if voters != 3 {
+				return fmt.Errorf("%d started voters", voters)
+			}
+			// The reinstalled host is back in, as a voter or, if the
+			// other standby was picked to fill the gap, as standby.
+			if hs, _ := statusJSON(t, h); hs.Phase != agent.PhaseEtcdReady && hs.Phase != agent.PhaseStandby {
+				return fmt.Errorf("%s: phase %s, waiting %q", h.Name(), hs.Phase, hs.Waiting)
+			}
+			return nil
+		})
+	})
+
 	// Case 11: a node with the wrong cluster secret is refused, and both
 	// sides say so.
 	t.Run("a wrong cluster secret is refused, visibly on both sides", func(t *testing.T) {
