@@ -65,6 +65,18 @@ func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
 	return st, res.ExitCode
 }
 
+// awaitHealthyLine waits for the agent's STATUS= line of a converged,
+// healthy single-member node.
+func awaitHealthyLine(t *testing.T, h *testhost.Host) {
+	t.Helper()
+	await(t, time.Minute, "healthy STATUS= on "+h.Name(), func() error {
+		if line := show(t, h, "ecom-agent.service", "StatusText"); !strings.HasPrefix(line, "healthy, phase etcd-ready, etcd 1 members") {
+			return fmt.Errorf("StatusText %q", line)
+		}
+		return nil
+	})
+}
+
 // TestDaemonRunsEtcdUnderSystemd is the real-systemd story of the agent:
 // on three hosts at once, ecom-agent.service reaches READY=1 with a
 // single-member etcd running as a systemd unit and serving mutual TLS;
@@ -134,6 +146,9 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		loaded := show(t, h, "etcd.service", "InactiveExitTimestampMonotonic")
 		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
 		await(t, time.Minute, "ecom-agent active again", activeIs(h, "ecom-agent.service", "active"))
+		// READY=1 comes as soon as the agent serves; its converge pass
+		// ends with the healthy STATUS= line.
+		awaitHealthyLine(t, h)
 		if got := show(t, h, "etcd.service", "ExecMainPID"); got != pid {
 			t.Errorf("etcd restarted (pid %s -> %s) though nothing changed", pid, got)
 		}
@@ -150,9 +165,13 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		}
 		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
 		await(t, time.Minute, "ecom-agent active again", activeIs(h, "ecom-agent.service", "active"))
-		if got := show(t, h, "etcd.service", "ExecMainPID"); got == pid {
-			t.Errorf("etcd kept pid %s though its config changed", pid)
-		}
+		await(t, time.Minute, "etcd restarted for its new config", func() error {
+			if got := show(t, h, "etcd.service", "ExecMainPID"); got == pid || got == "0" {
+				return fmt.Errorf("etcd pid %s (was %s)", got, pid)
+			}
+			return nil
+		})
+		awaitHealthyLine(t, h)
 		if data, _ := h.ReadFile("/etc/kubernetes/etcd/etcd.yaml"); !strings.Contains(string(data), "snapshot-count: 5000") {
 			t.Errorf("etcd.yaml was not re-rendered:\n%s", data)
 		}
