@@ -203,16 +203,18 @@ func (r reconciler) name(m EtcdMember) string {
 }
 
 // stale reports whether a started member's host came back without etcd
-// data (reinstalled or wiped): etcd lost its transport to the member at
-// least Settle ago, and gossip has since seen the host rejoin, alive and
-// advertising no etcd state. Requiring the host to have rejoined after
-// the member went silent keeps a lagging view of a member that just
-// started (and then crashed) from passing for a reinstall.
+// data (reinstalled or wiped): etcd has had no transport to the member
+// for at least Settle, while gossip shows its host alive and advertising
+// no etcd state. An agent refreshes that metadata within seconds of
+// etcd writing its data, so a view that lags a member which just started
+// (and then crashed) does not last Settle. A reinstalled host can come
+// back before gossip even declared it dead, so its entry's Since says
+// nothing and is not used.
 func (r reconciler) stale(m EtcdMember) bool {
 	p, ok := r.peer(m)
 	return ok && m.Started && !m.Active && !m.InactiveSince.IsZero() &&
 		r.in.Now.Sub(m.InactiveSince) >= r.t.Settle &&
-		p.Status == StatusAlive && !p.HasEtcdState && p.Since.After(m.InactiveSince)
+		p.Status == StatusAlive && !p.HasEtcdState
 }
 
 // gone reports whether a member is dead or stale, and why.

@@ -209,10 +209,13 @@ func TestReconcile(t *testing.T) {
 		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-30*time.Second)))),
 		want:    Remove{MemberID: 0x103, Name: "cp-3"}, reason: "reinstalled",
 	}, {
-		name:    "host without etcd data seen alive since before the member went silent (a lagging view, not a reinstall): no change",
+		// A reinstalled host can be back before gossip declared it
+		// dead, so its entry may be alive since before the member went
+		// silent: still stale once silent for Settle.
+		name:    "host back without etcd data before gossip saw it die (fast reinstall): remove the stale member",
 		members: with(healthy, etcdMember(3, inactive(now.Add(-time.Minute)))),
 		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-2*time.Minute)))),
-		want:    Steady{},
+		want:    Remove{MemberID: 0x103, Name: "cp-3"}, reason: "back without etcd data",
 	}, {
 		name:    "member silent for less than Settle, host back without data: not yet stale",
 		members: with(healthy, etcdMember(3, inactive(now.Add(-timing.Settle+time.Second)))),
