@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +43,7 @@ type commitMessage struct {
 type joinReply struct {
 	Verdict        quorum.JoinVerdict `json:"verdict"`
 	Reason         string             `json:"reason"`
+	Standby        bool               `json:"standby,omitempty"`
 	InitialCluster map[string]string  `json:"initial_cluster,omitempty"`
 	Shared         []byte             `json:"shared,omitempty"`
 }
@@ -532,7 +532,7 @@ func (c *cluster) join(ctx context.Context, j quorum.Join, now time.Time) (*Etcd
 		return nil, nil
 	case quorum.JoinWait:
 		c.d.setWaiting(fmt.Sprintf("etcd cluster %x (asked %s): %s", j.ClusterID, via.Name, rep.Reason))
-		c.d.setPhase(waitPhase(strings.HasPrefix(rep.Reason, "standby")))
+		c.d.setPhase(waitPhase(rep.Standby))
 		return nil, nil
 	case quorum.JoinStart:
 	default:
@@ -752,7 +752,7 @@ func (c *cluster) handleJoin(ctx context.Context, r peer.Request) (any, error) {
 		return nil, peer.Errorf(peer.CodeNotReady, "read the etcd member list on %s: %v", c.cfg.NodeName, err)
 	}
 	ans := quorum.AnswerJoin(c.self(), members, req)
-	rep := joinReply{Verdict: ans.Verdict, Reason: ans.Reason, InitialCluster: ans.InitialCluster}
+	rep := joinReply{Verdict: ans.Verdict, Reason: ans.Reason, Standby: ans.Standby, InitialCluster: ans.InitialCluster}
 	if ans.Verdict == quorum.JoinStart {
 		if rep.Shared, err = c.sealedShared(); err != nil {
 			return nil, peer.Errorf(peer.CodeUnavailable, "%v", err)

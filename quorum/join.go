@@ -33,6 +33,10 @@ const (
 type JoinAnswer struct {
 	Verdict JoinVerdict
 	Reason  string
+	// Standby is set with JoinWait when the node is simply not needed
+	// now (it is no member and none is listed for its host): it waits
+	// as standby until the reconciler adds it.
+	Standby bool
 	// InitialCluster is, for JoinStart, etcd's initial-cluster (member
 	// name to peer URL). etcd matches members by peer URL when it joins,
 	// so members that never started get a placeholder name.
@@ -54,7 +58,7 @@ func AnswerJoin(self Self, members []EtcdMember, req JoinRequest) JoinAnswer {
 			return JoinAnswer{Verdict: JoinWait, Reason: fmt.Sprintf(
 				"etcd still lists the old member %s (%x) of this host; it is removed first", req.Member.Name, members[j].ID)}
 		}
-		return JoinAnswer{Verdict: JoinWait, Reason: "standby: not a member; control-plane nodes are added one at a time, as learners, when a voter is missing"}
+		return JoinAnswer{Verdict: JoinWait, Standby: true, Reason: "standby: not a member; control-plane nodes are added one at a time, as learners, when a voter is missing"}
 	}
 	if m := members[i]; m.Started {
 		return JoinAnswer{Verdict: JoinWait, Reason: fmt.Sprintf(

@@ -40,7 +40,7 @@ func TestAnswerJoin(t *testing.T) {
 		name:    "not a member: wait as standby",
 		members: running,
 		req:     req(4),
-		want:    JoinAnswer{Verdict: JoinWait},
+		want:    JoinAnswer{Verdict: JoinWait, Standby: true},
 		reason:  "standby: not a member",
 	}, {
 		name: "an old member of the same name at another address (a reinstalled host): wait until it is removed",
