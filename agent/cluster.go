@@ -306,7 +306,7 @@ func (c *cluster) step(ctx context.Context) (*EtcdDecision, error) {
 		return nil, nil
 	case quorum.Refuse:
 		c.d.stmu.Unlock()
-		c.d.setWaiting(st.String())
+		c.d.setRefused(st.String())
 		return nil, nil
 	case quorum.Propose:
 		err := c.proposeLocked(ctx, local, st.Proposal, now)
@@ -528,7 +528,7 @@ func (c *cluster) join(ctx context.Context, j quorum.Join, now time.Time) (*Etcd
 	switch rep.Verdict {
 	case quorum.JoinRefused:
 		c.d.d.Log.Warn("etcd join refused", "by", via.Name, "reason", rep.Reason)
-		c.d.setWaiting(fmt.Sprintf("refused by %s: %s", via.Name, rep.Reason))
+		c.d.setRefused(fmt.Sprintf("refused by %s: %s", via.Name, rep.Reason))
 		return nil, nil
 	case quorum.JoinWait:
 		c.d.setWaiting(fmt.Sprintf("etcd cluster %x (asked %s): %s", j.ClusterID, via.Name, rep.Reason))
@@ -550,7 +550,7 @@ func (c *cluster) join(ctx context.Context, j quorum.Join, now time.Time) (*Etcd
 	}
 	if err := shared.Install(c.d.d.Root, c.cfg); err != nil {
 		// Another cluster's CA on this node: an operator must decide.
-		c.d.setWaiting("cannot join: " + err.Error())
+		c.d.setRefused("cannot join: " + err.Error())
 		return nil, nil
 	}
 	c.d.state.Etcd = &EtcdDecision{State: "existing", Peers: rep.InitialCluster, DecidedAt: now}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/quorum"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -76,6 +77,7 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	waiting string
+	refused bool
 	status  Status
 }
 
@@ -374,7 +376,7 @@ func (d *Daemon) refresh(ctx context.Context) {
 
 func (d *Daemon) publish(ctx context.Context, probe bool) {
 	d.mu.Lock()
-	waiting := d.waiting
+	waiting, refused := d.waiting, d.refused
 	d.mu.Unlock()
 	d.stmu.Lock()
 	st := *d.state
@@ -390,11 +392,13 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 		in.gossip = gossipMembers(c.g.Members())
 		if err := c.g.JoinError(); err != nil {
 			in.gossipErr = err.Error()
+			refused = refused || errors.Is(err, gossip.ErrNotAccepted)
 		}
 		c.mu.Lock()
 		in.alert = c.rec.alert
 		c.mu.Unlock()
 	}
+	in.refused = refused
 	s := collectStatus(ctx, in)
 	d.mu.Lock()
 	d.status = s
@@ -416,6 +420,7 @@ type statusInput struct {
 	gossip    []GossipMember
 	gossipErr string
 	alert     string
+	refused   bool
 }
 
 func collectStatus(ctx context.Context, in statusInput) Status {
@@ -431,6 +436,7 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 		CheckedAt:   in.now,
 		Gossip:      in.gossip,
 		GossipError: in.gossipErr,
+		Refused:     in.refused,
 		Alert:       in.alert,
 	}
 	if in.state != nil {
@@ -548,9 +554,15 @@ func (d *Daemon) etcdDecision() *EtcdDecision {
 	return d.state.Etcd
 }
 
-func (d *Daemon) setWaiting(w string) {
+func (d *Daemon) setWaiting(w string) { d.wait(w, false) }
+
+// setRefused is setWaiting for a wait only an operator can end: the
+// cluster refuses this node (mismatched expect, another CA, ...).
+func (d *Daemon) setRefused(w string) { d.wait(w, true) }
+
+func (d *Daemon) wait(w string, refused bool) {
 	d.mu.Lock()
-	d.waiting = w
+	d.waiting, d.refused = w, refused
 	d.mu.Unlock()
 	if w != "" {
 		d.notifyStatus("waiting for " + w)

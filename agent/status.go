@@ -44,6 +44,10 @@ type Status struct {
 	// GossipError is why this node, alone, cannot join its configured
 	// peers (wrong secret or cluster name, or no route).
 	GossipError string `json:"gossip_error,omitempty"`
+	// Refused reports that the cluster refuses this node (wrong secret or
+	// cluster name, peers disagree on expect, another cluster's CA): what
+	// it waits for needs an operator, not time.
+	Refused bool `json:"refused,omitempty"`
 	// Alert is the etcd membership reconciler's call for an operator
 	// (set on the node next to the etcd leader).
 	Alert     string      `json:"alert,omitempty"`

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -131,7 +130,7 @@ func (c *cli) awaitJoined(ctx context.Context, cfg *config.Config, socket string
 			c.progress(start, line)
 			last = line
 		}
-		if err == nil && refused(st) {
+		if err == nil && st.Refused {
 			if refusedSince.IsZero() {
 				refusedSince = time.Now()
 			} else if time.Since(refusedSince) >= refusedAfter {
@@ -159,14 +158,6 @@ func reached(cfg *config.Config, st agent.Status) bool {
 		return st.Phase == agent.PhaseStandby || (st.Phase == agent.PhaseEtcdReady && st.Etcd != nil && st.Etcd.Leader != "")
 	}
 	return st.Phase == agent.PhaseWorkerIdle
-}
-
-// refused reports a status that only an operator can fix.
-func refused(st agent.Status) bool {
-	return strings.Contains(st.GossipError, "no peer accepted us") ||
-		strings.HasPrefix(st.Waiting, "formation blocked") ||
-		strings.HasPrefix(st.Waiting, "refused by") ||
-		strings.HasPrefix(st.Waiting, "cannot join")
 }
 
 func summary(st agent.Status) string {
