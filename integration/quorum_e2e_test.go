@@ -62,12 +62,19 @@ func awaitCluster(t *testing.T, h *testhost.Host, id string, timeout time.Durati
 
 func startAgents(t *testing.T, hosts ...*testhost.Host) {
 	t.Helper()
+	onEach(hosts, func(h *testhost.Host) {
+		h.MustRun(t, "systemctl", "enable", "--now", "--no-block", "ecom-agent.service")
+	})
+}
+
+// onEach runs fn for every host at once and waits for all of them.
+func onEach(hosts []*testhost.Host, fn func(h *testhost.Host)) {
 	var wg sync.WaitGroup
 	for _, h := range hosts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.MustRun(t, "systemctl", "enable", "--now", "--no-block", "ecom-agent.service")
+			fn(h)
 		}()
 	}
 	wg.Wait()
@@ -81,15 +88,7 @@ func startAgents(t *testing.T, hosts ...*testhost.Host) {
 func TestQuorumFormsOnce(t *testing.T) {
 	env := testhost.New(t, testhost.Options{Prefix: "q", Logf: t.Logf})
 	hosts := env.Start(t, 4)
-	var wg sync.WaitGroup
-	for _, h := range hosts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			install(t, h, joinConfig(h, hosts, 3))
-		}()
-	}
-	wg.Wait()
+	onEach(hosts, func(h *testhost.Host) { install(t, h, joinConfig(h, hosts, 3)) })
 
 	// Case 1: two of three control-plane nodes: no etcd starts, no CA is
 	// made, and status says for whom they wait.
@@ -121,22 +120,16 @@ func TestQuorumFormsOnce(t *testing.T) {
 	// cloud-init runs it; one cluster, three voters, the fourth on
 	// standby. join returns 0 on all four (the standby is where the
 	// fourth belongs) and says where each node ended up.
-	var jwg sync.WaitGroup
-	for _, h := range hosts {
-		jwg.Add(1)
-		go func() {
-			defer jwg.Done()
-			ctx, cancel := ctxTimeout(4 * time.Minute)
-			defer cancel()
-			res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "3m")
-			if err != nil || !strings.HasPrefix(res.Stdout, "joined: "+h.Name()) {
-				t.Errorf("join on %s: %v\nstdout: %s\nstderr: %s", h.Name(), err, res.Stdout, res.Stderr)
-				return
-			}
-			t.Logf("join on %s: %s", h.Name(), strings.TrimSpace(res.Stdout))
-		}()
-	}
-	jwg.Wait()
+	onEach(hosts, func(h *testhost.Host) {
+		ctx, cancel := ctxTimeout(4 * time.Minute)
+		defer cancel()
+		res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "3m")
+		if err != nil || !strings.HasPrefix(res.Stdout, "joined: "+h.Name()) {
+			t.Errorf("join on %s: %v\nstdout: %s\nstderr: %s", h.Name(), err, res.Stdout, res.Stderr)
+			return
+		}
+		t.Logf("join on %s: %s", h.Name(), strings.TrimSpace(res.Stdout))
+	})
 	if res, _ := run(hosts[0], "ecom-agent", "join"); !strings.HasPrefix(res.Stdout, "already joined: ") || res.ExitCode != 0 {
 		t.Errorf("join again: exit %d, %q", res.ExitCode, res.Stdout)
 	}
@@ -240,19 +233,13 @@ func TestQuorumFormsOnce(t *testing.T) {
 		}
 		// The hosts come back together, as after a real power cut: a
 		// member's etcd waits for its peers to regain quorum.
-		var wg sync.WaitGroup
-		for _, h := range hosts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := ctxTimeout(2 * time.Minute)
-				defer cancel()
-				if err := h.Start(ctx); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
+		onEach(hosts, func(h *testhost.Host) {
+			ctx, cancel := ctxTimeout(2 * time.Minute)
+			defer cancel()
+			if err := h.Start(ctx); err != nil {
+				t.Error(err)
+			}
+		})
 		for _, h := range members {
 			awaitCluster(t, h, clusterID, 3*time.Minute)
 		}
