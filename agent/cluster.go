@@ -302,7 +302,13 @@ func (c *cluster) step(ctx context.Context) (*EtcdDecision, error) {
 	case quorum.Wait:
 		c.d.stmu.Unlock()
 		c.d.setWaiting(st.String())
-		c.d.setPhase(waitPhase(st.Reason == quorum.WaitAsStandby))
+		// Waiting for a cluster others are starting changes nothing
+		// about this node's place: a standby stays standby (it will be
+		// told so again once the cluster runs), a founder that missed
+		// the commit stays waiting until it is forwarded.
+		if st.Reason != quorum.WaitForCluster {
+			c.d.setPhase(waitPhase(st.Reason == quorum.WaitAsStandby))
+		}
 		return nil, nil
 	case quorum.Refuse:
 		c.d.stmu.Unlock()
