@@ -17,6 +17,8 @@ const (
 	ControllerManagerKubeconfig = "/etc/kubernetes/controller-manager.conf"
 	SchedulerKubeconfig         = "/etc/kubernetes/scheduler.conf"
 	KubeletKubeconfig           = "/etc/kubernetes/kubelet.conf"
+	// AgentKubeconfig is the agent's own identity (group ecom-agent:agents).
+	AgentKubeconfig = "/etc/kubernetes/ecom-agent.conf"
 
 	EtcdConfigFile       = "/etc/kubernetes/etcd/etcd.yaml"
 	EtcdDataDir          = "/var/lib/etcd"

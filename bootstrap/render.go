@@ -202,6 +202,7 @@ func (r *Renderer) phaseKubeconfigs(_ context.Context) error {
 		{SuperAdminKubeconfig, "super-admin", r.advertisedAPIServer()},
 		{ControllerManagerKubeconfig, "controller-manager", r.localAPIServer()},
 		{SchedulerKubeconfig, "scheduler", r.localAPIServer()},
+		{AgentKubeconfig, "ecom-agent", r.localAPIServer()},
 	}
 	specs := map[string]pki.CertSpec{}
 	for _, s := range pki.KubeconfigCerts(PKINode(r.cfg)) {

@@ -27,6 +27,7 @@ const (
 	defaultRenewBefore              = 720 * time.Hour
 	defaultReplaceDeadAfter         = 5 * time.Minute
 	minReplaceDeadAfter             = 30 * time.Second
+	defaultReadyTimeout             = 5 * time.Minute
 	defaultContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
 )
 
@@ -63,6 +64,8 @@ func (l *loader) applyDefaults(c *Config) {
 	set("etcd.peer_port", func() { c.Etcd.PeerPort = defaultEtcdPeerPort })
 	set("etcd.replace_dead_after", func() { c.Etcd.ReplaceDeadAfter.Duration = defaultReplaceDeadAfter })
 	set("apiserver.port", func() { c.APIServer.Port = defaultAPIServerPort })
+	set("apiserver.ready_timeout", func() { c.APIServer.ReadyTimeout.Duration = defaultReadyTimeout })
+	set("seed.enabled", func() { c.Seed.Enabled = true })
 	set("kubelet.container_runtime_endpoint", func() {
 		c.Kubelet.ContainerRuntimeEndpoint = defaultContainerRuntimeEndpoint
 	})

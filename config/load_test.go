@@ -85,8 +85,9 @@ func TestDefaults(t *testing.T) {
 			KubeProxy:             "/usr/bin/kube-proxy",
 		},
 		Etcd:      Etcd{ClientPort: 2379, PeerPort: 2380, ReplaceDeadAfter: Duration{5 * time.Minute}},
-		APIServer: APIServer{Port: 6443},
+		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
 		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock"},
+		Seed:      Seed{Enabled: true},
 	}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {

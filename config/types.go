@@ -79,6 +79,7 @@ type Config struct {
 	ControllerManager Component `toml:"controller_manager"`
 	Scheduler         Component `toml:"scheduler"`
 	Kubelet           Kubelet   `toml:"kubelet"`
+	Seed              Seed      `toml:"seed"`
 }
 
 // Gossip configures peer discovery.
@@ -139,8 +140,19 @@ type APIServer struct {
 	// Port is the secure port (default 6443).
 	Port int `toml:"port"`
 	// ExtraSANs are added to the serving certificate (DNS names or IPs).
-	ExtraSANs  []string          `toml:"extra_sans"`
-	ExtraFlags map[string]string `toml:"extra_flags"`
+	ExtraSANs []string `toml:"extra_sans"`
+	// ReadyTimeout bounds the wait for /readyz after the control-plane
+	// units start (default 5m); past it the status names the unhealthy
+	// unit and shows its journal.
+	ReadyTimeout Duration          `toml:"ready_timeout"`
+	ExtraFlags   map[string]string `toml:"extra_flags"`
+}
+
+// Seed configures seeding the platform's workload manifests.
+type Seed struct {
+	// Enabled turns seeding on (default true). When off, no agent of
+	// this node takes part in the seeding Lease.
+	Enabled bool `toml:"enabled"`
 }
 
 // Kubelet configures the kubelet.

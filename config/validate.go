@@ -84,6 +84,9 @@ func (l *loader) validatePKI(c *Config) {
 		l.add("etcd.replace_dead_after", "%s is too short: a member rebooting would count as dead; use at least %s, like \"5m\"",
 			fmtDuration(d), fmtDuration(minReplaceDeadAfter))
 	}
+	if d := c.APIServer.ReadyTimeout.Duration; d <= 0 {
+		l.add("apiserver.ready_timeout", "%s is not a positive duration; write it like \"5m\"", fmtDuration(d))
+	}
 	positive := true
 	for _, d := range []struct {
 		key string

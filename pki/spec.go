@@ -164,6 +164,13 @@ func ControlPlaneCerts(n Node) []CertSpec {
 	}
 }
 
+// The agent's Kubernetes identity: user AgentUserPrefix+node name in
+// group AgentGroup.
+const (
+	AgentUserPrefix = "system:ecom-agent:"
+	AgentGroup      = "ecom-agent:agents"
+)
+
 // KubeconfigCerts returns the client certificates that are embedded in
 // kubeconfigs rather than kept as files; each is named after its
 // kubeconfig ("admin" for admin.conf, "kubelet" for kubelet.conf).
@@ -177,6 +184,11 @@ func KubeconfigCerts(n Node) []CertSpec {
 			Usages: clientAuth()},
 		{Name: "scheduler", CA: CA, CommonName: "system:kube-scheduler",
 			Usages: clientAuth()},
+		// The agent's own identity towards the API: bootstrap RBAC
+		// binds its group, so its rights are visible in the cluster
+		// rather than borrowed from system:masters.
+		{Name: "ecom-agent", CA: CA, CommonName: AgentUserPrefix + n.Name,
+			Organization: []string{AgentGroup}, Usages: clientAuth()},
 		KubeletClientCert(n),
 	}
 }

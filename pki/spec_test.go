@@ -42,6 +42,7 @@ func expectations() []want {
 		{"super-admin", CA, "kubernetes-super-admin", []string{"system:masters"}, nil, nil, wantClient},
 		{"controller-manager", CA, "system:kube-controller-manager", nil, nil, nil, wantClient},
 		{"scheduler", CA, "system:kube-scheduler", nil, nil, nil, wantClient},
+		{"ecom-agent", CA, "system:ecom-agent:cp-1", []string{"ecom-agent:agents"}, nil, nil, wantClient},
 		{"kubelet", CA, "system:node:cp-1", []string{"system:nodes"}, nil, nil, wantClient},
 		{"kubelet-server", CA, "system:node:cp-1", []string{"system:nodes"},
 			[]string{"cp-1"}, []string{"10.0.0.10"}, wantServer},

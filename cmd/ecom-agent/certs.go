@@ -104,7 +104,7 @@ func inventory(root *hostfs.Root, opts pki.Options) ([]pki.CertStatus, error) {
 		}
 	}
 	for _, kc := range []string{bootstrap.AdminKubeconfig, bootstrap.SuperAdminKubeconfig,
-		bootstrap.ControllerManagerKubeconfig, bootstrap.SchedulerKubeconfig} {
+		bootstrap.ControllerManagerKubeconfig, bootstrap.SchedulerKubeconfig, bootstrap.AgentKubeconfig} {
 		data, err := root.ReadFile(kc)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
