@@ -23,13 +23,16 @@ build:
 
 test: lint unit e2e
 
-# Fast tests: `go test ./...`, a few minutes at most.
-unit:
-	$(GO) test -count=1 ./...
+# Fast tests: `go test ./...`, a few minutes at most. The seeding and
+# control-plane tests run the real kube-apiserver from `make kube-bins`
+# (they skip, saying so, where it is missing).
+unit: kube-bins
+	ECOM_KUBE_BIN=$$(tools/kube/build.sh) $(GO) test -count=1 ./...
 
 # The end-to-end suite on real-systemd test hosts (needs root).
-e2e: build rootfs
-	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) $(GO) test -count=1 -tags e2e -timeout 60m -p 1 ./integration/... ./units/...
+e2e: build rootfs kube-bins
+	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) \
+	  $(GO) test -count=1 -tags e2e -timeout 75m -p 1 ./integration/... ./units/...
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

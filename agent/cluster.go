@@ -750,7 +750,7 @@ func (c *cluster) handleJoin(ctx context.Context, r peer.Request) (any, error) {
 	if err := r.Decode(&req); err != nil {
 		return nil, err
 	}
-	if c.d.phase() != PhaseEtcdReady {
+	if !c.d.phase().EtcdServing() {
 		return nil, peer.Errorf(peer.CodeNotReady, "etcd on %s is not ready", c.cfg.NodeName)
 	}
 	members, _, err := c.d.etcdMembers(ctx)

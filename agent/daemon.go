@@ -63,7 +63,11 @@ type Daemon struct {
 	d       Deps
 	sd      Systemd
 	cluster *cluster
+	cp      *controlPlane
 	started time.Time
+	// written is what the last render wrote: units whose inputs changed
+	// restart.
+	written []bootstrap.Written
 
 	// stmu guards state: the daemon's phases and the RPC handlers of the
 	// quorum protocol both change it, and every change is saved under it.
@@ -136,6 +140,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.cluster = c
 	defer c.stop()
+	d.cp = newControlPlane(d)
+	defer func() { d.cp.stop() }()
 	// The agent is up: it answers status and its peers. Waiting for
 	// peers, or for etcd to reach quorum, is its normal work, so systemd
 	// (and boot, and cloud-init after it) never waits on it.
@@ -146,6 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if errors.Is(err, errMemberRemoved) && d.d.Config.IsControlPlane() {
 			// Its data is of no use to anyone: move it aside (never
 			// delete it) and join again as a fresh node.
+			d.stopControlPlane(ctx)
 			if err := c.setAside(ctx, "this etcd member was removed from the cluster"); err != nil {
 				return d.fail("set etcd data aside", err)
 			}
@@ -180,15 +187,18 @@ func (d *Daemon) watch(ctx context.Context) bool {
 		case <-tick.C:
 		}
 		d.beat()
-		if d.d.Config.IsControlPlane() && d.phase() == PhaseEtcdReady {
+		if d.d.Config.IsControlPlane() && d.phase().EtcdServing() {
 			if again := d.cluster.maintain(ctx); again {
+				d.stopControlPlane(ctx)
 				return true
 			}
+			d.cp.tick(ctx, d.written)
 		} else {
 			d.cluster.publishMeta()
 		}
 		if d.d.Now().Sub(last) >= refreshInterval {
 			last = d.d.Now()
+			d.cp.refreshSeed(ctx)
 			d.refresh(ctx)
 		}
 	}
@@ -229,6 +239,7 @@ func (d *Daemon) converge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.written = written
 	d.beat()
 	d.setPhase(PhaseRendered)
 	return d.startEtcd(ctx, written)
@@ -306,7 +317,34 @@ func (d *Daemon) startEtcd(ctx context.Context, written []bootstrap.Written) err
 	}
 	d.setWaiting("")
 	d.setPhase(PhaseEtcdReady)
+	if d.d.Config.IsControlPlane() {
+		d.cp.tick(ctx, written)
+	}
 	return nil
+}
+
+// stopControlPlane stops the seeder and the control-plane units of a node
+// whose etcd member was removed: they would serve from data that is about
+// to be set aside.
+func (d *Daemon) stopControlPlane(ctx context.Context) {
+	d.cp.stop()
+	for _, name := range slices.Backward(controlPlaneUnits) {
+		sctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+		if err := d.sd.Stop(sctx, name); err != nil {
+			d.d.Log.Warn("stop unit", "unit", name, "err", err)
+		}
+		cancel()
+	}
+	d.cp = newControlPlane(d)
+	_ = d.saveState(func(s *State) { s.ControlPlaneUnits = false })
+}
+
+// saveState changes the state and saves it.
+func (d *Daemon) saveState(change func(s *State)) error {
+	d.stmu.Lock()
+	defer d.stmu.Unlock()
+	change(d.state)
+	return d.state.Save(d.d.Root)
 }
 
 // waitEtcd polls the local member until it answers, for as long as it
@@ -362,10 +400,13 @@ var errMemberRemoved = errors.New("etcd says this member was removed from its cl
 
 // managedUnits lists the units a node runs in its current phase.
 func managedUnits(cfg *config.Config, st *State) []string {
-	if cfg.IsControlPlane() && st != nil && st.Etcd != nil {
-		return []string{bootstrap.EtcdUnit}
+	if !cfg.IsControlPlane() || st == nil || st.Etcd == nil {
+		return nil
 	}
-	return nil
+	if st.ControlPlaneUnits {
+		return append([]string{bootstrap.EtcdUnit}, controlPlaneUnits...)
+	}
+	return []string{bootstrap.EtcdUnit}
 }
 
 // refresh rebuilds the published status from systemd and etcd.
@@ -398,6 +439,9 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 		in.alert = c.rec.alert
 		c.mu.Unlock()
 	}
+	if d.cp != nil && d.d.Config.IsControlPlane() && st.ControlPlaneUnits {
+		in.controlPlane, in.seed = d.cp.snapshot()
+	}
 	in.refused = refused
 	s := collectStatus(ctx, in)
 	d.mu.Lock()
@@ -421,6 +465,10 @@ type statusInput struct {
 	gossipErr string
 	alert     string
 	refused   bool
+	// controlPlane and seed are the daemon's view of the local API
+	// server and of seeding (nil: not known).
+	controlPlane *ControlPlaneStatus
+	seed         *SeedStatus
 }
 
 func collectStatus(ctx context.Context, in statusInput) Status {
@@ -431,13 +479,15 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 			Name: in.cfg.NodeName, Role: string(in.cfg.Role), Cluster: in.cfg.ClusterName,
 			AdvertiseAddress: in.cfg.AdvertiseAddress.String(), Version: Version,
 		},
-		StartedAt:   in.started,
-		Waiting:     in.waiting,
-		CheckedAt:   in.now,
-		Gossip:      in.gossip,
-		GossipError: in.gossipErr,
-		Refused:     in.refused,
-		Alert:       in.alert,
+		StartedAt:    in.started,
+		Waiting:      in.waiting,
+		CheckedAt:    in.now,
+		Gossip:       in.gossip,
+		GossipError:  in.gossipErr,
+		Refused:      in.refused,
+		Alert:        in.alert,
+		ControlPlane: in.controlPlane,
+		Seed:         in.seed,
 	}
 	if in.state != nil {
 		s.Node.ID, s.Phase, s.PhaseSince = in.state.NodeID, in.state.Phase, in.state.PhaseSince
@@ -446,7 +496,7 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 	if in.sd != nil {
 		s.Units = unitReports(ctx, in.sd, managed)
 	}
-	etcdExpected := in.sd != nil && len(managed) > 0 && in.state.Phase == PhaseEtcdReady
+	etcdExpected := in.sd != nil && len(managed) > 0 && in.state.Phase.EtcdServing()
 	if etcdExpected {
 		s.Etcd, s.EtcdError = probeEtcd(ctx, in.root, in.cfg)
 	}

@@ -31,6 +31,9 @@ type State struct {
 	// gave and the commit it holds. It is written before the node answers
 	// a peer or acts.
 	Quorum quorum.State `json:"quorum,omitzero"`
+	// ControlPlaneUnits is true once the control-plane units are
+	// installed, so a status without the daemon knows to check them.
+	ControlPlaneUnits bool `json:"control_plane_units,omitempty"`
 }
 
 // EtcdDecision is a decided etcd membership.
@@ -59,11 +62,17 @@ const (
 	PhaseWaiting  Phase = "waiting-for-peers"
 	// PhaseStandby: a control-plane node outside etcd because the cluster
 	// has its members; it is added when one is missing.
-	PhaseStandby    Phase = "standby"
-	PhaseEtcdStart  Phase = "etcd-starting"
-	PhaseEtcdReady  Phase = "etcd-ready"
+	PhaseStandby   Phase = "standby"
+	PhaseEtcdStart Phase = "etcd-starting"
+	PhaseEtcdReady Phase = "etcd-ready"
+	// PhaseAPIReady: etcd serves and so does the local kube-apiserver.
+	PhaseAPIReady   Phase = "api-ready"
 	PhaseWorkerIdle Phase = "worker-waiting"
 )
+
+// EtcdServing reports whether a node in phase p runs a serving etcd
+// member.
+func (p Phase) EtcdServing() bool { return p == PhaseEtcdReady || p == PhaseAPIReady }
 
 // LoadState reads the state file, creating a fresh state with a new node
 // ID when there is none. A state file that exists but does not parse is

@@ -53,6 +53,11 @@ type Status struct {
 	Alert     string      `json:"alert,omitempty"`
 	Etcd      *EtcdStatus `json:"etcd,omitempty"`
 	EtcdError string      `json:"etcd_error,omitempty"`
+	// ControlPlane is the local API server's readiness (control-plane
+	// nodes whose units are installed, when the daemon answers).
+	ControlPlane *ControlPlaneStatus `json:"control_plane,omitempty"`
+	// Seed is the cluster's last seeding pass.
+	Seed      *SeedStatus `json:"seed,omitempty"`
 	CheckedAt time.Time   `json:"checked_at"`
 }
 
@@ -100,6 +105,22 @@ func (s *Status) judge(expectEtcd bool) {
 			if s.Etcd.Leader == "" {
 				down = append(down, "etcd has no leader")
 			}
+		}
+	}
+	if cp := s.ControlPlane; cp != nil {
+		switch {
+		case cp.Error != "":
+			down = append(down, "control plane: "+cp.Error)
+		case !cp.Ready:
+			degraded = append(degraded, "kube-apiserver is not ready yet: "+cp.Readyz)
+		}
+	}
+	if sd := s.Seed; sd != nil {
+		if sd.Error != "" {
+			degraded = append(degraded, "seeding: "+sd.Error)
+		}
+		if n := sd.Counts["failed"]; n > 0 {
+			degraded = append(degraded, fmt.Sprintf("seeding: %d object(s) failed to apply (see seed.problems)", n))
 		}
 	}
 	if s.Waiting != "" && s.Phase != PhaseStandby {

@@ -65,12 +65,16 @@ func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
 	return st, res.ExitCode
 }
 
+// healthyLine starts the STATUS= line of a converged, healthy
+// single-member control-plane node.
+const healthyLine = "healthy, phase api-ready, etcd 1 members"
+
 // awaitHealthyLine waits for the agent's STATUS= line of a converged,
 // healthy single-member node.
 func awaitHealthyLine(t *testing.T, h *testhost.Host) {
 	t.Helper()
-	await(t, time.Minute, "healthy STATUS= on "+h.Name(), func() error {
-		if line := show(t, h, "ecom-agent.service", "StatusText"); !strings.HasPrefix(line, "healthy, phase etcd-ready, etcd 1 members") {
+	await(t, 2*time.Minute, "healthy STATUS= on "+h.Name(), func() error {
+		if line := show(t, h, "ecom-agent.service", "StatusText"); !strings.HasPrefix(line, healthyLine) {
 			return fmt.Errorf("StatusText %q", line)
 		}
 		return nil
@@ -83,7 +87,7 @@ func awaitHealthyLine(t *testing.T, h *testhost.Host) {
 // config changes restart etcd and nothing else; a power cut brings
 // everything back.
 func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
-	env := testhost.New(t, testhost.Options{Prefix: "d", Logf: t.Logf})
+	env := testhost.New(t, hostOptions(t, "d"))
 	hosts := env.Start(t, 3)
 
 	var wg sync.WaitGroup
@@ -104,13 +108,7 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 
 	t.Run("status shows the daemon's STATUS line and a healthy node", func(t *testing.T) {
 		for _, h := range hosts {
-			await(t, time.Minute, "healthy STATUS= on "+h.Name(), func() error {
-				line := show(t, h, "ecom-agent.service", "StatusText")
-				if !strings.HasPrefix(line, "healthy, phase etcd-ready, etcd 1 members") {
-					return fmt.Errorf("StatusText %q", line)
-				}
-				return nil
-			})
+			awaitHealthyLine(t, h)
 			out := h.MustRun(t, "systemctl", "status", "--no-pager", "ecom-agent.service")
 			if !strings.Contains(out, "Status: \"healthy") {
 				t.Errorf("systemctl status on %s lacks the STATUS= text:\n%s", h.Name(), out)
@@ -141,9 +139,42 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 	})
 
 	h := hosts[0]
+	t.Run("the control plane serves and the platform is seeded", func(t *testing.T) {
+		for _, u := range []string{"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"} {
+			await(t, time.Minute, u+" active", activeIs(h, u, "active"))
+		}
+		var st agent.Status
+		await(t, 2*time.Minute, "a seeding report with no failure", func() error {
+			st, _ = statusJSON(t, h)
+			if st.ControlPlane == nil || !st.ControlPlane.Ready {
+				return fmt.Errorf("control plane %+v", st.ControlPlane)
+			}
+			if st.Seed == nil || st.Seed.Seeder != h.Name() || st.Seed.Counts["failed"] != 0 || st.Seed.Counts["created"]+st.Seed.Counts["unchanged"]+st.Seed.Counts["configured"] == 0 {
+				return fmt.Errorf("seed %+v", st.Seed)
+			}
+			return nil
+		})
+		if !st.Seed.Leader {
+			t.Errorf("the only node does not hold the seeding Lease: %+v", st.Seed)
+		}
+		out := h.MustRun(t, kubeBinDir+"/kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "deployments,services,configmaps,secrets", "-n", "ecommerce", "-o", "name")
+		for _, want := range []string{"deployment.apps/backend", "deployment.apps/frontend", "service/postgresql-service", "service/redis-service", "secret/postgresql-secret"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("kubectl get -n ecommerce lacks %s:\n%s", want, out)
+			}
+		}
+		// The agent's identity is its own user, bound by the bootstrap
+		// RBAC; admin.conf is not system:masters.
+		who := h.MustRun(t, kubeBinDir+"/kubectl", "--kubeconfig", "/etc/kubernetes/ecom-agent.conf", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")
+		if !strings.HasPrefix(who, "system:ecom-agent:"+h.Name()+" ") || !strings.Contains(who, "ecom-agent:agents") {
+			t.Errorf("the agent's identity: %q", who)
+		}
+	})
+
 	t.Run("an unchanged config restarts nothing", func(t *testing.T) {
 		pid := show(t, h, "etcd.service", "ExecMainPID")
 		loaded := show(t, h, "etcd.service", "InactiveExitTimestampMonotonic")
+		apiPID := show(t, h, "kube-apiserver.service", "ExecMainPID")
 		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
 		await(t, time.Minute, "ecom-agent active again", activeIs(h, "ecom-agent.service", "active"))
 		// READY=1 comes as soon as the agent serves; its converge pass
@@ -154,6 +185,9 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		}
 		if got := show(t, h, "etcd.service", "InactiveExitTimestampMonotonic"); got != loaded {
 			t.Errorf("etcd was started again (%s -> %s)", loaded, got)
+		}
+		if got := show(t, h, "kube-apiserver.service", "ExecMainPID"); got != apiPID {
+			t.Errorf("kube-apiserver restarted (pid %s -> %s) though nothing changed", apiPID, got)
 		}
 	})
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
@@ -53,6 +54,32 @@ func agentBinary(t *testing.T) string {
 
 const testSecret = "e2e-secret-0123456789abcdef0123456789abcdef"
 
+// kubeBinDir is where the test hosts find the Kubernetes binaries: the
+// directory `make kube-bins` fills, bind-mounted read-only into every host.
+const kubeBinDir = "/opt/kubernetes/bin"
+
+// kubeBins returns the machine's directory of Kubernetes binaries:
+// $ECOM_KUBE_BIN (the Makefile sets it), else the default cache.
+func kubeBins(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ECOM_KUBE_BIN")
+	if dir == "" {
+		dir = filepath.Join("/var/cache/ecom-agent-kube", config.DefaultKubernetesVersion)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
+		t.Fatalf("no Kubernetes binaries in %s (%v): run `make kube-bins`", dir, err)
+	}
+	return dir
+}
+
+// hostOptions are the test-host options of an e2e environment: the
+// Kubernetes binaries appear read-only at kubeBinDir in every host.
+func hostOptions(t *testing.T, prefix string) testhost.Options {
+	dir := kubeBins(t)
+	return testhost.Options{Prefix: prefix, Logf: t.Logf, BeforeBoot: fmt.Sprintf(
+		"mkdir -p .%[2]s && mount --bind %[1]s .%[2]s && mount -o remount,bind,ro .%[2]s", dir, kubeBinDir)}
+}
+
 // nodeConfig is the config.toml of a test host.
 func nodeConfig(h *testhost.Host, expect int, extra string) string {
 	return fmt.Sprintf(`cluster_name = "e2e"
@@ -61,7 +88,14 @@ node_name = %q
 advertise_address = %q
 cluster_secret = %q
 expect = %d
-%s`, h.Name(), h.Addr(), testSecret, expect, extra)
+%s
+[binaries]
+kube_apiserver = "%[6]s/kube-apiserver"
+kube_controller_manager = "%[6]s/kube-controller-manager"
+kube_scheduler = "%[6]s/kube-scheduler"
+kubelet = "%[6]s/kubelet"
+kube_proxy = "%[6]s/kube-proxy"
+`, h.Name(), h.Addr(), testSecret, expect, extra, kubeBinDir)
 }
 
 // install puts the agent binary, its unit and config on a host.

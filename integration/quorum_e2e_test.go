@@ -86,7 +86,7 @@ func onEach(hosts []*testhost.Host, fn func(h *testhost.Host)) {
 // cluster of three voters forms, with one CA, and the fourth stands by;
 // restarts and a power cut of every host change nothing.
 func TestQuorumFormsOnce(t *testing.T) {
-	env := testhost.New(t, testhost.Options{Prefix: "q", Logf: t.Logf})
+	env := testhost.New(t, hostOptions(t, "q"))
 	hosts := env.Start(t, 4)
 	onEach(hosts, func(h *testhost.Host) { install(t, h, joinConfig(h, hosts, 3)) })
 

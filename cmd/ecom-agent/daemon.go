@@ -7,6 +7,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
@@ -36,6 +37,9 @@ stops.`,
 				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)}
 			}
 			log := logging.New(c.stderr, lvl)
+			// client-go (leader election, reflectors) logs through klog:
+			// into the same structured log, not raw lines on stderr.
+			klog.SetSlogLogger(log.With("component", "client-go"))
 			root, err := hostfs.New("/")
 			if err != nil {
 				return err

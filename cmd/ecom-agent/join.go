@@ -155,7 +155,9 @@ func reached(cfg *config.Config, st agent.Status) bool {
 	if cfg.IsControlPlane() {
 		// A standby is where a control-plane node beyond the cluster's
 		// size belongs: the reconciler adds it when a member is missing.
-		return st.Phase == agent.PhaseStandby || (st.Phase == agent.PhaseEtcdReady && st.Etcd != nil && st.Etcd.Leader != "")
+		// Otherwise it is there once its etcd member serves in a
+		// cluster with a leader and its kube-apiserver is ready.
+		return st.Phase == agent.PhaseStandby || (st.Phase == agent.PhaseAPIReady && st.Etcd != nil && st.Etcd.Leader != "")
 	}
 	return st.Phase == agent.PhaseWorkerIdle
 }
@@ -167,6 +169,9 @@ func summary(st agent.Status) string {
 	}
 	if st.Etcd != nil {
 		s += fmt.Sprintf(", etcd cluster %s with %d members, leader %s", st.Etcd.ClusterID, len(st.Etcd.Members), st.Etcd.Leader)
+	}
+	if cp := st.ControlPlane; cp != nil && cp.Ready {
+		s += ", kube-apiserver ready"
 	}
 	return s
 }

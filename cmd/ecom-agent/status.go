@@ -136,6 +136,64 @@ func printStatus(w io.Writer, s agent.Status) {
 		}
 		tw.Flush()
 	}
+	printControlPlane(w, s)
+}
+
+// printControlPlane prints the local API server's readiness and the
+// cluster's last seeding pass.
+func printControlPlane(w io.Writer, s agent.Status) {
+	if cp := s.ControlPlane; cp != nil {
+		fmt.Fprintln(w)
+		switch {
+		case cp.Ready:
+			fmt.Fprintf(w, "kube-apiserver  ready since %s\n", cp.ReadySince.UTC().Format(time.RFC3339))
+		case cp.Readyz != "":
+			fmt.Fprintf(w, "kube-apiserver  not ready: %s\n", cp.Readyz)
+		default:
+			fmt.Fprintln(w, "kube-apiserver  not ready")
+		}
+		var bins []string
+		for _, b := range cp.Binaries {
+			bins = append(bins, b.Name+" "+b.Version)
+		}
+		if len(bins) > 0 {
+			fmt.Fprintf(w, "binaries        %s\n", strings.Join(bins, ", "))
+		}
+		if len(cp.Journal) > 0 {
+			fmt.Fprintln(w, "last journal lines of the unhealthy unit:")
+			for _, l := range cp.Journal {
+				fmt.Fprintf(w, "  %s\n", l)
+			}
+		}
+	}
+	sd := s.Seed
+	if sd == nil {
+		return
+	}
+	switch {
+	case !sd.Enabled:
+		fmt.Fprintln(w, "seeding         off on this node (seed.enabled = false)")
+	case sd.Seeder == "":
+		fmt.Fprintln(w, "seeding         not done yet")
+	default:
+		var counts []string
+		for _, r := range []string{"created", "configured", "unchanged", "pruned", "skipped", "failed"} {
+			if n := sd.Counts[r]; n > 0 {
+				counts = append(counts, fmt.Sprintf("%d %s", n, r))
+			}
+		}
+		who := sd.Seeder
+		if sd.Leader {
+			who += " (this node)"
+		}
+		fmt.Fprintf(w, "seeding         by %s, %s: %s\n", who, ago(sd.Finished), strings.Join(counts, ", "))
+	}
+	for _, p := range sd.Problems {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+	if sd.Error != "" {
+		fmt.Fprintf(w, "  %s\n", sd.Error)
+	}
 }
 
 // printMembers prints the gossip view as a table, like `consul members`.
