@@ -98,6 +98,9 @@ type Cluster struct {
 	APIServerLog string
 	// Written lists the files the renderer wrote.
 	Written []bootstrap.Written
+	// ReadyAfter is how long kube-apiserver took from its start to
+	// answering /readyz (for benchmarks).
+	ReadyAfter time.Duration
 
 	etcd     *embed.Etcd
 	proc     *process
@@ -245,6 +248,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	flags := c.apiServerFlags()
 	c.APIServerArgs = flags.Args()
 	c.APIServerLog = filepath.Join(root.Dir(), "kube-apiserver.log")
+	apiStart := time.Now()
 	c.proc, err = startProcess(apiserverBin, c.APIServerArgs, c.APIServerLog)
 	if err != nil {
 		t.Fatalf("kubetest: start kube-apiserver: %v", err)
@@ -253,6 +257,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		t.Fatalf("kubetest: kube-apiserver not ready: %v\nargs: %s\nlast lines of %s:\n%s",
 			err, strings.Join(c.APIServerArgs, " "), c.APIServerLog, tail(c.APIServerLog, 40))
 	}
+	c.ReadyAfter = time.Since(apiStart)
 	return c
 }
 

@@ -1,0 +1,188 @@
+//go:build bench
+
+// Package bench holds ecom-agent's benchmarks: figures, not assertions.
+// `make bench` runs them and prints each beside its reference.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/integration/demo"
+	"github.com/ecom-platform/ecom-agent/integration/kubetest"
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+	"github.com/ecom-platform/ecom-agent/seed"
+)
+
+// samples collects one figure's runs.
+type samples map[string][]time.Duration
+
+func (s samples) add(name string, d time.Duration) { s[name] = append(s[name], d) }
+
+func (s samples) median(name string) time.Duration {
+	v := slices.Clone(s[name])
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func (s samples) print(b *testing.B) {
+	names := make([]string, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v := slices.Clone(s[n])
+		slices.Sort(v)
+		b.Logf("%-52s median %6.2fs  min %6.2fs  max %6.2fs  (%d runs)", n, s.median(n).Seconds(), v[0].Seconds(), v[len(v)-1].Seconds(), len(v))
+	}
+}
+
+func debs(b *testing.B) []string {
+	dir := os.Getenv("ECOM_DEB_DIR")
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if len(paths) != 2 {
+		b.Fatalf("want the 2 packages in $ECOM_DEB_DIR (%q): run `make bench`", dir)
+	}
+	return paths
+}
+
+// status reads a host's status; errors count as "not yet".
+func status(h *testhost.Host) (agent.Status, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, _ := h.Run(ctx, "ecom-agent", "status", "-o", "json")
+	var st agent.Status
+	return st, json.Unmarshal([]byte(res.Stdout), &st) == nil
+}
+
+// BenchmarkControlPlane measures, on three test hosts from a simultaneous
+// `ecom-agent join` (packages installed, as an admin would): the time to a
+// 3-voter etcd quorum, from quorum to /readyz on all three API servers, and
+// from the first ready API server to the platform seeded. Beside them: a
+// bare etcd and kube-apiserver started by hand with the same flags on the
+// same machine (kubetest), and seed.Apply of the same manifests on it.
+// Run with -benchtime=Nx for N runs.
+func BenchmarkControlPlane(b *testing.B) {
+	s := samples{}
+	for i := 0; i < b.N; i++ {
+		agentRun(b, s)
+		bareRun(b, s)
+	}
+	b.StopTimer()
+	s.print(b)
+	ratio := func(a, bare string) {
+		if m := s.median(bare); m > 0 {
+			b.Logf("ratio %-46s %.2fx", a+" / "+bare, s.median(a).Seconds()/m.Seconds())
+		}
+	}
+	ratio("agent: quorum to /readyz on all 3", "bare: kube-apiserver start to /readyz")
+	ratio("agent: first /readyz to seeded", "bare: seed.Apply of the platform")
+}
+
+func agentRun(b *testing.B, s samples) {
+	env := testhost.New(b, testhost.Options{Prefix: "b", Logf: func(string, ...any) {}})
+	hosts := env.Start(b, 3)
+	var peers []string
+	for _, h := range hosts {
+		peers = append(peers, h.Addr().String())
+		if err := demo.Install(context.Background(), h, debs(b)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	secret, _ := demo.NewSecret()
+	for _, h := range hosts {
+		if err := demo.Configure(h, demo.Config("bench", peers), secret); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			_, _ = h.Run(ctx, "ecom-agent", "join", "--timeout", "9m")
+		}()
+	}
+	var quorum, allReady, firstReady, seeded time.Time
+	ready := map[string]bool{}
+	deadline := start.Add(10 * time.Minute)
+	for seeded.IsZero() && time.Now().Before(deadline) {
+		for _, h := range hosts {
+			st, ok := status(h)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			if quorum.IsZero() && st.Etcd != nil && countVoters(st) == 3 {
+				quorum = now
+			}
+			if st.ControlPlane != nil && st.ControlPlane.Ready && !ready[h.Name()] {
+				ready[h.Name()] = true
+				if firstReady.IsZero() {
+					firstReady = now
+				}
+				if len(ready) == 3 {
+					allReady = now
+				}
+			}
+			if st.Seed != nil && !st.Seed.Finished.IsZero() && seeded.IsZero() {
+				seeded = st.Seed.Finished
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	wg.Wait()
+	if seeded.IsZero() || allReady.IsZero() || quorum.IsZero() {
+		b.Fatalf("the agent run did not finish in 10 minutes (quorum %v, all ready %v, seeded %v)", quorum, allReady, seeded)
+	}
+	s.add("agent: join to quorum (3 voters)", quorum.Sub(start))
+	s.add("agent: quorum to /readyz on all 3", allReady.Sub(quorum))
+	s.add("agent: first /readyz to seeded", seeded.Sub(firstReady))
+	s.add("agent: join to seeded", seeded.Sub(start))
+	if err := env.Close(); err != nil {
+		b.Log(err)
+	}
+}
+
+func countVoters(st agent.Status) int {
+	n := 0
+	for _, m := range st.Etcd.Members {
+		if m.Started && !m.Learner {
+			n++
+		}
+	}
+	return n
+}
+
+func bareRun(b *testing.B, s samples) {
+	start := time.Now()
+	c := kubetest.Start(b)
+	s.add("bare: kube-apiserver start to /readyz", c.ReadyAfter)
+	s.add("bare: render, etcd and kube-apiserver to /readyz", time.Since(start))
+	set, problems := seed.Load(nil, "", seed.Embedded(), seed.Vars{ClusterName: "bench", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10"})
+	if len(problems) > 0 {
+		b.Fatalf("manifests: %v", problems)
+	}
+	t0 := time.Now()
+	rep, err := seed.Apply(context.Background(), c.Admin, set, nil, seed.ApplyOptions{Seeder: "bench"})
+	if err != nil || rep.Counts[seed.Failed] > 0 {
+		b.Fatalf("seed.Apply: %v %v", err, rep.Counts)
+	}
+	s.add("bare: seed.Apply of the platform", time.Since(t0))
+	c.Stop()
+}

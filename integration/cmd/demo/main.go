@@ -1,0 +1,203 @@
+// Command demo is `make demo`: it builds what is missing (the agent, the
+// Kubernetes binaries, the .deb packages, the test hosts' root
+// filesystem), starts three control-plane test hosts, installs the
+// packages with dpkg -i, writes the same config on each, runs `ecom-agent
+// join` on all three at once, then shows `ecom-agent status` and kubectl's
+// view. The hosts stay up; `make demo-down` removes them.
+//
+//	demo up   [-n 3] [-prefix demo] [-repo DIR]
+//	demo down [-prefix demo]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/integration/demo"
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: demo up [-n N] [-prefix P] [-repo DIR] | demo down [-prefix P]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "up":
+		err = up(ctx, os.Args[2:])
+	case "down":
+		err = down(ctx, os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q: want up or down", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+func up(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	n := fs.Int("n", 3, "number of control-plane hosts")
+	prefix := fs.String("prefix", "demo", "host name prefix")
+	repo := fs.String("repo", ".", "the repository (for make)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if env := findEnv(*prefix); env != nil {
+		return fmt.Errorf("a demo is already running (environment %s, hosts %s1...): run `make demo-down` first", env.ID(), *prefix)
+	}
+	start := time.Now()
+	var stages []demo.Stage
+	// The build stages: each is a no-op when its output is current.
+	for _, target := range []string{"build", "kube-bins", "deb", "rootfs"} {
+		logf("==> make %s", target)
+		t0 := time.Now()
+		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", *repo, target)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		err := cmd.Run()
+		stages = append(stages, demo.Stage{Name: "make " + target, Took: time.Since(t0), Err: err})
+		if err != nil {
+			return fmt.Errorf("make %s: %w", target, err)
+		}
+	}
+	debs, err := newestDebs(filepath.Join(*repo, "out"))
+	if err != nil {
+		return err
+	}
+	env, err := testhost.Open(ctx, testhost.Options{Prefix: *prefix, Detached: true, Logf: logf})
+	if err != nil {
+		return err
+	}
+	c, err := demo.Up(ctx, demo.Options{Env: env, N: *n, Debs: debs, Logf: logf})
+	stages = append(stages, c.Stages...)
+	printStages(stages, time.Since(start))
+	if err != nil {
+		return fmt.Errorf("%w\nthe hosts are still up for a look (make demo-down removes them)", err)
+	}
+	h := c.Hosts[0]
+	show(ctx, h, "ecom-agent", "status")
+	show(ctx, h, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes,pods", "-A")
+	fmt.Printf(`
+The cluster runs on %d test hosts (%s). Next:
+  a shell on a host:   go run ./integration/cmd/testhosts exec %s -- bash
+  kubectl:             go run ./integration/cmd/testhosts exec %s -- kubectl --kubeconfig /etc/kubernetes/admin.conf get all -n ecommerce
+  the agent's status:  go run ./integration/cmd/testhosts exec %s -- ecom-agent status
+  its log:             go run ./integration/cmd/testhosts exec %s -- journalctl -u ecom-agent
+  remove everything:   make demo-down
+There are no worker nodes and no kubelet yet, so no node is listed and pods stay Pending.
+`, len(c.Hosts), hostNames(c.Hosts), h.Name(), h.Name(), h.Name(), h.Name())
+	return nil
+}
+
+// newestDebs returns the newest .deb of each package in dir (older builds
+// may sit beside it).
+func newestDebs(dir string) ([]string, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if err != nil || len(paths) == 0 {
+		return nil, fmt.Errorf("no .deb in %s after make deb", dir)
+	}
+	newest := map[string]string{}
+	mtime := map[string]time.Time{}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		pkg, _, _ := strings.Cut(filepath.Base(p), "_")
+		if fi.ModTime().After(mtime[pkg]) {
+			newest[pkg], mtime[pkg] = p, fi.ModTime()
+		}
+	}
+	var out []string
+	for _, p := range newest {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func show(ctx context.Context, h *testhost.Host, args ...string) {
+	fmt.Printf("\n$ %s   (on %s)\n", strings.Join(args, " "), h.Name())
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	res, err := h.Run(cctx, args...)
+	fmt.Print(res.Stdout)
+	if res.Stderr != "" {
+		fmt.Print(res.Stderr)
+	}
+	if err != nil && res.ExitCode <= 0 {
+		fmt.Printf("(%v)\n", err)
+	}
+}
+
+func printStages(stages []demo.Stage, total time.Duration) {
+	fmt.Println("\nstage timings:")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	for _, s := range stages {
+		state := "ok"
+		if s.Err != nil {
+			state = "FAILED"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Name, s.Took.Round(100*time.Millisecond), state)
+	}
+	fmt.Fprintf(tw, "  total\t%s\t\n", total.Round(100*time.Millisecond))
+	tw.Flush()
+}
+
+func hostNames(hs []*testhost.Host) string {
+	var names []string
+	for _, h := range hs {
+		names = append(names, fmt.Sprintf("%s %s", h.Name(), h.Addr()))
+	}
+	return strings.Join(names, ", ")
+}
+
+// findEnv returns the detached environment with a host named prefix1.
+func findEnv(prefix string) *testhost.Env {
+	ids, err := testhost.List(testhost.Options{})
+	if err != nil {
+		return nil
+	}
+	for _, id := range ids {
+		env, err := testhost.Attach(testhost.Options{Logf: logf}, id)
+		if err == nil && env.Host(prefix+"1") != nil {
+			return env
+		}
+	}
+	return nil
+}
+
+func down(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+	prefix := fs.String("prefix", "demo", "host name prefix")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	env := findEnv(*prefix)
+	if env == nil {
+		logf("no demo is running")
+		return nil
+	}
+	err := env.Close()
+	if err == nil {
+		logf("demo environment %s removed", env.ID())
+	}
+	return errors.Join(err, ctx.Err())
+}

@@ -1,0 +1,206 @@
+// Package demo is the admin's path on test hosts: the .deb packages
+// installed with dpkg, the same cloud-init-style config on every node,
+// `ecom-agent join` on all of them at once. `make demo` runs it on hosts
+// that stay up afterwards; the e2e tests run it and assert on the result.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+// Options configure Up.
+type Options struct {
+	// Env is where the hosts start; Up starts N more in it.
+	Env *testhost.Env
+	// N is the number of control-plane hosts (default 3).
+	N int
+	// Debs are the packages installed on every host with one dpkg -i.
+	Debs []string
+	// ClusterName names the cluster (default "demo").
+	ClusterName string
+	// JoinTimeout is `ecom-agent join --timeout` (default 10m).
+	JoinTimeout time.Duration
+	// Logf receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+// Stage is one timed step.
+type Stage struct {
+	Name string
+	Took time.Duration
+	Err  error
+}
+
+// Cluster is what Up made.
+type Cluster struct {
+	Hosts  []*testhost.Host
+	Stages []Stage
+	// Joins holds each host's `ecom-agent join` output, by host name.
+	Joins map[string]testhost.Result
+	// Secret is the cluster secret every node got.
+	Secret string
+}
+
+// Config is the config every control-plane node gets: the same text on
+// each (cloud-init write_files would put it there), naming no single
+// machine: each node takes its name from its hostname and its address from
+// its only address.
+func Config(cluster string, peers []string) string {
+	quoted := make([]string, len(peers))
+	for i, p := range peers {
+		quoted[i] = fmt.Sprintf("%q", p)
+	}
+	return fmt.Sprintf(`# /etc/ecom-agent/config.toml, the same on every control-plane node
+cluster_name = %q
+role = "control-plane"
+cluster_secret_file = "/etc/ecom-agent/cluster-secret"
+expect = %d
+
+[gossip]
+join = [%s]
+`, cluster, len(peers), strings.Join(quoted, ", "))
+}
+
+// NewSecret returns a fresh cluster secret.
+func NewSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+// Up starts the hosts, installs the packages, writes the config and joins
+// every node at once. It returns what it made even on error, so the caller
+// can show or tear it down.
+func Up(ctx context.Context, o Options) (*Cluster, error) {
+	if o.N == 0 {
+		o.N = 3
+	}
+	if o.ClusterName == "" {
+		o.ClusterName = "demo"
+	}
+	if o.JoinTimeout == 0 {
+		o.JoinTimeout = 10 * time.Minute
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	c := &Cluster{Joins: map[string]testhost.Result{}}
+	stage := func(name string, f func() error) error {
+		o.Logf("==> %s", name)
+		start := time.Now()
+		err := f()
+		c.Stages = append(c.Stages, Stage{Name: name, Took: time.Since(start), Err: err})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		o.Logf("    %s done in %s", name, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	}
+	err := stage(fmt.Sprintf("start %d test hosts", o.N), func() error {
+		hosts, err := o.Env.StartHosts(ctx, o.N)
+		c.Hosts = hosts
+		return err
+	})
+	if err != nil {
+		return c, err
+	}
+	err = stage("dpkg -i "+strings.Join(baseNames(o.Debs), " "), func() error {
+		return onEach(c.Hosts, func(h *testhost.Host) error { return Install(ctx, h, o.Debs) })
+	})
+	if err != nil {
+		return c, err
+	}
+	err = stage("write the same config on every node", func() error {
+		secret, err := NewSecret()
+		if err != nil {
+			return err
+		}
+		c.Secret = secret
+		var peers []string
+		for _, h := range c.Hosts {
+			peers = append(peers, h.Addr().String())
+		}
+		cfg := Config(o.ClusterName, peers)
+		return onEach(c.Hosts, func(h *testhost.Host) error { return Configure(h, cfg, secret) })
+	})
+	if err != nil {
+		return c, err
+	}
+	var mu sync.Mutex
+	err = stage("ecom-agent join on every node at once", func() error {
+		return onEach(c.Hosts, func(h *testhost.Host) error {
+			jctx, cancel := context.WithTimeout(ctx, o.JoinTimeout+time.Minute)
+			defer cancel()
+			res, err := h.Run(jctx, "ecom-agent", "join", "--timeout", o.JoinTimeout.String())
+			mu.Lock()
+			c.Joins[h.Name()] = res
+			mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("%s: %v\n%s", h.Name(), err, strings.TrimSpace(res.Stderr))
+			}
+			o.Logf("    %s: %s", h.Name(), strings.TrimSpace(res.Stdout))
+			return nil
+		})
+	})
+	return c, err
+}
+
+// Install copies the packages to h and installs them with one dpkg -i.
+func Install(ctx context.Context, h *testhost.Host, debs []string) error {
+	args := []string{"dpkg", "-i"}
+	for _, d := range debs {
+		dst := "/var/cache/ecom-demo/" + filepath.Base(d)
+		if err := h.CopyIn(d, dst, 0o644); err != nil {
+			return fmt.Errorf("%s: copy %s: %w", h.Name(), d, err)
+		}
+		args = append(args, dst)
+	}
+	res, err := h.Run(ctx, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %v\n%s%s", h.Name(), strings.Join(args, " "), err, res.Stdout, res.Stderr)
+	}
+	return nil
+}
+
+// Configure writes the node's config and the cluster secret, as
+// cloud-init's write_files would.
+func Configure(h *testhost.Host, config, secret string) error {
+	if err := h.WriteFile("/etc/ecom-agent/cluster-secret", []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	return h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o644)
+}
+
+func onEach(hosts []*testhost.Host, f func(h *testhost.Host) error) error {
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(h)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func baseNames(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Base(p)
+	}
+	return out
+}

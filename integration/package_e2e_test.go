@@ -1,0 +1,225 @@
+//go:build e2e
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/integration/demo"
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+// debs returns the packages in $name's directory (the Makefile builds
+// them): the agent's and the Kubernetes companion.
+func debs(t *testing.T, name string) []string {
+	t.Helper()
+	dir := os.Getenv(name)
+	if dir == "" {
+		t.Fatalf("$%s is not set: run the e2e suite with `make e2e`, which builds the packages", name)
+	}
+	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if err != nil || len(paths) != 2 {
+		t.Fatalf("want 2 packages in %s, found %v (%v)", dir, paths, err)
+	}
+	slices.Sort(paths)
+	return paths
+}
+
+// joinCode runs `ecom-agent join` with args and returns its exit code and
+// output.
+func joinCode(t *testing.T, h *testhost.Host, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := h.Run(ctx, append([]string{"ecom-agent", "join"}, args...)...)
+	if err != nil && res.ExitCode < 0 {
+		t.Fatalf("join on %s: %v", h.Name(), err)
+	}
+	return res.ExitCode, res.Stdout + res.Stderr
+}
+
+// TestPackagePath is `make demo`, asserted: three hosts, the packages
+// installed with dpkg -i, the same config on each, join on all at once;
+// then every node is healthy with a ready API on one 3-voter etcd and the
+// platform seeded. A fourth host then meets bad input at the door: each
+// mistake has its exit code and message, and the host joins once fixed.
+func TestPackagePath(t *testing.T) {
+	env := testhost.New(t, testhost.Options{Prefix: "p", Logf: t.Logf})
+	c, err := demo.Up(context.Background(), demo.Options{Env: env, Debs: debs(t, "ECOM_DEB_DIR"), Logf: t.Logf})
+	for _, s := range c.Stages {
+		t.Logf("stage %-45s %s", s.Name, s.Took.Round(100*time.Millisecond))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := c.Hosts
+
+	t.Run("every node is healthy on one cluster with the platform seeded", func(t *testing.T) {
+		var cluster string
+		for _, h := range hosts {
+			for _, u := range []string{"ecom-agent.service", "etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"} {
+				if err := activeIs(h, u, "active")(); err != nil {
+					t.Error(err)
+				}
+			}
+			if got := strings.TrimSpace(h.MustRun(t, "systemctl", "is-enabled", "ecom-agent.service")); got != "enabled" {
+				t.Errorf("%s: ecom-agent.service is %s after join, want enabled", h.Name(), got)
+			}
+			id, voters, _, err := formed(t, h)
+			if err != nil || voters != 3 || (cluster != "" && id != cluster) {
+				t.Errorf("%s: etcd cluster %s with %d voters (%v), want one cluster of 3", h.Name(), id, voters, err)
+			}
+			cluster = id
+		}
+		await(t, 3*time.Minute, "every status healthy with the platform seeded", func() error {
+			for _, h := range hosts {
+				st, code := statusJSON(t, h)
+				if code != 0 || st.ControlPlane == nil || !st.ControlPlane.Ready || st.Seed == nil || st.Seed.Seeder == "" {
+					return fmt.Errorf("%s: exit %d, %s: %v", h.Name(), code, st.Verdict, st.Reasons)
+				}
+			}
+			return nil
+		})
+		out := hosts[0].MustRun(t, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "deployments", "-n", "ecommerce", "-o", "name")
+		if !strings.Contains(out, "deployment.apps/backend") {
+			t.Errorf("no backend deployment:\n%s", out)
+		}
+	})
+
+	t.Run("bad input at the door", func(t *testing.T) {
+		h := env.Start(t, 1)[0]
+		if err := demo.Install(context.Background(), h, debs(t, "ECOM_DEB_DIR")); err != nil {
+			t.Fatal(err)
+		}
+		var peers []string
+		for _, o := range hosts {
+			peers = append(peers, o.Addr().String())
+		}
+		good := demo.Config("demo", peers)
+
+		// A typo'd key: exit 2, the key named, nothing started.
+		if err := demo.Configure(h, strings.Replace(good, "expect = 3", "expekt = 3", 1), c.Secret); err != nil {
+			t.Fatal(err)
+		}
+		code, out := joinCode(t, h, "--timeout", "1m")
+		if code != 2 || !strings.Contains(out, "expekt") {
+			t.Errorf("typo'd key: exit %d, want 2 naming the key:\n%s", code, out)
+		}
+		if err := activeIs(h, "ecom-agent.service", "inactive")(); err != nil {
+			t.Errorf("after a config error: %v", err)
+		}
+
+		// An unreachable peer: exit 4 once --timeout passes, saying what it
+		// waited for.
+		if err := demo.Configure(h, demo.Config("demo", []string{"10.77.255.254"}), c.Secret); err != nil {
+			t.Fatal(err)
+		}
+		code, out = joinCode(t, h, "--timeout", "20s")
+		if code != 4 || !strings.Contains(out, "waiting for") {
+			t.Errorf("unreachable peer: exit %d, want 4 saying what it waits for:\n%s", code, out)
+		}
+
+		// A wrong cluster secret: refused, exit 5.
+		wrong, err := demo.NewSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := demo.Configure(h, good, wrong); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		code, out = joinCode(t, h, "--timeout", "3m")
+		if code != 5 {
+			t.Errorf("wrong secret: exit %d, want 5:\n%s", code, out)
+		}
+
+		// Fixed: the fourth control-plane node joins as a standby.
+		if err := demo.Configure(h, good, c.Secret); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		code, out = joinCode(t, h, "--timeout", "3m")
+		if code != 0 || !strings.Contains(out, "standby") {
+			t.Errorf("after the fix: exit %d, want 0 as a standby:\n%s", code, out)
+		}
+	})
+}
+
+// TestPackageLifecycle: install, join, upgrade to a package with a higher
+// version (the agent restarts, the cluster is intact), remove (the agent
+// stops, its state stays), purge (its state goes, etcd's data stays).
+func TestPackageLifecycle(t *testing.T) {
+	env := testhost.New(t, testhost.Options{Prefix: "l", Logf: t.Logf})
+	h := env.Start(t, 1)[0]
+	ctx := context.Background()
+	if err := demo.Install(ctx, h, debs(t, "ECOM_DEB_DIR")); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(h.MustRun(t, "systemctl", "is-enabled", "ecom-agent.service")); got != "disabled" {
+		t.Errorf("after install ecom-agent.service is %s, want disabled until join", got)
+	}
+	secret, _ := demo.NewSecret()
+	// One peer, itself: expect = 1.
+	if err := demo.Configure(h, demo.Config("life", []string{h.Addr().String()}), secret); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := joinCode(t, h, "--timeout", "4m"); code != 0 {
+		t.Fatalf("join: exit %d\n%s", code, out)
+	}
+	id, _, _, err := formed(t, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.MustRun(t, "ecom-agent", "version")
+	pid := show(t, h, "ecom-agent.service", "MainPID")
+
+	t.Run("upgrade restarts the agent and keeps the cluster", func(t *testing.T) {
+		if err := demo.Install(ctx, h, debs(t, "ECOM_DEB_UPGRADE_DIR")); err != nil {
+			t.Fatal(err)
+		}
+		if after := h.MustRun(t, "ecom-agent", "version"); after == before {
+			t.Errorf("version unchanged after the upgrade: %s", after)
+		}
+		await(t, time.Minute, "the agent restarted", func() error {
+			if got := show(t, h, "ecom-agent.service", "MainPID"); got == pid || got == "0" {
+				return fmt.Errorf("MainPID %s (was %s)", got, pid)
+			}
+			return activeIs(h, "ecom-agent.service", "active")()
+		})
+		awaitHealthyLine(t, h)
+		if got, _, _, err := formed(t, h); err != nil || got != id {
+			t.Errorf("etcd cluster %s after the upgrade (%v), want %s", got, err, id)
+		}
+	})
+
+	t.Run("remove stops the agent and keeps its state", func(t *testing.T) {
+		h.MustRun(t, "dpkg", "-r", "ecom-agent")
+		if err := activeIs(h, "ecom-agent.service", "inactive")(); err != nil {
+			t.Error(err)
+		}
+		for _, p := range []string{"/var/lib/ecom-agent/state.json", "/etc/ecom-agent/config.toml", "/var/lib/etcd/member"} {
+			if _, err := run(h, "test", "-e", p); err != nil {
+				t.Errorf("%s is gone after dpkg -r", p)
+			}
+		}
+	})
+
+	t.Run("purge removes the agent's state and never etcd's data", func(t *testing.T) {
+		h.MustRun(t, "dpkg", "-P", "ecom-agent")
+		if _, err := run(h, "test", "-e", "/var/lib/ecom-agent"); err == nil {
+			t.Error("/var/lib/ecom-agent survived dpkg -P")
+		}
+		for _, p := range []string{"/var/lib/etcd/member", "/etc/kubernetes/pki/ca.crt"} {
+			if _, err := run(h, "test", "-e", p); err != nil {
+				t.Errorf("%s is gone after dpkg -P", p)
+			}
+		}
+	})
+}
