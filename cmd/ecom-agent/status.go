@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
@@ -25,61 +30,140 @@ const (
 
 func (c *cli) statusCommand() *cobra.Command {
 	var output, socket string
+	var watch time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show this node's health; exit 0 healthy, 1 degraded, 2 down or unknown",
 		Long: `status asks the running agent over its control socket. When the agent does
 not answer, it reads the node's state file, systemd and etcd itself and says
-so. Exit codes: 0 healthy, 1 degraded, 2 down or unknown.`,
+so. Exit codes: 0 healthy, 1 degraded, 2 down or unknown.
+
+-o json and -o yaml print the status document (schema_version 1: fields are
+only added within a version). --watch redraws it until interrupted.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want table or json", output)}
+			if output != "table" && output != "json" && output != "yaml" {
+				return usageError{fmt.Errorf("--output %q: want table, json or yaml", output)}
 			}
-			st, daemonErr := agent.QueryStatus(cmd.Context(), socket)
-			if daemonErr != nil {
-				cfg, err := c.loadConfig()
-				if err != nil {
-					fmt.Fprintf(c.stderr, "the agent does not answer (%v) and the config cannot be read\n", daemonErr)
-					return withCode(statusDown, err)
-				}
-				root, _ := hostfs.New("/")
-				var sd agent.Systemd
-				m, err := units.Connect(cmd.Context(), root, units.Options{})
-				if err != nil {
-					fmt.Fprintf(c.stderr, "cannot reach systemd either: %v\n", err)
-				} else {
-					defer m.Close()
-					sd = m
-				}
-				st = agent.LocalStatus(cmd.Context(), cfg, root, sd)
-				st.Reasons = append(st.Reasons, "the agent daemon does not answer: "+daemonErr.Error())
-			}
-			if output == "json" {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(st); err != nil {
+			colour := output == "table" && isTerminal(c.stdout)
+			for {
+				st := c.queryStatus(cmd.Context(), socket)
+				var buf bytes.Buffer
+				if err := writeStatus(&buf, st, output, colour); err != nil {
 					return err
 				}
-			} else {
-				printStatus(c.stdout, st)
-			}
-			switch st.Verdict {
-			case agent.Healthy:
-				return nil
-			case agent.Degraded:
-				return withCode(statusDegraded, errSilent)
-			default:
-				return withCode(statusDown, errSilent)
+				if watch > 0 && colour {
+					fmt.Fprint(c.stdout, "\x1b[H\x1b[2J") // clear the screen
+				}
+				if watch > 0 {
+					fmt.Fprintf(c.stdout, "%s  (every %s; Ctrl-C stops)\n", time.Now().Format(time.TimeOnly), watch)
+				}
+				if _, err := c.stdout.Write(buf.Bytes()); err != nil {
+					return err
+				}
+				if watch <= 0 {
+					return verdictCode(st)
+				}
+				select {
+				case <-cmd.Context().Done():
+					return verdictCode(st)
+				case <-time.After(watch):
+				}
 			}
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().DurationVarP(&watch, "watch", "w", 0, "redraw every interval (e.g. 2s) until interrupted")
+	cmd.Flags().Lookup("watch").NoOptDefVal = "2s"
 	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
 	return cmd
 }
 
-func printStatus(w io.Writer, s agent.Status) {
-	verdict := strings.ToUpper(s.Verdict)
+// queryStatus asks the daemon, and falls back to reading the node itself.
+func (c *cli) queryStatus(ctx context.Context, socket string) agent.Status {
+	st, daemonErr := agent.QueryStatus(ctx, socket)
+	if daemonErr == nil {
+		return st
+	}
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return agent.Status{
+			SchemaVersion: agent.StatusSchemaVersion, Source: "none", Verdict: agent.Down,
+			Reasons: []string{"the agent daemon does not answer (" + daemonErr.Error() + ") and the config cannot be read: " + err.Error()},
+		}
+	}
+	root, _ := hostfs.New("/")
+	var sd agent.Systemd
+	m, err := units.Connect(ctx, root, units.Options{})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "cannot reach systemd either: %v\n", err)
+	} else {
+		defer m.Close()
+		sd = m
+	}
+	st = agent.LocalStatus(ctx, cfg, root, sd)
+	st.Reasons = append(st.Reasons, "the agent daemon does not answer: "+daemonErr.Error())
+	return st
+}
+
+// writeStatus renders the status as a table, JSON or YAML.
+func writeStatus(w io.Writer, st agent.Status, output string, colour bool) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	case "yaml":
+		data, err := json.Marshal(st)
+		if err == nil {
+			data, err = yaml.JSONToYAML(data)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	printStatus(w, st, colour)
+	return nil
+}
+
+// verdictCode is status's exit: 0 healthy, 1 degraded, 2 down or unknown.
+func verdictCode(st agent.Status) error {
+	switch st.Verdict {
+	case agent.Healthy:
+		return nil
+	case agent.Degraded:
+		return withCode(statusDegraded, errSilent)
+	default:
+		return withCode(statusDown, errSilent)
+	}
+}
+
+// isTerminal reports whether w is a terminal: colour and screen redraws
+// only go there, never into a pipe or a file.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// paint colours a verdict for a terminal: green, yellow, red.
+func paint(verdict string, colour bool) string {
+	text := strings.ToUpper(verdict)
+	if !colour {
+		return text
+	}
+	code := "31" // red: down or unknown
+	switch verdict {
+	case agent.Healthy:
+		code = "32"
+	case agent.Degraded:
+		code = "33"
+	}
+	return "\x1b[1;" + code + "m" + text + "\x1b[0m"
+}
+
+func printStatus(w io.Writer, s agent.Status, colour bool) {
+	verdict := paint(s.Verdict, colour)
 	fmt.Fprintf(w, "%s  %s (%s) in cluster %s: %s\n", verdict, s.Node.Name, s.Node.Role, s.Node.Cluster, reasonOrOK(s))
 	for i, r := range s.Reasons {
 		if i == 0 {

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/ecom-platform/ecom-agent/agent"
+)
+
+func sampleStatus() agent.Status {
+	return agent.Status{
+		SchemaVersion: agent.StatusSchemaVersion, Source: "daemon", Verdict: agent.Degraded,
+		Reasons: []string{"seeding: 1 object(s) failed to apply (see seed.problems)"},
+		Node:    agent.Node{Name: "cp-1", Role: "control-plane", Cluster: "shop"},
+		Phase:   agent.PhaseAPIReady,
+		ControlPlane: &agent.ControlPlaneStatus{
+			Ready: true, ReadySince: time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC),
+			Binaries: []agent.Binary{{Name: "kube-apiserver", Path: "/usr/bin/kube-apiserver", Version: "v1.37.2"}},
+		},
+		Seed: &agent.SeedStatus{
+			Enabled: true, Leader: true, Seeder: "cp-1", Finished: time.Now().Add(-time.Minute),
+			Counts:   map[string]int{"created": 70, "skipped": 1, "failed": 1},
+			Problems: []string{"VerticalPodAutoscaler ecommerce/backend (71-vpa.yaml): skipped: not served"},
+		},
+	}
+}
+
+func TestStatusTableShowsControlPlaneAndSeeding(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeStatus(&buf, sampleStatus(), "table", false); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"DEGRADED  cp-1 (control-plane) in cluster shop: seeding: 1 object(s) failed",
+		"kube-apiserver  ready since 2026-11-30T04:00:00Z",
+		"binaries        kube-apiserver v1.37.2",
+		"seeding         by cp-1 (this node), 1m0s ago: 70 created, 1 skipped, 1 failed",
+		"  VerticalPodAutoscaler ecommerce/backend (71-vpa.yaml): skipped",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("colour codes without a terminal:\n%s", out)
+	}
+	buf.Reset()
+	_ = writeStatus(&buf, sampleStatus(), "table", true)
+	if !strings.HasPrefix(buf.String(), "\x1b[1;33mDEGRADED\x1b[0m") {
+		t.Errorf("degraded is not yellow on a terminal: %q", buf.String()[:30])
+	}
+}
+
+func TestStatusYAMLIsTheJSONDocument(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeStatus(&buf, sampleStatus(), "yaml", false); err != nil {
+		t.Fatal(err)
+	}
+	var back agent.Status
+	if err := yaml.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+	if back.Seed == nil || back.Seed.Counts["created"] != 70 || back.ControlPlane == nil || !back.ControlPlane.Ready || back.Phase != agent.PhaseAPIReady {
+		t.Errorf("round trip lost fields: %+v", back)
+	}
+	if !strings.Contains(buf.String(), "schema_version: 1") {
+		t.Errorf("yaml keys are not the JSON names:\n%s", buf.String())
+	}
+}
