@@ -496,6 +496,9 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 	if in.sd != nil {
 		s.Units = unitReports(ctx, in.sd, managed)
 	}
+	if in.state != nil && in.state.Etcd != nil {
+		s.Certificates = certSummary(in.root, in.cfg, in.now)
+	}
 	etcdExpected := in.sd != nil && len(managed) > 0 && in.state.Phase.EtcdServing()
 	if etcdExpected {
 		s.Etcd, s.EtcdError = probeEtcd(ctx, in.root, in.cfg)
@@ -686,4 +689,35 @@ func randomToken(cluster string) (string, error) {
 		return "", fmt.Errorf("cluster token: %w", err)
 	}
 	return cluster + "-" + hex.EncodeToString(b), nil
+}
+
+// caWarning is how long before a CA's expiry the status warns.
+const caWarning = 365 * 24 * time.Hour
+
+// certSummary reads the node's certificates (nil when it has none yet).
+func certSummary(root *hostfs.Root, cfg *config.Config, now time.Time) *CertSummary {
+	opts := bootstrap.PKIOptions(cfg)
+	opts.Now = func() time.Time { return now }
+	list, err := bootstrap.CertInventory(root, opts)
+	if err != nil || len(list) == 0 {
+		return nil
+	}
+	c := &CertSummary{Count: len(list)}
+	for _, st := range list {
+		switch {
+		case st.Error != "":
+			c.Unreadable++
+			continue
+		case st.Expired:
+			c.Expired++
+		case st.WillRenew:
+			c.Due++
+		case st.CA && st.Residual < caWarning:
+			c.CAExpiresSoon = append(c.CAExpiresSoon, st.Name)
+		}
+		if c.Nearest == "" || st.NotAfter.Before(c.NearestNotAfter) {
+			c.Nearest, c.NearestNotAfter = st.Name, st.NotAfter
+		}
+	}
+	return c
 }

@@ -57,8 +57,11 @@ type Status struct {
 	// nodes whose units are installed, when the daemon answers).
 	ControlPlane *ControlPlaneStatus `json:"control_plane,omitempty"`
 	// Seed is the cluster's last seeding pass.
-	Seed      *SeedStatus `json:"seed,omitempty"`
-	CheckedAt time.Time   `json:"checked_at"`
+	Seed *SeedStatus `json:"seed,omitempty"`
+	// Certificates summarises the node's certificates: the one that
+	// expires first, and how many are due or expired.
+	Certificates *CertSummary `json:"certificates,omitempty"`
+	CheckedAt    time.Time    `json:"checked_at"`
 }
 
 // Node identifies the node.
@@ -77,6 +80,23 @@ type UnitReport struct {
 	units.UnitStatus
 	Journal []string `json:"journal,omitempty"`
 	Error   string   `json:"error,omitempty"`
+}
+
+// CertSummary is the node's certificates at a glance; `ecom-agent certs
+// check-expiration` lists them all.
+type CertSummary struct {
+	Count int `json:"count"`
+	// Nearest is the certificate that expires first, and when.
+	Nearest         string    `json:"nearest"`
+	NearestNotAfter time.Time `json:"nearest_not_after"`
+	// Due counts leaves inside the renewal window, Expired those past
+	// their end, Unreadable those that could not be read.
+	Due        int `json:"due"`
+	Expired    int `json:"expired"`
+	Unreadable int `json:"unreadable"`
+	// CAExpiresSoon names CAs with less than a year left: CAs are not
+	// rotated automatically.
+	CAExpiresSoon []string `json:"ca_expires_soon,omitempty"`
 }
 
 // judge sets the verdict and reasons from the rest of the status.
@@ -121,6 +141,20 @@ func (s *Status) judge(expectEtcd bool) {
 		}
 		if n := sd.Counts["failed"]; n > 0 {
 			degraded = append(degraded, fmt.Sprintf("seeding: %d object(s) failed to apply (see seed.problems)", n))
+		}
+	}
+	if c := s.Certificates; c != nil {
+		if c.Expired > 0 {
+			down = append(down, fmt.Sprintf("%d certificate(s) expired (see `ecom-agent certs check-expiration`)", c.Expired))
+		}
+		if c.Due > 0 {
+			degraded = append(degraded, fmt.Sprintf("%d certificate(s) inside the renewal window, the first %s on %s: restart ecom-agent to re-issue them", c.Due, c.Nearest, c.NearestNotAfter.UTC().Format(time.DateOnly)))
+		}
+		if c.Unreadable > 0 {
+			degraded = append(degraded, fmt.Sprintf("%d certificate(s) unreadable (see `ecom-agent certs check-expiration`)", c.Unreadable))
+		}
+		for _, ca := range c.CAExpiresSoon {
+			degraded = append(degraded, "CA "+ca+" expires within a year and is not rotated automatically")
 		}
 	}
 	if s.Waiting != "" && s.Phase != PhaseStandby {

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"sort"
 	"text/tabwriter"
 	"time"
 
@@ -59,7 +56,7 @@ func (c *cli) checkExpirationCommand() *cobra.Command {
 			default:
 				return err
 			}
-			statuses, err := inventory(root, opts)
+			statuses, err := bootstrap.CertInventory(root, opts)
 			if err != nil {
 				return err
 			}
@@ -87,50 +84,6 @@ func (c *cli) checkExpirationCommand() *cobra.Command {
 	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
-}
-
-// inventory lists the PKI files, the certificates embedded in the
-// kubeconfigs, and the kubelet's certificate store.
-func inventory(root *hostfs.Root, opts pki.Options) ([]pki.CertStatus, error) {
-	store := pki.NewStore(root, opts)
-	statuses, err := store.Inventory()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", bootstrap.PKIDir, err)
-	}
-	cas := map[pki.CAName]*x509.Certificate{}
-	for _, n := range pki.CANames() {
-		if cert, err := store.LoadCACert(n); err == nil {
-			cas[n] = cert
-		}
-	}
-	for _, kc := range []string{bootstrap.AdminKubeconfig, bootstrap.SuperAdminKubeconfig,
-		bootstrap.ControllerManagerKubeconfig, bootstrap.SchedulerKubeconfig, bootstrap.AgentKubeconfig} {
-		data, err := root.ReadFile(kc)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		certPEM, _, err := bootstrap.EmbeddedCredentials(data)
-		if err != nil || len(certPEM) == 0 {
-			statuses = append(statuses, pki.CertStatus{Name: kc, Path: kc, Error: fmt.Sprintf("no embedded client certificate (%v)", err)})
-			continue
-		}
-		statuses = append(statuses, pki.Inspect(kc, kc, certPEM, cas, opts))
-	}
-	for _, p := range []string{bootstrap.KubeletClientCert, bootstrap.KubeletServerCert} {
-		data, err := root.ReadFile(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		statuses = append(statuses, pki.Inspect(p, p, data, cas, opts))
-	}
-	sort.SliceStable(statuses, func(i, j int) bool { return statuses[i].NotAfter.Before(statuses[j].NotAfter) })
-	return statuses, nil
 }
 
 func printCertTable(c *cli, statuses []pki.CertStatus) {

@@ -221,6 +221,18 @@ func printStatus(w io.Writer, s agent.Status, colour bool) {
 		tw.Flush()
 	}
 	printControlPlane(w, s)
+	if c := s.Certificates; c != nil && c.Nearest != "" {
+		fmt.Fprintf(w, "certificates    %d, the first to expire: %s on %s (in %s)\n", c.Count, c.Nearest,
+			c.NearestNotAfter.UTC().Format(time.DateOnly), days(time.Until(c.NearestNotAfter)))
+	}
+}
+
+// days prints a duration in whole days ("364d"), or hours below two days.
+func days(d time.Duration) string {
+	if d < 48*time.Hour {
+		return d.Round(time.Hour).String()
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 // printControlPlane prints the local API server's readiness and the

@@ -21,6 +21,7 @@ func sampleStatus() agent.Status {
 			Ready: true, ReadySince: time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC),
 			Binaries: []agent.Binary{{Name: "kube-apiserver", Path: "/usr/bin/kube-apiserver", Version: "v1.37.2"}},
 		},
+		Certificates: &agent.CertSummary{Count: 25, Nearest: "etcd/peer", NearestNotAfter: time.Now().Add(100*24*time.Hour + time.Hour)},
 		Seed: &agent.SeedStatus{
 			Enabled: true, Leader: true, Seeder: "cp-1", Finished: time.Now().Add(-time.Minute),
 			Counts:   map[string]int{"created": 70, "skipped": 1, "failed": 1},
@@ -41,6 +42,8 @@ func TestStatusTableShowsControlPlaneAndSeeding(t *testing.T) {
 		"binaries        kube-apiserver v1.37.2",
 		"seeding         by cp-1 (this node), 1m0s ago: 70 created, 1 skipped, 1 failed",
 		"  VerticalPodAutoscaler ecommerce/backend (71-vpa.yaml): skipped",
+		"certificates    25, the first to expire: etcd/peer on ",
+		"(in 100d)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
