@@ -128,6 +128,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.fail("control socket", err)
 		}
 	}
+	if addr := d.d.Config.Metrics.Address; addr != "" {
+		// A metrics port in use must not keep a node out of its
+		// cluster: the agent runs on without metrics and says why.
+		if err := serveMetrics(sctx, addr, d.Status, d.d.Log); err != nil {
+			d.d.Log.Error("no metrics endpoint: set metrics.address to a free port, or \"\" to turn it off", "address", addr, "err", err)
+		}
+	}
 	d.notifyStatus("connecting to systemd")
 	sd, err := d.d.Systemd(ctx)
 	if err != nil {

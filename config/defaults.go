@@ -28,6 +28,7 @@ const (
 	defaultReplaceDeadAfter         = 5 * time.Minute
 	minReplaceDeadAfter             = 30 * time.Second
 	defaultReadyTimeout             = 5 * time.Minute
+	defaultMetricsAddress           = ":7948"
 	defaultContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
 )
 
@@ -66,6 +67,7 @@ func (l *loader) applyDefaults(c *Config) {
 	set("apiserver.port", func() { c.APIServer.Port = defaultAPIServerPort })
 	set("apiserver.ready_timeout", func() { c.APIServer.ReadyTimeout.Duration = defaultReadyTimeout })
 	set("seed.enabled", func() { c.Seed.Enabled = true })
+	set("metrics.address", func() { c.Metrics.Address = defaultMetricsAddress })
 	set("kubelet.container_runtime_endpoint", func() {
 		c.Kubelet.ContainerRuntimeEndpoint = defaultContainerRuntimeEndpoint
 	})

@@ -80,6 +80,14 @@ type Config struct {
 	Scheduler         Component `toml:"scheduler"`
 	Kubelet           Kubelet   `toml:"kubelet"`
 	Seed              Seed      `toml:"seed"`
+	Metrics           Metrics   `toml:"metrics"`
+}
+
+// Metrics configures the agent's Prometheus endpoint.
+type Metrics struct {
+	// Address is where /metrics is served (default ":7948", every
+	// address); "" turns it off.
+	Address string `toml:"address"`
 }
 
 // Gossip configures peer discovery.

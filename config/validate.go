@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -83,6 +84,11 @@ func (l *loader) validatePKI(c *Config) {
 	if d := c.Etcd.ReplaceDeadAfter.Duration; d < minReplaceDeadAfter {
 		l.add("etcd.replace_dead_after", "%s is too short: a member rebooting would count as dead; use at least %s, like \"5m\"",
 			fmtDuration(d), fmtDuration(minReplaceDeadAfter))
+	}
+	if a := c.Metrics.Address; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			l.add("metrics.address", "%q is not HOST:PORT; write it like \":7948\" (every address) or \"127.0.0.1:7948\", or \"\" to turn metrics off", a)
+		}
 	}
 	if d := c.APIServer.ReadyTimeout.Duration; d <= 0 {
 		l.add("apiserver.ready_timeout", "%s is not a positive duration; write it like \"5m\"", fmtDuration(d))

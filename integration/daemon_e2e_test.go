@@ -163,6 +163,12 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 				t.Errorf("kubectl get -n ecommerce lacks %s:\n%s", want, out)
 			}
 		}
+		metrics := h.MustRun(t, "curl", "-sf", "http://127.0.0.1:7948/metrics")
+		for _, want := range []string{"ecom_agent_verdict 0", "ecom_agent_apiserver_ready 1", `ecom_agent_phase{phase="api-ready"} 1`, "ecom_agent_seed_leader 1"} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		}
 		// The agent's identity is its own user, bound by the bootstrap
 		// RBAC; admin.conf is not system:masters.
 		who := h.MustRun(t, kubeBinDir+"/kubectl", "--kubeconfig", "/etc/kubernetes/ecom-agent.conf", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")

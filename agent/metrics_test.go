@@ -1,0 +1,41 @@
+package agent
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMetricsFollowTheStatus(t *testing.T) {
+	st := Status{
+		Node: Node{Name: "cp-1", Role: "control-plane", Cluster: "shop", Version: "1.0"}, Verdict: Degraded, Phase: PhaseAPIReady,
+		Etcd:         &EtcdStatus{Leader: "cp-2", DBSize: 4096, Members: []EtcdMember{{Started: true}, {Started: true}, {Started: true, Learner: true}, {}}},
+		ControlPlane: &ControlPlaneStatus{Ready: true},
+		Seed:         &SeedStatus{Leader: true, Counts: map[string]int{"created": 70, "skipped": 1}},
+		Certificates: &CertSummary{Count: 25, Due: 1, Nearest: "etcd/peer", NearestNotAfter: time.Unix(1900000000, 0)},
+	}
+	rec := httptest.NewRecorder()
+	MetricsHandler(func() Status { return st }).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`ecom_agent_info{cluster="shop",node="cp-1",role="control-plane",version="1.0"} 1`,
+		"ecom_agent_verdict 1",
+		`ecom_agent_phase{phase="api-ready"} 1`,
+		`ecom_agent_etcd_members{kind="voter"} 2`,
+		`ecom_agent_etcd_members{kind="learner"} 1`,
+		`ecom_agent_etcd_members{kind="unstarted"} 1`,
+		"ecom_agent_etcd_has_leader 1",
+		"ecom_agent_apiserver_ready 1",
+		`ecom_agent_seed_objects{result="created"} 70`,
+		"ecom_agent_seed_leader 1",
+		`ecom_agent_certificate_expiry_timestamp_seconds{name="etcd/peer"} 1.9e+09`,
+		`ecom_agent_certificates{state="due"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
