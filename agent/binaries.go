@@ -30,6 +30,7 @@ func controlPlaneBinaries(cfg *config.Config) []struct{ name, key, path string }
 		{"kube-apiserver", "binaries.kube_apiserver", cfg.Binaries.KubeAPIServer},
 		{"kube-controller-manager", "binaries.kube_controller_manager", cfg.Binaries.KubeControllerManager},
 		{"kube-scheduler", "binaries.kube_scheduler", cfg.Binaries.KubeScheduler},
+		{"kube-proxy", "binaries.kube_proxy", cfg.Binaries.KubeProxy},
 	}
 }
 

@@ -47,6 +47,7 @@ func TestCheckBinaries(t *testing.T) {
 		KubeAPIServer:         "/opt/k/kube-apiserver",
 		KubeControllerManager: "/opt/k/kube-controller-manager",
 		KubeScheduler:         "/opt/k/kube-scheduler",
+		KubeProxy:             "/opt/k/kube-proxy",
 	}}
 	fake := func(path, ver string) {
 		t.Helper()
@@ -56,6 +57,7 @@ func TestCheckBinaries(t *testing.T) {
 	}
 	fake(cfg.Binaries.KubeAPIServer, "v1.37.2")
 	fake(cfg.Binaries.KubeControllerManager, "v1.37.2")
+	fake(cfg.Binaries.KubeProxy, "v1.36.0")
 	_, err = CheckBinaries(context.Background(), root, cfg)
 	if err == nil || !strings.Contains(err.Error(), "kube-scheduler not found at /opt/k/kube-scheduler") || !strings.Contains(err.Error(), "binaries.kube_scheduler") {
 		t.Fatalf("missing scheduler: error %v", err)
@@ -69,7 +71,7 @@ func TestCheckBinaries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[2].Version != "v1.37.1" {
+	if len(got) != 4 || got[2].Version != "v1.37.1" || got[3].Version != "v1.36.0" {
 		t.Fatalf("got %+v", got)
 	}
 	if err := os.WriteFile(root.Path(cfg.Binaries.KubeScheduler), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {

@@ -17,8 +17,10 @@ import (
 )
 
 // controlPlaneUnits are the units a control-plane node runs once its etcd
-// member serves, in start order.
-var controlPlaneUnits = []string{bootstrap.APIServerUnit, bootstrap.ControllerManagerUnit, bootstrap.SchedulerUnit}
+// member serves, in start order. kube-proxy belongs to every node; it
+// starts here on control-plane nodes, the only ones with certificates
+// until workers join.
+var controlPlaneUnits = []string{bootstrap.APIServerUnit, bootstrap.ControllerManagerUnit, bootstrap.SchedulerUnit, bootstrap.KubeProxyUnit}
 
 // ControlPlaneStatus is the local API server's state as the status shows
 // it.

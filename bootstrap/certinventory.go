@@ -26,7 +26,7 @@ func CertInventory(root *hostfs.Root, opts pki.Options) ([]pki.CertStatus, error
 		}
 	}
 	for _, kc := range []string{AdminKubeconfig, SuperAdminKubeconfig,
-		ControllerManagerKubeconfig, SchedulerKubeconfig, AgentKubeconfig} {
+		ControllerManagerKubeconfig, SchedulerKubeconfig, AgentKubeconfig, KubeProxyKubeconfig} {
 		data, err := root.ReadFile(kc)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -19,6 +19,9 @@ const (
 	KubeletKubeconfig           = "/etc/kubernetes/kubelet.conf"
 	// AgentKubeconfig is the agent's own identity (group ecom-agent:agents).
 	AgentKubeconfig = "/etc/kubernetes/ecom-agent.conf"
+	// KubeProxyKubeconfig is kube-proxy's identity (user system:kube-proxy).
+	KubeProxyKubeconfig = "/etc/kubernetes/kube-proxy.conf"
+	KubeProxyConfigFile = "/var/lib/kube-proxy/config.yaml"
 
 	EtcdConfigFile       = "/etc/kubernetes/etcd/etcd.yaml"
 	EtcdDataDir          = "/var/lib/etcd"

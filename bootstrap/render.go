@@ -92,6 +92,7 @@ func (r *Renderer) Phases() []Phase {
 			{"kubelet-certs", (*Renderer).phaseKubeletCerts},
 			{"etcd-config", (*Renderer).phaseEtcdConfig},
 			{"control-plane-config", (*Renderer).phaseControlPlaneConfig},
+			{"kube-proxy-config", (*Renderer).phaseKubeProxyConfig},
 			{"kubelet-config", (*Renderer).phaseKubeletConfig},
 			{"units", (*Renderer).phaseUnits},
 		}
@@ -203,6 +204,7 @@ func (r *Renderer) phaseKubeconfigs(_ context.Context) error {
 		{ControllerManagerKubeconfig, "controller-manager", r.localAPIServer()},
 		{SchedulerKubeconfig, "scheduler", r.localAPIServer()},
 		{AgentKubeconfig, "ecom-agent", r.localAPIServer()},
+		{KubeProxyKubeconfig, "kube-proxy", r.localAPIServer()},
 	}
 	specs := map[string]pki.CertSpec{}
 	for _, s := range pki.KubeconfigCerts(PKINode(r.cfg)) {
@@ -378,6 +380,14 @@ func (r *Renderer) encryptionKey() ([]byte, string, error) {
 		return nil, "", fmt.Errorf("%s exists but has no usable key (%w); refusing to generate a new one, which would make every stored Secret unreadable. Restore the file from another control-plane node", EncryptionConfigFile, err)
 	}
 	return key, "", nil
+}
+
+func (r *Renderer) phaseKubeProxyConfig(_ context.Context) error {
+	data, err := KubeProxyConfigYAML(KubeProxyConfiguration(r.cfg))
+	if err != nil {
+		return err
+	}
+	return r.write(KubeProxyConfigFile, data, 0o644, "")
 }
 
 func (r *Renderer) phaseKubeletConfig(_ context.Context) error {

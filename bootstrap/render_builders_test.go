@@ -42,6 +42,7 @@ func TestGoldenFiles(t *testing.T) {
 		"scheduler.flags":          args(SchedulerFlags(cfg)),
 		"kubelet.flags":            args(KubeletFlags(cfg)),
 		"kubelet-config.yaml":      must(KubeletConfigYAML(KubeletConfiguration(cfg))),
+		"kube-proxy-config.yaml":   must(KubeProxyConfigYAML(KubeProxyConfiguration(cfg))),
 		"audit-policy.yaml":        must(AuditPolicy()),
 		"encryption-config.yaml":   must(EncryptionConfig([]byte("0123456789abcdef0123456789abcdef"))),
 		"ecom-agent.service":       must(units.Render(AgentUnitSpec())),

@@ -19,6 +19,7 @@ const (
 	ControllerManagerUnit = "kube-controller-manager.service"
 	SchedulerUnit         = "kube-scheduler.service"
 	KubeletUnit           = "kubelet.service"
+	KubeProxyUnit         = "kube-proxy.service"
 	AgentUnit             = "ecom-agent.service"
 )
 
@@ -37,6 +38,7 @@ func ComponentUnits(cfg *config.Config, etcdServers []string) []units.Spec {
 		// keeps boot logs readable without making etcd a hard requirement
 		// (the API server also reaches the other members).
 		specs[1].After = append(specs[1].After, EtcdUnit)
+		specs = append(specs, componentSpec(KubeProxyUnit, "Kubernetes network proxy", cfg.Binaries.KubeProxy, KubeProxyFlags(), units.TypeSimple))
 	}
 	specs = append(specs, KubeletUnitSpec(cfg))
 	return specs
@@ -67,6 +69,8 @@ func UnitInputs(unit string) []string {
 		return []string{ControllerManagerKubeconfig, pkiPath("ca.crt"), pkiPath("ca.key"), pkiPath("sa.key"), pkiPath("front-proxy-ca.crt")}
 	case SchedulerUnit:
 		return []string{SchedulerKubeconfig}
+	case KubeProxyUnit:
+		return []string{KubeProxyConfigFile, KubeProxyKubeconfig}
 	case KubeletUnit:
 		return []string{KubeletConfigFile, KubeletKubeconfig, pkiPath("ca.crt")}
 	}

@@ -54,7 +54,7 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 			if st.ControlPlane == nil || !st.ControlPlane.Ready {
 				t.Errorf("%s: control plane %+v (exit %d, reasons %v)", h.Name(), st.ControlPlane, code, st.Reasons)
 			}
-			for _, u := range []string{"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"} {
+			for _, u := range []string{"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "kube-proxy.service"} {
 				if err := activeIs(h, u, "active")(); err != nil {
 					t.Error(err)
 				}
@@ -124,6 +124,28 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 	if seeder == nil {
 		t.FailNow()
 	}
+
+	t.Run("kube-proxy programs the seeded Services on every host", func(t *testing.T) {
+		// The API server's Service has endpoints (NAT rules); the seeded
+		// kube-dns has none yet (no kubelet runs its pods), so kube-proxy
+		// rejects its traffic at once instead of letting it time out.
+		for _, h := range hosts {
+			await(t, 2*time.Minute, "kube-proxy's rules on "+h.Name(), func() error {
+				nat, err := run(h, "iptables", "-t", "nat", "-S", "KUBE-SERVICES")
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, nat.Stderr)
+				}
+				filter, err := run(h, "iptables", "-t", "filter", "-S", "KUBE-SERVICES")
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, filter.Stderr)
+				}
+				if !strings.Contains(nat.Stdout, "-d 10.96.0.1/32") || !strings.Contains(filter.Stdout, `-d 10.96.0.10/32 -p tcp -m comment --comment "kube-system/kube-dns:dns-tcp has no endpoints"`) {
+					return fmt.Errorf("KUBE-SERVICES on %s:\nnat:\n%s\nfilter:\n%s", h.Name(), nat.Stdout, filter.Stdout)
+				}
+				return nil
+			})
+		}
+	})
 
 	t.Run("another node takes over seeding when the seeder dies", func(t *testing.T) {
 		var rest []*testhost.Host

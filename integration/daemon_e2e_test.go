@@ -140,7 +140,7 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 
 	h := hosts[0]
 	t.Run("the control plane serves and the platform is seeded", func(t *testing.T) {
-		for _, u := range []string{"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"} {
+		for _, u := range []string{"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "kube-proxy.service"} {
 			await(t, time.Minute, u+" active", activeIs(h, u, "active"))
 		}
 		var st agent.Status

@@ -189,6 +189,9 @@ func KubeconfigCerts(n Node) []CertSpec {
 		// rather than borrowed from system:masters.
 		{Name: "ecom-agent", CA: CA, CommonName: AgentUserPrefix + n.Name,
 			Organization: []string{AgentGroup}, Usages: clientAuth()},
+		// Kubernetes' default policy binds system:node-proxier to this
+		// user.
+		{Name: "kube-proxy", CA: CA, CommonName: "system:kube-proxy", Usages: clientAuth()},
 		KubeletClientCert(n),
 	}
 }

@@ -43,6 +43,7 @@ func expectations() []want {
 		{"controller-manager", CA, "system:kube-controller-manager", nil, nil, nil, wantClient},
 		{"scheduler", CA, "system:kube-scheduler", nil, nil, nil, wantClient},
 		{"ecom-agent", CA, "system:ecom-agent:cp-1", []string{"ecom-agent:agents"}, nil, nil, wantClient},
+		{"kube-proxy", CA, "system:kube-proxy", nil, nil, nil, wantClient},
 		{"kubelet", CA, "system:node:cp-1", []string{"system:nodes"}, nil, nil, wantClient},
 		{"kubelet-server", CA, "system:node:cp-1", []string{"system:nodes"},
 			[]string{"cp-1"}, []string{"10.0.0.10"}, wantServer},

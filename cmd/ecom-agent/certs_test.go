@@ -53,9 +53,9 @@ func TestCheckExpiration(t *testing.T) {
 			t.Errorf("CA %s marked for renewal; CAs are never renewed automatically", s.Name)
 		}
 	}
-	// 7 leaf files, 5 kubeconfigs, 2 kubelet certificates.
-	if leaves != 14 {
-		t.Errorf("%d leaf certificates listed, want 14", leaves)
+	// 7 leaf files, 6 kubeconfigs, 2 kubelet certificates.
+	if leaves != 15 {
+		t.Errorf("%d leaf certificates listed, want 15", leaves)
 	}
 }
 

@@ -47,9 +47,9 @@ func TestExampleConfigRendersAVerifiableTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 6 CA files, 2 service-account keys, 14 leaf files, 6 kubeconfigs,
-	// 2 kubelet certificates, 4 component configs, 6 units.
-	if len(written) != 40 {
+	// 6 CA files, 2 service-account keys, 14 leaf files, 7 kubeconfigs,
+	// 2 kubelet certificates, 5 component configs, 7 units.
+	if len(written) != 43 {
 		t.Errorf("rendered only %d files", len(written))
 	}
 	var leaves int
