@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestGenMan checks the man pages the package ships: one per visible
+// command, none for hidden ones, dated by SOURCE_DATE_EPOCH and the same
+// bytes on a second run.
+func TestGenMan(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "1796014123") // 2026-11-30
+	var runs [2]map[string]string
+	for i := range runs {
+		dir := t.TempDir()
+		if code, _, errOut := runCLI(t, "internal", "gen-man", dir); code != exitOK {
+			t.Fatalf("gen-man exited %d: %s", code, errOut)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = map[string]string{}
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs[i][e.Name()] = string(data)
+		}
+	}
+	for _, want := range []string{"ecom-agent.1", "ecom-agent-join.1", "ecom-agent-status.1", "ecom-agent-token-create.1"} {
+		if _, ok := runs[0][want]; !ok {
+			t.Errorf("no %s", want)
+		}
+	}
+	for name, page := range runs[0] {
+		if strings.Contains(name, "internal") {
+			t.Errorf("%s: hidden commands get no man page", name)
+		}
+		if !strings.Contains(page, `.TH "`) || !strings.Contains(page, `"Nov 2026"`) || strings.Contains(page, "Auto generated") {
+			t.Errorf("%s: header not dated by SOURCE_DATE_EPOCH, or cobra's auto-generated tag:\n%.300s", name, page)
+		}
+		if runs[1][name] != page {
+			t.Errorf("%s differs between two runs", name)
+		}
+	}
+	if code, _, _ := runCLI(t, "internal", "gen-man"); code != exitUsage {
+		t.Errorf("gen-man without DIR exited %d, want %d", code, exitUsage)
+	}
+}
