@@ -15,13 +15,13 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 
-.PHONY: build test unit e2e lint fmt rootfs kube-bins demo clean
+.PHONY: build test unit e2e bench lint fmt rootfs kube-bins demo demo-down clean
 
 # A static binary: no cgo, so it runs on any glibc or musl host.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(AGENT) ./cmd/ecom-agent
 
-test: lint unit e2e
+test: lint unit deb-test e2e
 
 # Fast tests: `go test ./...`, a few minutes at most. The seeding and
 # control-plane tests run the real kube-apiserver from `make kube-bins`
@@ -29,10 +29,17 @@ test: lint unit e2e
 unit: kube-bins
 	ECOM_KUBE_BIN=$$(tools/kube/build.sh) $(GO) test -count=1 ./...
 
-# The end-to-end suite on real-systemd test hosts (needs root).
-e2e: build rootfs kube-bins
+# The end-to-end suite on real-systemd test hosts (needs root), with the
+# packages (lintian-clean) for the admin's path and an upgrade of them.
+e2e: build rootfs kube-bins lintian deb-upgrade
 	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) \
-	  $(GO) test -count=1 -tags e2e -timeout 75m -p 1 ./integration/... ./units/...
+	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade \
+	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
+
+# Benchmarks: figures, not assertions (see the README's "Measured").
+bench: build rootfs kube-bins deb
+	ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) \
+	  $(GO) test -tags bench -run '^$$' -bench . -benchtime 3x -timeout 90m -v ./bench/
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -56,9 +63,100 @@ kube-bins:
 rootfs:
 	integration/testhost/build-rootfs.sh
 
+# Three control-plane test hosts from dpkg -i to a seeded cluster; they
+# stay up (make demo-down removes them). Builds what is missing first.
 demo:
-	@echo "make demo: the three-host demo arrives with the .deb (issue 8); nothing was done." >&2
-	@exit 69
+	$(GO) run ./integration/cmd/demo up -repo $(CURDIR)
+
+demo-down:
+	$(GO) run ./integration/cmd/demo down
 
 clean:
 	rm -rf $(BIN_DIR) out
+
+# ---- Debian packages (issue 8): packaging/deb, built with nfpm as a library
+# by packaging/cmd/mkdeb (its own module, so nfpm stays out of go.mod).
+#   make deb       out/ecom-agent_<version>_amd64.deb, always rebuilt (seconds
+#                  once the binary is built), and
+#                  out/ecom-agent-kubernetes_<k8s version>-1_amd64.deb, rebuilt
+#                  only when a Kubernetes binary or its packaging is newer
+#   make lintian   lintian on both (installs lintian if missing)
+#   make deb-test  the packaging module's tests: both packages built twice
+#                  from the same inputs must be byte-identical
+# Both packages are reproducible: every mtime is the commit time, owners are
+# root:root, entries are sorted, gzip carries no name or time.
+.PHONY: deb deb-packages deb-upgrade lintian deb-test
+DEB_OUT       := out
+DEB_TMP       := $(DEB_OUT)/.build
+MKDEB         := $(DEB_TMP)/mkdeb
+DEB_AGENT_BIN := $(DEB_TMP)/ecom-agent
+KUBE_VERSION  := $(shell awk '$$1=="require" && $$2=="k8s.io/kubernetes" {sub(/^v/, "", $$3); print $$3}' tools/kube/go.mod)
+KUBE_DEB      := $(DEB_OUT)/ecom-agent-kubernetes_$(KUBE_VERSION)-1_amd64.deb
+# make deb passes the directory tools/kube/build.sh prints.
+KUBE_DIR      ?= $(ECOM_KUBE_CACHE)/v$(KUBE_VERSION)
+KUBE_NAMES    := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
+# data.tar compression, measured on the 530 MB of Kubernetes binaries (2
+# cores, packaging/README.md): gzip -6 20 s, 152 MB; gzip -9 (nfpm's
+# default) 53 s for 1% less; gzip -1 12 s, 176 MB; xz (pure Go) 115 s,
+# 126 MB; zstd 7-12 s, 132-140 MB, but Debian 12's lintian calls
+# data.tar.zst a malformed archive (an error), so not zstd.
+DEB_COMPRESSION      ?= gzip:6
+KUBE_DEB_COMPRESSION ?= gzip:6
+
+# The Kubernetes binaries first (a second when built), then the packages,
+# in a second make that sees where they are.
+deb:
+	@kube=$$(tools/kube/build.sh) && \
+	  $(MAKE) --no-print-directory deb-packages KUBE_DIR="$$kube"
+
+deb-packages: $(MKDEB)
+	@mkdir -p $(DEB_TMP)
+	set -e; export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
+	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)"); \
+	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
+	    -ldflags '-s -w -X $(MODULE)/agent.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
+	  rm -f $(DEB_OUT)/ecom-agent_*_amd64.deb; \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml \
+	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
+	    -staging $(DEB_TMP)/stage-agent -out $(DEB_OUT)
+	@$(MAKE) --no-print-directory $(KUBE_DEB)
+
+# Dated with the last commit that touched the Kubernetes build or packaging,
+# so unrelated commits do not change this package's bytes.
+$(KUBE_DEB): $(addprefix $(KUBE_DIR)/,$(KUBE_NAMES)) $(MKDEB) $(wildcard packaging/deb/files/ecom-agent-kubernetes/*)
+	rm -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- tools/kube packaging) \
+	  $(MKDEB) kube -version $(KUBE_VERSION)-1 -bin-dir $(KUBE_DIR) -compression $(KUBE_DEB_COMPRESSION) \
+	    -staging $(DEB_TMP)/stage-kube -out $(DEB_OUT)
+
+$(MKDEB): $(shell find packaging -name '*.go' -o -name go.mod -o -name go.sum) $(shell find packaging/deb/files -type f)
+	@mkdir -p $(DEB_TMP)
+	cd packaging && CGO_ENABLED=0 $(GO) build -trimpath -o ../$(MKDEB) ./cmd/mkdeb
+
+# Debian 12's lintian: fails on errors and warnings, shows infos; overrides
+# are in packaging/deb/files/*/lintian-overrides, each with its reason.
+# Typos lintian finds in strings of the Kubernetes, etcd and other Go
+# modules linked in (info tags, dozens of them) are not shown.
+lintian: deb
+	@if ! command -v lintian >/dev/null; then \
+	  echo "installing lintian" >&2; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2 || { \
+	    apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2; }; \
+	fi
+	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(KUBE_DEB)
+
+# The same commit packaged with a higher version, beside the same
+# Kubernetes package: what the e2e suite upgrades to.
+deb-upgrade: deb
+	set -e; export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
+	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)")+e2e1; \
+	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
+	    -ldflags '-s -w -X $(MODULE)/agent.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
+	  rm -rf $(DEB_OUT)/upgrade; mkdir -p $(DEB_OUT)/upgrade; \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml \
+	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
+	    -staging $(DEB_TMP)/stage-upgrade -out $(DEB_OUT)/upgrade; \
+	  ln -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb $(DEB_OUT)/upgrade/
+
+deb-test:
+	cd packaging && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -count=1 ./...
