@@ -75,6 +75,8 @@ func (l *loader) resolveSecret(c *Config) {
 	case inline:
 		if n := len(c.ClusterSecret); n < minSecretLen {
 			l.add("cluster_secret", "is %d characters long; it must be at least %d; %s", n, minSecretLen, generateHint)
+		} else if isPlaceholder(string(c.ClusterSecret)) {
+			l.add("cluster_secret", "is the example's placeholder, which anyone can read; %s", generateHint)
 		}
 	case file:
 		if s, ok := l.readSecretFile(c.ClusterSecretFile); ok {
@@ -118,8 +120,17 @@ func (l *loader) readSecretFile(p string) (Secret, bool) {
 			"head -c 32 /dev/urandom | base64 > %s", p, len(s), minSecretLen, p)
 		return "", false
 	}
+	if isPlaceholder(s) {
+		l.add(key, "%s holds the example's placeholder, which anyone can read; replace it: head -c 32 /dev/urandom | base64 > %s", p, p)
+		return "", false
+	}
 	return Secret(s), true
 }
+
+// isPlaceholder reports the examples' placeholder secrets ("CHANGE-ME...",
+// packaging/cloud-init), so a copied example never runs a cluster on a
+// published secret.
+func isPlaceholder(s string) bool { return strings.HasPrefix(strings.ToUpper(s), "CHANGE-ME") }
 
 // unwrapPath drops the *fs.PathError wrapper, whose path is the resolved
 // one under the root rather than the path the operator wrote.

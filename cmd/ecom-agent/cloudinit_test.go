@@ -1,0 +1,92 @@
+package main
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/ecom-platform/ecom-agent/config"
+)
+
+// TestCloudInitExample: the example user-data writes a config that loads
+// as is on any node (its name and address from the host), with a secret
+// file the config accepts, and ends with `ecom-agent join`.
+func TestCloudInitExample(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/cloud-init/control-plane.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(data), "#cloud-config\n") {
+		t.Fatal("user-data must start with #cloud-config")
+	}
+	var ud struct {
+		WriteFiles []struct {
+			Path        string `json:"path"`
+			Owner       string `json:"owner"`
+			Permissions string `json:"permissions"`
+			Content     string `json:"content"`
+		} `json:"write_files"`
+		RunCmd [][]string `json:"runcmd"`
+	}
+	if err := yaml.UnmarshalStrict(data, &ud); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	var cfgText []byte
+	for _, f := range ud.WriteFiles {
+		mode := os.FileMode(0o644)
+		if f.Permissions == "0600" {
+			mode = 0o600
+		}
+		p := filepath.Join(root, f.Path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		content := f.Content
+		if f.Path == "/etc/ecom-agent/cluster-secret" {
+			// The example's placeholder is refused, as an admin who
+			// forgot to change it would see.
+			if err := os.WriteFile(p, []byte(content), mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := config.Parse([]byte("cluster_name = \"x\"\nrole = \"worker\"\nnode_name = \"w\"\nadvertise_address = \"10.0.0.9\"\ncluster_secret_file = \"/etc/ecom-agent/cluster-secret\"\n"),
+				"c.toml", config.LoadOptions{Root: root})
+			if err == nil || !strings.Contains(err.Error(), "placeholder") {
+				t.Errorf("the placeholder secret is accepted: %v", err)
+			}
+			content = "a-real-secret-0123456789abcdef0123456789\n"
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if f.Path == config.DefaultPath {
+			cfgText = []byte(f.Content)
+		}
+	}
+	if cfgText == nil {
+		t.Fatalf("the user-data writes no %s", config.DefaultPath)
+	}
+	// The same text on three different hosts.
+	for i, addr := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} {
+		host := []string{"cp-a", "cp-b", "cp-c"}[i]
+		cfg, err := config.Parse(cfgText, config.DefaultPath, config.LoadOptions{
+			Hostname:  func() (string, error) { return host, nil },
+			HostAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr(addr)}, nil },
+			Root:      root,
+		})
+		if err != nil {
+			t.Fatalf("on %s: %v", host, err)
+		}
+		if cfg.NodeName != host || cfg.AdvertiseAddress.String() != addr || !cfg.IsControlPlane() || cfg.Expect != 3 || len(cfg.Gossip.Join) != 3 {
+			t.Errorf("on %s: %+v", host, cfg)
+		}
+	}
+	last := ud.RunCmd[len(ud.RunCmd)-1]
+	if len(last) < 2 || last[0] != "ecom-agent" || last[1] != "join" {
+		t.Errorf("the last runcmd is %q, want ecom-agent join", last)
+	}
+}
