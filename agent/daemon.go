@@ -79,10 +79,13 @@ type Daemon struct {
 	// restarted by systemd.
 	heartbeat atomic.Int64
 
-	mu      sync.Mutex
-	waiting string
-	refused bool
-	status  Status
+	mu          sync.Mutex
+	waiting     string
+	refused     bool
+	status      Status
+	lastRenewal *RenewResult
+	// renewing is set while a certificate renewal pass runs.
+	renewing atomic.Bool
 }
 
 // Timeouts of the daemon's bounded waits.
@@ -124,7 +127,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sctx, cancelSocket := context.WithCancel(context.Background())
 	defer cancelSocket()
 	if d.d.Socket != "" {
-		if _, err := serveSocket(sctx, d.d.Socket, statusHandler(d.Status)); err != nil {
+		renew := func(names []string) RenewResult {
+			return d.renew(ctx, names, "on demand: "+strings.Join(names, ", "))
+		}
+		if _, err := serveSocket(sctx, d.d.Socket, socketHandler(d.Status, renew)); err != nil {
 			return d.fail("control socket", err)
 		}
 	}
@@ -187,6 +193,9 @@ func (d *Daemon) watch(ctx context.Context) bool {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	last := d.d.Now()
+	// The first check comes an interval after start: converging has just
+	// re-rendered, which re-issues what is inside the renewal window.
+	lastRenewCheck := d.d.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -202,6 +211,12 @@ func (d *Daemon) watch(ctx context.Context) bool {
 			d.cp.tick(ctx, d.written)
 		} else {
 			d.cluster.publishMeta()
+		}
+		if d.d.Config.IsControlPlane() && d.phase().EtcdServing() && d.d.Now().Sub(lastRenewCheck) >= renewCheckInterval {
+			lastRenewCheck = d.d.Now()
+			// In the background: the pass may wait for other nodes'
+			// renewals, and the watch loop keeps the node healthy.
+			go d.renewDue(ctx)
 		}
 		if d.d.Now().Sub(last) >= refreshInterval {
 			last = d.d.Now()
@@ -450,6 +465,9 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 		in.controlPlane, in.seed = d.cp.snapshot()
 	}
 	in.refused = refused
+	d.mu.Lock()
+	in.lastRenewal = d.lastRenewal
+	d.mu.Unlock()
 	s := collectStatus(ctx, in)
 	d.mu.Lock()
 	d.status = s
@@ -476,6 +494,7 @@ type statusInput struct {
 	// server and of seeding (nil: not known).
 	controlPlane *ControlPlaneStatus
 	seed         *SeedStatus
+	lastRenewal  *RenewResult
 }
 
 func collectStatus(ctx context.Context, in statusInput) Status {
@@ -495,6 +514,7 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 		Alert:        in.alert,
 		ControlPlane: in.controlPlane,
 		Seed:         in.seed,
+		LastRenewal:  in.lastRenewal,
 	}
 	if in.state != nil {
 		s.Node.ID, s.Phase, s.PhaseSince = in.state.NodeID, in.state.Phase, in.state.PhaseSince

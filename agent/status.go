@@ -61,7 +61,9 @@ type Status struct {
 	// Certificates summarises the node's certificates: the one that
 	// expires first, and how many are due or expired.
 	Certificates *CertSummary `json:"certificates,omitempty"`
-	CheckedAt    time.Time    `json:"checked_at"`
+	// LastRenewal is the daemon's last certificate renewal pass.
+	LastRenewal *RenewResult `json:"last_renewal,omitempty"`
+	CheckedAt   time.Time    `json:"checked_at"`
 }
 
 // Node identifies the node.

@@ -177,6 +177,31 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("certs renew re-issues a certificate and restarts what reads it", func(t *testing.T) {
+		before, err := h.ReadFile("/etc/kubernetes/pki/apiserver.crt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		apiPID := show(t, h, "kube-apiserver.service", "ExecMainPID")
+		out := h.MustRun(t, "ecom-agent", "certs", "renew", "apiserver")
+		if !strings.Contains(out, "renewed    /etc/kubernetes/pki/apiserver.crt") || !strings.Contains(out, "restarted  kube-apiserver.service") || strings.Contains(out, "etcd.service") {
+			t.Errorf("certs renew apiserver:\n%s", out)
+		}
+		after, _ := h.ReadFile("/etc/kubernetes/pki/apiserver.crt")
+		old, _ := h.ReadFile("/etc/kubernetes/pki/apiserver.crt.old")
+		if string(after) == string(before) || string(old) != string(before) {
+			t.Error("apiserver.crt was not re-issued, or the old one not kept as apiserver.crt.old")
+		}
+		if got := show(t, h, "kube-apiserver.service", "ExecMainPID"); got == apiPID {
+			t.Error("kube-apiserver was not restarted")
+		}
+		awaitHealthyLine(t, h)
+		res, _ := run(h, "ecom-agent", "certs", "renew", "ca")
+		if res.ExitCode != 1 || !strings.Contains(res.Stderr, "CAs are never renewed") {
+			t.Errorf("renewing the CA: exit %d, %s", res.ExitCode, res.Stderr)
+		}
+	})
+
 	t.Run("an unchanged config restarts nothing", func(t *testing.T) {
 		pid := show(t, h, "etcd.service", "ExecMainPID")
 		loaded := show(t, h, "etcd.service", "InactiveExitTimestampMonotonic")

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/pki"
@@ -24,12 +26,45 @@ func (c *cli) certsCommand() *cobra.Command {
 		Use:   "certs",
 		Short: "Inspect and renew this node's certificates",
 	}
-	cmd.AddCommand(c.checkExpirationCommand(), &cobra.Command{
-		Use:   "renew [NAME|all]",
-		Short: "Re-issue leaf certificates now",
-		Args:  cobra.MaximumNArgs(1),
-		RunE:  notYet("on-demand renewal arrives with the daemon's renewal loop in a later release; `ecom-agent render` already re-issues certificates inside the renewal window"),
-	})
+	cmd.AddCommand(c.checkExpirationCommand(), c.renewCommand())
+	return cmd
+}
+
+func (c *cli) renewCommand() *cobra.Command {
+	var socket string
+	cmd := &cobra.Command{
+		Use:   "renew [NAME...|all]",
+		Short: "Re-issue leaf certificates now and restart what reads them, one control-plane node at a time",
+		Long: `renew asks the running agent to re-issue the named leaf certificates (names
+as check-expiration lists them: apiserver, etcd/peer, admin.conf's
+/etc/kubernetes/admin.conf ...; default all), then restart the units that
+read them. The agent holds a cluster-wide lock while it does, so control-plane
+nodes restart one at a time and it waits for etcd and the API server to be
+healthy before it lets go. CAs are never renewed. The old files are kept
+as NAME.old. The daemon also does this by itself, hourly, for certificates
+inside the renewal window (pki.renew_before).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{"all"}
+			}
+			fmt.Fprintf(c.stderr, "renewing %s (waits for the cluster's renewal lock)...\n", strings.Join(args, ", "))
+			res, err := agent.RequestRenewal(cmd.Context(), socket, args)
+			if err != nil {
+				return fmt.Errorf("%w; renewal restarts units, so the agent does it: is ecom-agent.service running?", err)
+			}
+			for _, r := range res.Renewed {
+				fmt.Fprintf(c.stdout, "renewed    %s\n", r)
+			}
+			for _, u := range res.Restarted {
+				fmt.Fprintf(c.stdout, "restarted  %s\n", u)
+			}
+			if res.Error != "" {
+				return errors.New(res.Error)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
 	return cmd
 }
 

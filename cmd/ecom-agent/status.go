@@ -225,6 +225,13 @@ func printStatus(w io.Writer, s agent.Status, colour bool) {
 		fmt.Fprintf(w, "certificates    %d, the first to expire: %s on %s (in %s)\n", c.Count, c.Nearest,
 			c.NearestNotAfter.UTC().Format(time.DateOnly), days(time.Until(c.NearestNotAfter)))
 	}
+	if r := s.LastRenewal; r != nil {
+		fmt.Fprintf(w, "renewal         %s (%s): %d renewed, restarted %s", ago(r.At), r.Reason, len(r.Renewed), orDash(strings.Join(r.Restarted, ", ")))
+		if r.Error != "" {
+			fmt.Fprintf(w, "; FAILED: %s", r.Error)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // days prints a duration in whole days ("364d"), or hours below two days.
