@@ -39,7 +39,7 @@ e2e: build rootfs kube-bins lintian deb-upgrade
 # Benchmarks: figures, not assertions (see the README's "Measured").
 bench: build rootfs kube-bins deb
 	ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) \
-	  $(GO) test -tags bench -run '^$$' -bench . -benchtime 3x -timeout 90m -v ./bench/
+	  $(GO) test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 90m -v ./bench/
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

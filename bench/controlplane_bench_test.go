@@ -5,12 +5,14 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -73,10 +75,14 @@ func status(h *testhost.Host) (agent.Status, bool) {
 // from the first ready API server to the platform seeded. Beside them: a
 // bare etcd and kube-apiserver started by hand with the same flags on the
 // same machine (kubetest), and seed.Apply of the same manifests on it.
-// Run with -benchtime=Nx for N runs.
+// $ECOM_BENCH_RUNS runs (default 3); run it with -benchtime=1x.
 func BenchmarkControlPlane(b *testing.B) {
 	s := samples{}
-	for i := 0; i < b.N; i++ {
+	runs, err := strconv.Atoi(cmp.Or(os.Getenv("ECOM_BENCH_RUNS"), "3"))
+	if err != nil || runs < 1 {
+		b.Fatalf("ECOM_BENCH_RUNS=%q: want a positive number", os.Getenv("ECOM_BENCH_RUNS"))
+	}
+	for i := 0; i < runs; i++ {
 		agentRun(b, s)
 		bareRun(b, s)
 	}
@@ -121,7 +127,7 @@ func agentRun(b *testing.B, s samples) {
 	var quorum, allReady, firstReady, seeded time.Time
 	ready := map[string]bool{}
 	deadline := start.Add(10 * time.Minute)
-	for seeded.IsZero() && time.Now().Before(deadline) {
+	for (seeded.IsZero() || allReady.IsZero()) && time.Now().Before(deadline) {
 		for _, h := range hosts {
 			st, ok := status(h)
 			if !ok {
@@ -144,7 +150,7 @@ func agentRun(b *testing.B, s samples) {
 				seeded = st.Seed.Finished
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	wg.Wait()
 	if seeded.IsZero() || allReady.IsZero() || quorum.IsZero() {
