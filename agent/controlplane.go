@@ -53,6 +53,10 @@ type SeedStatus struct {
 	Error    string   `json:"error,omitempty"`
 }
 
+// rediagnose is how often the diagnosis of an overdue control plane is
+// refreshed.
+const rediagnose = 10 * time.Second
+
 // controlPlane drives the control-plane units of a node whose etcd member
 // serves: it starts them, waits for /readyz (bounded, with a diagnosis),
 // creates the bootstrap RBAC and runs the seeder. Each step is retried on
@@ -60,10 +64,12 @@ type SeedStatus struct {
 type controlPlane struct {
 	d *Daemon
 
-	mu         sync.Mutex
-	started    time.Time // units started (zero: not yet)
-	status     ControlPlaneStatus
-	timedOut   bool
+	mu      sync.Mutex
+	started time.Time // units started (zero: not yet)
+	status  ControlPlaneStatus
+	// diagnosed is when the last diagnosis of an overdue control plane
+	// was made (zero: none since it was last ready).
+	diagnosed  time.Time
 	lastErr    string
 	rbacDone   bool
 	seedCancel context.CancelFunc
@@ -191,16 +197,21 @@ func (cp *controlPlane) probe(ctx context.Context) {
 	cp.mu.Lock()
 	wasReady := cp.status.Ready
 	if err == nil {
-		cp.status.Readyz, cp.status.Error, cp.status.Journal, cp.timedOut = "", "", nil, false
+		cp.status.Readyz, cp.status.Error, cp.status.Journal, cp.diagnosed = "", "", nil, time.Time{}
 		if !wasReady {
 			cp.status.Ready, cp.status.ReadySince = true, now
 		}
 	} else {
 		cp.status.Ready, cp.status.Readyz = false, err.Error()
 	}
-	overdue := err != nil && !cp.timedOut && now.Sub(cp.started) >= d.d.Config.APIServer.ReadyTimeout.Duration
+	// Past the timeout the diagnosis is refreshed every rediagnose, so
+	// the status follows what the unit does now (a slow stop, then a
+	// crash loop), not what it did at the deadline.
+	overdue := err != nil && now.Sub(cp.started) >= d.d.Config.APIServer.ReadyTimeout.Duration &&
+		now.Sub(cp.diagnosed) >= rediagnose
+	first := overdue && cp.diagnosed.IsZero()
 	if overdue {
-		cp.timedOut = true
+		cp.diagnosed = now
 	}
 	cp.mu.Unlock()
 	switch {
@@ -210,7 +221,7 @@ func (cp *controlPlane) probe(ctx context.Context) {
 	case err != nil && wasReady:
 		d.d.Log.Warn("kube-apiserver is no longer ready", "readyz", err.Error())
 	case overdue:
-		cp.diagnose(ctx, err)
+		cp.diagnose(ctx, err, first)
 	}
 	if err != nil {
 		return
@@ -220,7 +231,7 @@ func (cp *controlPlane) probe(ctx context.Context) {
 
 // diagnose names the control-plane unit that is not healthy, with the
 // last lines of its journal, once apiserver.ready_timeout has passed.
-func (cp *controlPlane) diagnose(ctx context.Context, readyErr error) {
+func (cp *controlPlane) diagnose(ctx context.Context, readyErr error, first bool) {
 	d := cp.d
 	timeout := d.d.Config.APIServer.ReadyTimeout.Duration
 	culprit, state := bootstrap.APIServerUnit, ""
@@ -241,7 +252,9 @@ func (cp *controlPlane) diagnose(ctx context.Context, readyErr error) {
 	journal, _ := d.sd.Journal(ctx, culprit, journalLines)
 	msg := fmt.Sprintf("the control plane is not ready %s after its units started: %s; %s; see `journalctl -u %s`",
 		timeout, state, readyErr, culprit)
-	d.d.Log.Error(msg, "unit", culprit, "journal", strings.Join(journal, "\n"))
+	if first {
+		d.d.Log.Error(msg, "unit", culprit, "journal", strings.Join(journal, "\n"))
+	}
 	cp.mu.Lock()
 	cp.status.Error, cp.status.Journal = msg, journal
 	cp.mu.Unlock()

@@ -270,6 +270,31 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		await(t, time.Minute, "ecom-agent active after the fix", activeIs(h, "ecom-agent.service", "active"))
 	})
 
+	t.Run("a control plane that never gets ready is named, with its journal", func(t *testing.T) {
+		h := hosts[1]
+		bad := nodeConfig(h, 1, "[apiserver]\nready_timeout = \"20s\"\nextra_flags = { \"audit-log-maxage\" = \"not-a-number\" }\n")
+		if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		await(t, 2*time.Minute, "the diagnosis in status", func() error {
+			st, code := statusJSON(t, h)
+			cp := st.ControlPlane
+			if cp == nil || cp.Error == "" {
+				return fmt.Errorf("control plane %+v", cp)
+			}
+			if code != 2 || !strings.Contains(cp.Error, "kube-apiserver.service") || !strings.Contains(strings.Join(cp.Journal, "\n"), "not-a-number") {
+				return fmt.Errorf("exit %d, error %q, journal %q", code, cp.Error, cp.Journal)
+			}
+			return nil
+		})
+		if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(nodeConfig(h, 1, "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		awaitHealthyLine(t, h)
+	})
+
 	t.Run("status falls back to systemd when the daemon is stopped", func(t *testing.T) {
 		h := hosts[2]
 		h.MustRun(t, "systemctl", "stop", "ecom-agent.service")
