@@ -131,25 +131,15 @@ func (cp *controlPlane) start(ctx context.Context, written []bootstrap.Written) 
 	}
 	restart := slices.Concat(changes.Written, changes.Stale, bootstrap.ChangedUnits(written, controlPlaneUnits))
 	for _, name := range controlPlaneUnits {
-		st, err := d.sd.Status(sctx, name)
+		done, err := d.bringUp(ctx, name, restart)
 		if err != nil {
 			return err
 		}
-		var job func(context.Context, string) error
-		switch {
-		case st.ActiveState == "active" && slices.Contains(restart, name):
-			d.d.Log.Info("restarting: its config changed", "unit", name)
-			job = d.sd.Restart
-		case st.ActiveState != "active":
-			d.d.Log.Info("starting", "unit", name)
-			job = d.sd.Start
-		default:
+		if done == nil {
 			continue
 		}
 		go func() {
-			jctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
-			defer cancel()
-			if err := job(jctx, name); err != nil && ctx.Err() == nil {
+			if err := <-done; err != nil && ctx.Err() == nil {
 				d.d.Log.Warn("unit job failed; systemd keeps restarting it", "unit", name, "err", err)
 			}
 		}()

@@ -307,31 +307,13 @@ func (d *Daemon) startEtcd(ctx context.Context, written []bootstrap.Written) err
 		return err
 	}
 	restart := slices.Concat(changes.Written, changes.Stale, bootstrap.ChangedUnits(written, []string{bootstrap.EtcdUnit}))
-	sctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
-	st, err := d.sd.Status(sctx, bootstrap.EtcdUnit)
-	cancel()
-	if err != nil {
-		return err
-	}
 	// etcd is Type=notify and tells systemd it is ready only once it is
 	// part of a quorum, which for a member of a larger cluster can take
 	// as long as its peers take to come up. The job runs on its own; the
 	// daemon watches etcd itself and never fails for waiting.
-	var job func(context.Context, string) error
-	switch {
-	case st.ActiveState == "active" && slices.Contains(restart, bootstrap.EtcdUnit):
-		d.d.Log.Info("restarting etcd: its config changed", "unit", bootstrap.EtcdUnit)
-		job = d.sd.Restart
-	case st.ActiveState != "active":
-		job = d.sd.Start
-	}
-	jobDone := make(chan error, 1)
-	if job != nil {
-		go func() {
-			jctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
-			defer cancel()
-			jobDone <- job(jctx, bootstrap.EtcdUnit)
-		}()
+	jobDone, err := d.bringUp(ctx, bootstrap.EtcdUnit, restart)
+	if err != nil {
+		return err
 	}
 	d.beat()
 	if err := d.waitEtcd(ctx, jobDone); err != nil {
@@ -343,6 +325,38 @@ func (d *Daemon) startEtcd(ctx context.Context, written []bootstrap.Written) err
 		d.cp.tick(ctx, written)
 	}
 	return nil
+}
+
+// bringUp starts a unit that is not running, or restarts one that runs
+// while its unit file or an input is among changed. The job runs in the
+// background; its result comes on the returned channel, which is nil when
+// the unit runs current and there is nothing to do (a nil channel never
+// delivers in a select).
+func (d *Daemon) bringUp(ctx context.Context, name string, changed []string) (<-chan error, error) {
+	sctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+	st, err := d.sd.Status(sctx, name)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	var job func(context.Context, string) error
+	switch {
+	case st.ActiveState == "active" && slices.Contains(changed, name):
+		d.d.Log.Info("restarting: its config changed", "unit", name)
+		job = d.sd.Restart
+	case st.ActiveState != "active":
+		d.d.Log.Info("starting", "unit", name)
+		job = d.sd.Start
+	default:
+		return nil, nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		jctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+		defer cancel()
+		done <- job(jctx, name)
+	}()
+	return done, nil
 }
 
 // stopControlPlane stops the seeder and the control-plane units of a node

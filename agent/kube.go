@@ -17,10 +17,8 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/pki"
+	"github.com/ecom-platform/ecom-agent/seed"
 )
-
-// FieldManager is the agent's name in server-side apply's managed fields.
-const FieldManager = "ecom-agent"
 
 // restConfig reads a kubeconfig the renderer wrote.
 func restConfig(root *hostfs.Root, path string) (*rest.Config, error) {
@@ -96,7 +94,7 @@ func bootstrapRBAC(ctx context.Context, cs kubernetes.Interface) error {
 			"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
 	}
 	for _, b := range bindings {
-		_, err := cs.RbacV1().ClusterRoleBindings().Apply(ctx, b, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		_, err := cs.RbacV1().ClusterRoleBindings().Apply(ctx, b, metav1.ApplyOptions{FieldManager: seed.FieldManager, Force: true})
 		if err != nil {
 			return fmt.Errorf("cluster role binding %s: %w", *b.Name, err)
 		}
@@ -106,7 +104,7 @@ func bootstrapRBAC(ctx context.Context, cs kubernetes.Interface) error {
 
 func groupBinding(name, role, group string) *rbacac.ClusterRoleBindingApplyConfiguration {
 	return rbacac.ClusterRoleBinding(name).
-		WithLabels(map[string]string{"app.kubernetes.io/managed-by": FieldManager}).
+		WithLabels(map[string]string{seed.ManagedByLabel: seed.ManagedByValue}).
 		WithRoleRef(rbacac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(role)).
 		WithSubjects(rbacac.Subject().WithAPIGroup(rbacv1.GroupName).WithKind(rbacv1.GroupKind).WithName(group))
 }

@@ -25,8 +25,8 @@ func CertInventory(root *hostfs.Root, opts pki.Options) ([]pki.CertStatus, error
 			cas[n] = cert
 		}
 	}
-	for _, kc := range []string{AdminKubeconfig, SuperAdminKubeconfig,
-		ControllerManagerKubeconfig, SchedulerKubeconfig, AgentKubeconfig, KubeProxyKubeconfig} {
+	for _, e := range embeddedCertKubeconfigs {
+		kc := e.path
 		data, err := root.ReadFile(kc)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -69,12 +69,17 @@ func kubeletScheme() *runtime.Scheme {
 // KubeletConfigYAML serializes the kubelet configuration with the
 // Kubernetes scheme, as the kubelet itself reads it.
 func KubeletConfigYAML(kc *kubeletv1beta1.KubeletConfiguration) ([]byte, error) {
-	s := kubeletScheme()
+	return componentConfigYAML(kubeletScheme(), kc, "kubelet config")
+}
+
+// componentConfigYAML serializes a component's config file (kubelet,
+// kube-proxy) with its scheme, under the generated-file header.
+func componentConfigYAML(s *runtime.Scheme, obj runtime.Object, what string) ([]byte, error) {
 	ser := json.NewSerializerWithOptions(json.DefaultMetaFactory, s, s, json.SerializerOptions{Yaml: true})
 	var buf bytes.Buffer
 	buf.WriteString(generatedHeader("#"))
-	if err := ser.Encode(kc, &buf); err != nil {
-		return nil, fmt.Errorf("kubelet config: %w", err)
+	if err := ser.Encode(obj, &buf); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return buf.Bytes(), nil
 }

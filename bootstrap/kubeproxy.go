@@ -1,13 +1,10 @@
 package bootstrap
 
 import (
-	"bytes"
-	"fmt"
 	"net/netip"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	componentbaseconfigv1alpha1 "k8s.io/component-base/config/v1alpha1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 
@@ -58,14 +55,7 @@ func kubeProxyScheme() *runtime.Scheme {
 
 // KubeProxyConfigYAML serializes the configuration as kube-proxy reads it.
 func KubeProxyConfigYAML(kc *kubeproxyv1alpha1.KubeProxyConfiguration) ([]byte, error) {
-	s := kubeProxyScheme()
-	ser := json.NewSerializerWithOptions(json.DefaultMetaFactory, s, s, json.SerializerOptions{Yaml: true})
-	var buf bytes.Buffer
-	buf.WriteString(generatedHeader("#"))
-	if err := ser.Encode(kc, &buf); err != nil {
-		return nil, fmt.Errorf("kube-proxy config: %w", err)
-	}
-	return buf.Bytes(), nil
+	return componentConfigYAML(kubeProxyScheme(), kc, "kube-proxy config")
 }
 
 // KubeProxyFlags are kube-proxy's flags: everything else is in its file.

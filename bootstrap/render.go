@@ -178,11 +178,26 @@ func (r *Renderer) recordOutcome(o pki.Outcome) {
 	}
 }
 
-// kubeconfigEntry is one kubeconfig a control-plane node gets.
+// kubeconfigEntry is one kubeconfig a control-plane node gets with its
+// client certificate embedded.
 type kubeconfigEntry struct {
-	path   string
-	spec   string // the pki.CertSpec name
-	server string
+	path string
+	spec string // the pki.CertSpec name
+	// advertised: the server is the node's advertised address (for
+	// kubeconfigs used from elsewhere); else the local API server.
+	advertised bool
+}
+
+// embeddedCertKubeconfigs are the kubeconfigs that embed a client
+// certificate: the renderer issues them, the certificate inventory lists
+// them.
+var embeddedCertKubeconfigs = []kubeconfigEntry{
+	{AdminKubeconfig, "admin", true},
+	{SuperAdminKubeconfig, "super-admin", true},
+	{ControllerManagerKubeconfig, "controller-manager", false},
+	{SchedulerKubeconfig, "scheduler", false},
+	{AgentKubeconfig, "ecom-agent", false},
+	{KubeProxyKubeconfig, "kube-proxy", false},
 }
 
 func (r *Renderer) localAPIServer() string {
@@ -198,19 +213,11 @@ func (r *Renderer) phaseKubeconfigs(_ context.Context) error {
 	if err != nil {
 		return err
 	}
-	entries := []kubeconfigEntry{
-		{AdminKubeconfig, "admin", r.advertisedAPIServer()},
-		{SuperAdminKubeconfig, "super-admin", r.advertisedAPIServer()},
-		{ControllerManagerKubeconfig, "controller-manager", r.localAPIServer()},
-		{SchedulerKubeconfig, "scheduler", r.localAPIServer()},
-		{AgentKubeconfig, "ecom-agent", r.localAPIServer()},
-		{KubeProxyKubeconfig, "kube-proxy", r.localAPIServer()},
-	}
 	specs := map[string]pki.CertSpec{}
 	for _, s := range pki.KubeconfigCerts(PKINode(r.cfg)) {
 		specs[s.Name] = s
 	}
-	for _, e := range entries {
+	for _, e := range embeddedCertKubeconfigs {
 		spec, ok := specs[e.spec]
 		if !ok {
 			return fmt.Errorf("%s: no certificate spec %q", e.path, e.spec)
@@ -237,6 +244,10 @@ func (r *Renderer) phaseKubeconfigs(_ context.Context) error {
 // ensureKubeconfig keeps a kubeconfig whose embedded certificate is still
 // valid for its spec and re-issues it otherwise.
 func (r *Renderer) ensureKubeconfig(ca *pki.Authority, e kubeconfigEntry, spec pki.CertSpec) error {
+	server := r.localAPIServer()
+	if e.advertised {
+		server = r.advertisedAPIServer()
+	}
 	var certPEM, keyPEM []byte
 	note := "issued"
 	if old, err := r.root.ReadFile(e.path); err == nil {
@@ -264,7 +275,7 @@ func (r *Renderer) ensureKubeconfig(ca *pki.Authority, e kubeconfigEntry, spec p
 	}
 	data, err := Kubeconfig(KubeconfigSpec{
 		Cluster: r.cfg.ClusterName,
-		Server:  e.server,
+		Server:  server,
 		CAPEM:   ca.CertPEM(),
 		User:    spec.CommonName,
 		CertPEM: certPEM,
