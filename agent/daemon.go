@@ -521,6 +521,7 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 		},
 		StartedAt:    in.started,
 		Waiting:      in.waiting,
+		Units:        []UnitReport{},
 		CheckedAt:    in.now,
 		Gossip:       in.gossip,
 		GossipError:  in.gossipErr,
@@ -535,7 +536,7 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 	}
 	managed := managedUnits(in.cfg, in.state)
 	if in.sd != nil {
-		s.Units = unitReports(ctx, in.sd, managed)
+		s.Units = append(s.Units, unitReports(ctx, in.sd, managed)...)
 	}
 	if in.state != nil && in.state.Etcd != nil {
 		s.Certificates = certSummary(in.root, in.cfg, in.now)
@@ -543,6 +544,9 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 	etcdExpected := in.sd != nil && len(managed) > 0 && in.state.Phase.EtcdServing()
 	if etcdExpected {
 		s.Etcd, s.EtcdError = probeEtcd(ctx, in.root, in.cfg)
+		if s.Etcd != nil && in.state.ControlPlaneUnits {
+			s.APIServers = probeAPIServers(ctx, in.root, in.cfg, s.Etcd.Members)
+		}
 	}
 	s.judge(etcdExpected)
 	return s

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -15,6 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/pki"
 	"github.com/ecom-platform/ecom-agent/seed"
@@ -70,6 +75,49 @@ func probeReadyz(ctx context.Context, cfg *rest.Config) error {
 		failing = append(failing[:3], fmt.Sprintf("and %d more", n-3))
 	}
 	return fmt.Errorf("/readyz %d, failing: %s", resp.StatusCode, strings.Join(failing, ", "))
+}
+
+// probeAPIServers asks every control-plane node's kube-apiserver for
+// /readyz at once, as the agent's own identity: one per started etcd
+// member, on the member's peer address and the API server's port.
+func probeAPIServers(ctx context.Context, root *hostfs.Root, cfg *config.Config, members []EtcdMember) []APIServerHealth {
+	base, err := restConfig(root, bootstrap.AgentKubeconfig)
+	var out []APIServerHealth
+	for _, m := range members {
+		if !m.Started || len(m.PeerURLs) == 0 {
+			continue
+		}
+		u, perr := url.Parse(m.PeerURLs[0])
+		if perr != nil {
+			continue
+		}
+		addr, perr := netip.ParseAddr(u.Hostname())
+		if perr != nil {
+			continue
+		}
+		h := APIServerHealth{Node: m.Name, URL: "https://" + netip.AddrPortFrom(addr, uint16(cfg.APIServer.Port)).String()}
+		if err != nil {
+			h.Error = err.Error()
+		}
+		out = append(out, h)
+	}
+	if err != nil {
+		return out
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() {
+			c := rest.CopyConfig(base)
+			c.Host = out[i].URL
+			if err := probeReadyz(ctx, c); err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			out[i].Ready = true
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // bootstrapRBAC creates the bindings the cluster needs from the agent

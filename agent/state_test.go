@@ -63,7 +63,7 @@ func TestCorruptStateIsAnError(t *testing.T) {
 func TestJudge(t *testing.T) {
 	active := UnitReport{UnitStatus: units.UnitStatus{Name: "etcd.service", ActiveState: "active", SubState: "running"}}
 	failed := UnitReport{UnitStatus: units.UnitStatus{Name: "etcd.service", ActiveState: "failed", SubState: "failed", Result: "exit-code", NRestarts: 3}}
-	healthyEtcd := &EtcdStatus{Leader: "cp-1", Members: []EtcdMember{{Name: "cp-1", Started: true, Leader: true}}}
+	healthyEtcd := &EtcdStatus{Leader: "cp-1", Members: []EtcdMember{{Name: "cp-1", Started: true, Leader: true, Healthy: true}}}
 	for _, tc := range []struct {
 		name    string
 		s       Status
@@ -76,7 +76,11 @@ func TestJudge(t *testing.T) {
 		{"etcd silent", Status{Units: []UnitReport{active}, EtcdError: "context deadline exceeded"}, true, Down, "etcd is not answering"},
 		{"no leader", Status{Units: []UnitReport{active}, Etcd: &EtcdStatus{Members: []EtcdMember{{Started: true}}}}, true, Down, "no leader"},
 		{"waiting", Status{Waiting: "3 control-plane nodes"}, false, Degraded, "waiting: 3 control-plane nodes"},
-		{"learner not started", Status{Units: []UnitReport{active}, Etcd: &EtcdStatus{Leader: "cp-1", Members: []EtcdMember{{Started: true}, {ID: "abc"}}}}, true, Degraded, "abc added but not started"},
+		{"learner not started", Status{Units: []UnitReport{active}, Etcd: &EtcdStatus{Leader: "cp-1", Members: []EtcdMember{{Started: true, Healthy: true}, {ID: "abc"}}}}, true, Degraded, "abc added but not started"},
+		{"a member down", Status{Units: []UnitReport{active}, Etcd: &EtcdStatus{Leader: "cp-1", Members: []EtcdMember{{Name: "cp-1", Started: true, Healthy: true}, {Name: "cp-2", ID: "b2", Started: true, Error: "context deadline exceeded"}}}}, true, Degraded, "etcd member cp-2 (b2) does not answer: context deadline exceeded"},
+		{"another API server not ready", Status{Node: Node{Name: "cp-1"}, ControlPlane: &ControlPlaneStatus{Ready: true}, APIServers: []APIServerHealth{{Node: "cp-1", Ready: true}, {Node: "cp-2", URL: "https://10.0.0.2:6443", Error: "/readyz: connection refused"}}}, false, Degraded, "kube-apiserver on cp-2 (https://10.0.0.2:6443) is not ready: /readyz: connection refused"},
+		{"the local API server judged by its own probe", Status{Node: Node{Name: "cp-1"}, ControlPlane: &ControlPlaneStatus{Ready: true}, APIServers: []APIServerHealth{{Node: "cp-1", Error: "stale"}}}, false, Healthy, ""},
+		{"the local API server without the daemon", Status{Node: Node{Name: "cp-1"}, APIServers: []APIServerHealth{{Node: "cp-1", URL: "https://10.0.0.1:6443", Error: "refused"}}}, false, Degraded, "kube-apiserver on cp-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.s.judge(tc.etcd)

@@ -56,6 +56,9 @@ type Status struct {
 	// ControlPlane is the local API server's readiness (control-plane
 	// nodes whose units are installed, when the daemon answers).
 	ControlPlane *ControlPlaneStatus `json:"control_plane,omitempty"`
+	// APIServers is every control-plane node's kube-apiserver /readyz,
+	// as this node reaches it (one per etcd member).
+	APIServers []APIServerHealth `json:"apiservers,omitempty"`
 	// Seed is the cluster's last seeding pass.
 	Seed *SeedStatus `json:"seed,omitempty"`
 	// Certificates summarises the node's certificates: the one that
@@ -64,6 +67,14 @@ type Status struct {
 	// LastRenewal is the daemon's last certificate renewal pass.
 	LastRenewal *RenewResult `json:"last_renewal,omitempty"`
 	CheckedAt   time.Time    `json:"checked_at"`
+}
+
+// APIServerHealth is one kube-apiserver's /readyz.
+type APIServerHealth struct {
+	Node  string `json:"node"`
+	URL   string `json:"url"`
+	Ready bool   `json:"ready"`
+	Error string `json:"error,omitempty"`
 }
 
 // Node identifies the node.
@@ -120,8 +131,11 @@ func (s *Status) judge(expectEtcd bool) {
 			down = append(down, "etcd is not answering: "+s.EtcdError)
 		case s.Etcd != nil:
 			for _, m := range s.Etcd.Members {
-				if !m.Started {
+				switch {
+				case !m.Started:
 					degraded = append(degraded, fmt.Sprintf("etcd member %s added but not started", m.ID))
+				case !m.Healthy:
+					degraded = append(degraded, fmt.Sprintf("etcd member %s (%s) does not answer: %s", m.Name, m.ID, m.Error))
 				}
 			}
 			if s.Etcd.Leader == "" {
@@ -135,6 +149,13 @@ func (s *Status) judge(expectEtcd bool) {
 			down = append(down, "control plane: "+cp.Error)
 		case !cp.Ready:
 			degraded = append(degraded, "kube-apiserver is not ready yet: "+cp.Readyz)
+		}
+	}
+	for _, a := range s.APIServers {
+		// The local one is judged from ControlPlane when the daemon
+		// answers, with its diagnosis.
+		if !a.Ready && (a.Node != s.Node.Name || s.ControlPlane == nil) {
+			degraded = append(degraded, fmt.Sprintf("kube-apiserver on %s (%s) is not ready: %s", a.Node, a.URL, a.Error))
 		}
 	}
 	if sd := s.Seed; sd != nil {

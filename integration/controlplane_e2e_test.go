@@ -5,10 +5,18 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
@@ -19,6 +27,25 @@ func kubectl(h *testhost.Host, args ...string) (string, error) {
 		return "", fmt.Errorf("kubectl %s on %s: %v: %s", strings.Join(args, " "), h.Name(), err, res.Stderr)
 	}
 	return strings.TrimSpace(res.Stdout), nil
+}
+
+// adminClient is a client of h's API server with its admin.conf, reached
+// over the test network.
+func adminClient(t *testing.T, h *testhost.Host) *kubernetes.Clientset {
+	t.Helper()
+	data, err := h.ReadFile("/etc/kubernetes/admin.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 // seedLeaseHolder is the node holding the seeding Lease, as h's API says.
@@ -147,13 +174,153 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 		}
 	})
 
-	t.Run("another node takes over seeding when the seeder dies", func(t *testing.T) {
-		var rest []*testhost.Host
+	// Renewal on every node at once, as an hourly pass inside the window
+	// would start it: the cluster's lock lets one node restart its units
+	// at a time, so a client writing to etcd and one reading the API
+	// (each with all three endpoints, as a load balancer or etcd's own
+	// client would) see every operation through.
+	t.Run("renewing every certificate on every node at once keeps etcd and the API serving", func(t *testing.T) {
+		etcdCli := etcdOverTLS(t, hosts...)
+		apis := make([]*kubernetes.Clientset, len(hosts))
+		for i, h := range hosts {
+			apis[i] = adminClient(t, h)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var ops, retried int
+		var failures []string
+		fail := func(f string, a ...any) {
+			mu.Lock()
+			failures = append(failures, fmt.Sprintf(f, a...))
+			mu.Unlock()
+		}
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				// Like an application: one retry after a transient error
+				// (a leader change answers "leader changed"), within 10 s.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				key := fmt.Sprintf("/e2e/renewal/%d", i)
+				_, err := etcdCli.Put(ctx, key, "v")
+				if err != nil {
+					mu.Lock()
+					retried++
+					mu.Unlock()
+					_, err = etcdCli.Put(ctx, key, "v")
+				}
+				if err == nil {
+					_, err = etcdCli.Get(ctx, key)
+				}
+				cancel()
+				if err != nil {
+					fail("etcd write %d: %v", i, err)
+				}
+				mu.Lock()
+				ops++
+				mu.Unlock()
+			}
+		})
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				var errs []string
+				ok := false
+				for j := range apis {
+					c := apis[(i+j)%len(apis)]
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, err := c.CoreV1().Namespaces().Get(ctx, "ecommerce", metav1.GetOptions{})
+					cancel()
+					if err == nil {
+						ok = true
+						break
+					}
+					errs = append(errs, err.Error())
+				}
+				if !ok {
+					fail("API read %d: no API server answered: %s", i, strings.Join(errs, "; "))
+				}
+			}
+		})
+		since := time.Now()
+		onEach(hosts, func(h *testhost.Host) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
+			res, err := h.Run(ctx, "ecom-agent", "certs", "renew", "all")
+			if err != nil || !strings.Contains(res.Stdout, "restarted  etcd.service") || !strings.Contains(res.Stdout, "restarted  kube-apiserver.service") {
+				t.Errorf("certs renew all on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
+			}
+		})
+		took := time.Since(since)
+		close(stop)
+		wg.Wait()
+		t.Logf("renewal on 3 nodes took %s; %d etcd writes (%d retried once), %d failures", took.Round(time.Second), ops, retried, len(failures))
+		for _, f := range failures {
+			t.Error(f)
+		}
+		if ops < 50 {
+			t.Errorf("only %d etcd writes in %s", ops, took)
+		}
+		// One node at a time: each node's span from its first restart to
+		// "certificates renewed" overlaps no other's.
+		type span struct {
+			host       string
+			from, till float64
+		}
+		var spans []span
 		for _, h := range hosts {
-			if h != seeder {
-				rest = append(rest, h)
+			out := h.MustRun(t, "journalctl", "-u", "ecom-agent.service", "--no-pager", "-o", "short-unix", "--since", "@"+strconv.FormatInt(since.Unix()-1, 10))
+			sp := span{host: h.Name()}
+			for _, l := range strings.Split(out, "\n") {
+				f := strings.Fields(l)
+				if len(f) == 0 {
+					continue
+				}
+				ts, err := strconv.ParseFloat(f[0], 64)
+				if err != nil {
+					continue
+				}
+				switch {
+				case strings.Contains(l, "restarting for its renewed certificates") && sp.from == 0:
+					sp.from = ts
+				case strings.Contains(l, "certificates renewed"):
+					sp.till = ts
+				}
+			}
+			if sp.from == 0 || sp.till == 0 {
+				t.Errorf("%s: no renewal span in its journal:\n%s", h.Name(), out)
+				continue
+			}
+			spans = append(spans, sp)
+		}
+		for i := range spans {
+			for j := i + 1; j < len(spans); j++ {
+				a, b := spans[i], spans[j]
+				if a.from < b.till && b.from < a.till {
+					t.Errorf("%s and %s restarted their units at the same time: %.1f-%.1f and %.1f-%.1f", a.host, b.host, a.from, a.till, b.from, b.till)
+				}
 			}
 		}
+		for _, sp := range spans {
+			t.Logf("%s restarted its units for %.1f s", sp.host, sp.till-sp.from)
+		}
+	})
+
+	var rest []*testhost.Host
+	for _, h := range hosts {
+		if h != seeder {
+			rest = append(rest, h)
+		}
+	}
+	t.Run("another node takes over seeding when the seeder dies", func(t *testing.T) {
 		// An admin adds a manifest on every control-plane node; the
 		// seeder dies before it applies it.
 		if err := seeder.Kill(); err != nil {
@@ -185,5 +352,122 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 			return nil
 		})
 		t.Logf("%s took over seeding from %s", holder, seeder.Name())
+	})
+
+	// The on-call's night: one host is down. status on the others names
+	// it (etcd member and API server), and reset refuses to take a
+	// second member out, changing nothing.
+	t.Run("status names the stopped host and reset refuses while it is down", func(t *testing.T) {
+		h := rest[0]
+		await(t, time.Minute, h.Name()+"'s status naming "+seeder.Name(), func() error {
+			st, code := statusJSON(t, h)
+			all := strings.Join(st.Reasons, "\n")
+			if code != 1 || !strings.Contains(all, "etcd member "+seeder.Name()) || !strings.Contains(all, "kube-apiserver on "+seeder.Name()) {
+				return fmt.Errorf("exit %d, reasons:\n%s", code, all)
+			}
+			return nil
+		})
+		table, _ := run(h, "ecom-agent", "status")
+		if table.ExitCode != 1 || !strings.Contains(table.Stdout, "DOWN") || !strings.Contains(table.Stdout, "NOT READY") {
+			t.Errorf("status table (exit %d) does not show the down member and API server:\n%s", table.ExitCode, table.Stdout)
+		}
+		res, _ := run(h, "ecom-agent", "reset", "--yes")
+		if res.ExitCode != 6 || !strings.Contains(res.Stderr, "down: "+seeder.Name()) || !strings.Contains(res.Stderr, "--force") {
+			t.Errorf("reset with %s down: exit %d\nstdout: %s\nstderr: %s", seeder.Name(), res.ExitCode, res.Stdout, res.Stderr)
+		}
+		for _, u := range []string{"ecom-agent.service", "etcd.service", "kube-apiserver.service"} {
+			if err := activeIs(h, u, "active")(); err != nil {
+				t.Errorf("after a refused reset: %v", err)
+			}
+		}
+		if res, _ := run(h, "test", "-e", "/etc/kubernetes/pki/ca.key"); res.ExitCode != 0 {
+			t.Error("a refused reset removed the CA key")
+		}
+	})
+
+	// Back to health; then a node is reset (its member removed, units and
+	// files gone, config kept) and the same `join` brings it back as a
+	// new node.
+	t.Run("reset takes a node out and join brings it back as a new node", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+		defer cancel()
+		if err := seeder.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		h, other := rest[0], rest[1]
+		await(t, 4*time.Minute, "every member and API server healthy again", func() error {
+			st, code := statusJSON(t, other)
+			if code != 0 || st.Etcd == nil || len(st.Etcd.Members) != 3 || len(st.APIServers) != 3 {
+				return fmt.Errorf("exit %d, reasons %v", code, st.Reasons)
+			}
+			return nil
+		})
+		before, _ := statusJSON(t, h)
+		dry, _ := run(h, "ecom-agent", "reset", "--dry-run")
+		if dry.ExitCode != 0 || !strings.Contains(dry.Stdout, "would remove etcd member "+h.Name()) || !strings.Contains(dry.Stdout, "would remove /etc/kubernetes/pki") {
+			t.Errorf("reset --dry-run: exit %d\n%s\n%s", dry.ExitCode, dry.Stdout, dry.Stderr)
+		}
+		started := time.Now()
+		res, err := h.Run(ctx, "ecom-agent", "reset", "--yes")
+		if err != nil {
+			t.Fatalf("reset: %v\nstdout: %s\nstderr: %s", err, res.Stdout, res.Stderr)
+		}
+		t.Logf("reset of %s took %s:\n%s", h.Name(), time.Since(started).Round(time.Second), res.Stdout)
+		for _, want := range []string{
+			"removed   etcd member " + h.Name(), "removed   unit kube-apiserver.service", "removed   unit etcd.service",
+			"disabled  unit ecom-agent.service", "removed   /etc/kubernetes/pki", "removed   /var/lib/etcd",
+			"removed   /var/lib/ecom-agent/state.json", "kept      /etc/ecom-agent/config.toml", "is reset; `ecom-agent join`",
+		} {
+			if !strings.Contains(res.Stdout, want) {
+				t.Errorf("reset output lacks %q", want)
+			}
+		}
+		// other's daemon publishes its status every few seconds.
+		await(t, 30*time.Second, "two voters left", func() error {
+			voters, _, err := memberNames(t, other)
+			if err != nil || len(voters) != 2 || slices.Contains(voters, h.Name()) {
+				return fmt.Errorf("voters after the reset: %v (%v)", voters, err)
+			}
+			return nil
+		})
+		for _, p := range []string{"/etc/kubernetes/pki/ca.key", "/var/lib/etcd/member", "/var/lib/ecom-agent/state.json", "/etc/systemd/system/kube-apiserver.service"} {
+			if r, _ := run(h, "test", "-e", p); r.ExitCode == 0 {
+				t.Errorf("%s survived the reset", p)
+			}
+		}
+		if r, _ := run(h, "test", "-e", "/etc/ecom-agent/config.toml"); r.ExitCode != 0 {
+			t.Error("the reset removed the config")
+		}
+		if r, _ := run(h, "systemctl", "is-enabled", "ecom-agent.service"); strings.TrimSpace(r.Stdout) != "disabled" {
+			t.Errorf("ecom-agent.service is %q after the reset", strings.TrimSpace(r.Stdout))
+		}
+		if r, _ := run(h, "iptables", "-t", "nat", "-S", "KUBE-SERVICES"); r.ExitCode == 0 {
+			t.Errorf("kube-proxy's rules survived the reset:\n%s", r.Stdout)
+		}
+		await(t, time.Minute, other.Name()+" seeing "+h.Name()+" leave gossip", func() error {
+			st, _ := statusJSON(t, other)
+			for _, g := range st.Gossip {
+				if g.Name == h.Name() && g.State != "left" {
+					return fmt.Errorf("%s is %s", h.Name(), g.State)
+				}
+			}
+			return nil
+		})
+
+		res, err = h.Run(ctx, "ecom-agent", "join", "--timeout", "6m")
+		if err != nil {
+			t.Fatalf("join after the reset: %v\nstdout: %s\nstderr: %s", err, res.Stdout, res.Stderr)
+		}
+		await(t, 3*time.Minute, h.Name()+" a voter again, as a new node", func() error {
+			voters, learners, err := memberNames(t, other)
+			if err != nil || len(voters) != 3 || len(learners) != 0 || !slices.Contains(voters, h.Name()) {
+				return fmt.Errorf("voters %v, learners %v (%v)", voters, learners, err)
+			}
+			st, _ := statusJSON(t, h)
+			if st.Node.ID == before.Node.ID || st.Phase != agent.PhaseAPIReady {
+				return fmt.Errorf("%s: node ID %s (before %s), phase %s", h.Name(), st.Node.ID, before.Node.ID, st.Phase)
+			}
+			return nil
+		})
 	})
 }

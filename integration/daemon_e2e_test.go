@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -21,9 +22,15 @@ import (
 )
 
 // etcdOverTLS connects from the test process, across the test network, to
-// a host's etcd with certificates read from that host.
-func etcdOverTLS(t *testing.T, h *testhost.Host) *clientv3.Client {
+// the hosts' etcd (every one an endpoint) with certificates read from the
+// first.
+func etcdOverTLS(t *testing.T, hs ...*testhost.Host) *clientv3.Client {
 	t.Helper()
+	h := hs[0]
+	var endpoints []string
+	for _, x := range hs {
+		endpoints = append(endpoints, fmt.Sprintf("https://%s:2379", x.Addr()))
+	}
 	read := func(p string) []byte {
 		b, err := h.ReadFile(p)
 		if err != nil {
@@ -38,7 +45,7 @@ func etcdOverTLS(t *testing.T, h *testhost.Host) *clientv3.Client {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(read("/etc/kubernetes/pki/etcd/ca.crt"))
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{fmt.Sprintf("https://%s:2379", h.Addr())},
+		Endpoints:   endpoints,
 		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
 		DialTimeout: 3 * time.Second,
 		Logger:      zap.NewNop(),
@@ -62,7 +69,46 @@ func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
 	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
 		t.Fatalf("status -o json on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
 	}
+	// Every status document the tests read holds to the documented
+	// schema, in every state the tests drive a node through.
+	if err := statusSchema(t).Validate(mustUnmarshalJSON(t, res.Stdout)); err != nil {
+		t.Errorf("status -o json on %s does not validate against agent/status.schema.json: %v\n%s", h.Name(), err, res.Stdout)
+	}
 	return st, res.ExitCode
+}
+
+var (
+	schemaOnce     sync.Once
+	compiledSchema *jsonschema.Schema
+	schemaErr      error
+)
+
+// statusSchema compiles the status document's documented schema.
+func statusSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	schemaOnce.Do(func() {
+		var doc any
+		if schemaErr = json.Unmarshal(agent.StatusSchema, &doc); schemaErr != nil {
+			return
+		}
+		c := jsonschema.NewCompiler()
+		if schemaErr = c.AddResource("status.schema.json", doc); schemaErr == nil {
+			compiledSchema, schemaErr = c.Compile("status.schema.json")
+		}
+	})
+	if schemaErr != nil {
+		t.Fatal(schemaErr)
+	}
+	return compiledSchema
+}
+
+func mustUnmarshalJSON(t *testing.T, s string) any {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // healthyLine starts the STATUS= line of a converged, healthy

@@ -284,6 +284,34 @@ func (m *Manager) Enable(ctx context.Context, names ...string) ([]string, error)
 	return m.enable(ctx, all)
 }
 
+// Disable disables units while keeping their files (ecom-agent.service,
+// whose file the package owns), and returns those it disabled. A unit
+// that is not enabled, or not installed, is left alone.
+func (m *Manager) Disable(ctx context.Context, names ...string) ([]string, error) {
+	var enabled []string
+	for _, n := range names {
+		if !validUnitName(n) {
+			return nil, fmt.Errorf("disable %s: invalid unit name", n)
+		}
+		props, err := m.unitProperties(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("disable %s: %w", n, err)
+		}
+		if s, _ := props["UnitFileState"].(string); s == "enabled" || s == "enabled-runtime" {
+			enabled = append(enabled, n)
+		}
+	}
+	if len(enabled) == 0 {
+		return nil, nil
+	}
+	cctx, cancel := m.call(ctx)
+	defer cancel()
+	if _, err := m.conn.DisableUnitFilesContext(cctx, enabled, false); err != nil {
+		return nil, fmt.Errorf("disable %v: %w", enabled, err)
+	}
+	return enabled, nil
+}
+
 // Reload makes systemd re-read unit files (daemon-reload).
 func (m *Manager) Reload(ctx context.Context) error {
 	cctx, cancel := m.call(ctx)

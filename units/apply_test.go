@@ -230,3 +230,31 @@ func TestRemove(t *testing.T) {
 		t.Errorf("second remove calls: %q", calls)
 	}
 }
+
+func TestDisableKeepsTheFile(t *testing.T) {
+	f, m := newFake(t)
+	ctx := context.Background()
+	if _, err := m.Apply(ctx, testSpecs()); err != nil {
+		t.Fatal(err)
+	}
+	f.takeCalls()
+	got, err := m.Disable(ctx, "a.service", "never-installed.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"a.service"}, got); diff != "" {
+		t.Errorf("disabled (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"disable a.service"}, f.takeCalls()); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if ok, _ := m.root.Exists("/etc/systemd/system/a.service"); !ok {
+		t.Error("Disable removed the unit file")
+	}
+	if got, err := m.Disable(ctx, "a.service"); err != nil || len(got) != 0 {
+		t.Errorf("second Disable = %v, %v; want nothing to do", got, err)
+	}
+	if _, err := m.Disable(ctx, "../etc/passwd"); err == nil {
+		t.Error("Disable accepted an invalid unit name")
+	}
+}

@@ -24,11 +24,12 @@ const (
 	// exitRefused: the cluster refused this node (wrong secret or
 	// cluster name, mismatched expect, another cluster's CA).
 	exitRefused = 5
+	// exitUnsafe: reset refused because removing this node's etcd
+	// member would break the quorum; nothing was changed (--force
+	// overrides).
+	exitUnsafe = 6
 	// exitUsage means the command line itself is wrong.
 	exitUsage = 64
-	// exitNotYet means the command exists but its behaviour arrives in a
-	// later release; it did nothing.
-	exitNotYet = 69
 )
 
 // exitError carries an exit code up to main with the error to print.

@@ -107,15 +107,12 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestLaterCommandsSaySoPlainly(t *testing.T) {
-	for _, cmd := range []string{"reset"} {
-		code, out, errOut := runCLI(t, cmd)
-		if code != exitNotYet {
-			t.Errorf("%s: exit %d, want %d", cmd, code, exitNotYet)
-		}
-		if out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "not available in this version") {
-			t.Errorf("%s: want one plain line on stderr, got stdout %q stderr %q", cmd, out, errOut)
-		}
+// reset is destructive: without a terminal to ask on, it wants --yes
+// and changes nothing.
+func TestResetWantsConfirmation(t *testing.T) {
+	code, out, errOut := runCLI(t, "reset", "--config", writeConfig(t, testConfigTOML))
+	if code != exitUsage || out != "" || !strings.Contains(errOut, "pass --yes to confirm (or --dry-run") {
+		t.Errorf("reset: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 

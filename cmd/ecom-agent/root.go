@@ -125,19 +125,3 @@ func (c *cli) versionCommand() *cobra.Command {
 		},
 	}
 }
-
-// notYet is the behaviour of a command whose work arrives in a later
-// release: one line that says so, and a distinct exit code.
-func notYet(what string) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, _ []string) error {
-		return withCode(exitNotYet, fmt.Errorf("%s is not available in this version of ecom-agent (%s); nothing was done", cmd.CommandPath(), what))
-	}
-}
-
-func (c *cli) resetCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "reset",
-		Short: "Remove this node from the cluster and delete what the agent generated",
-		RunE:  notYet("reset arrives in a later release"),
-	}
-}

@@ -31,6 +31,7 @@ const (
 func (c *cli) statusCommand() *cobra.Command {
 	var output, socket string
 	var watch time.Duration
+	var schema bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show this node's health; exit 0 healthy, 1 degraded, 2 down or unknown",
@@ -39,8 +40,13 @@ not answer, it reads the node's state file, systemd and etcd itself and says
 so. Exit codes: 0 healthy, 1 degraded, 2 down or unknown.
 
 -o json and -o yaml print the status document (schema_version 1: fields are
-only added within a version). --watch redraws it until interrupted.`,
+only added within a version); --schema prints its JSON Schema. --watch
+redraws it until interrupted.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if schema {
+				_, err := c.stdout.Write(agent.StatusSchema)
+				return err
+			}
 			if output != "table" && output != "json" && output != "yaml" {
 				return usageError{fmt.Errorf("--output %q: want table, json or yaml", output)}
 			}
@@ -75,6 +81,7 @@ only added within a version). --watch redraws it until interrupted.`,
 	cmd.Flags().DurationVarP(&watch, "watch", "w", 0, "redraw every interval (e.g. 2s) until interrupted")
 	cmd.Flags().Lookup("watch").NoOptDefVal = "2s"
 	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
+	cmd.Flags().BoolVar(&schema, "schema", false, "print the JSON Schema of the -o json document and exit")
 	return cmd
 }
 
@@ -141,7 +148,7 @@ func verdictCode(st agent.Status) error {
 
 // isTerminal reports whether w is a terminal: colour and screen redraws
 // only go there, never into a pipe or a file.
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
@@ -205,7 +212,7 @@ func printStatus(w io.Writer, s agent.Status, colour bool) {
 	if s.Etcd != nil {
 		fmt.Fprintf(w, "\netcd cluster %s, raft term %d index %d, db %d KiB\n", s.Etcd.ClusterID, s.Etcd.RaftTerm, s.Etcd.RaftIndex, s.Etcd.DBSize/1024)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "MEMBER\tID\tROLE\tPEER URLS")
+		fmt.Fprintln(tw, "MEMBER\tID\tROLE\tHEALTH\tDB\tRAFT TERM/INDEX\tPEER URLS")
 		for _, m := range s.Etcd.Members {
 			role := "voter"
 			switch {
@@ -216,7 +223,29 @@ func printStatus(w io.Writer, s agent.Status, colour bool) {
 			case !m.Started:
 				role = "not started"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, m.ID, role, strings.Join(m.PeerURLs, ","))
+			health, db, raft := "healthy", fmt.Sprintf("%d KiB", m.DBSize/1024), fmt.Sprintf("%d/%d", m.RaftTerm, m.RaftIndex)
+			if !m.Healthy {
+				health, db, raft = "DOWN", "-", "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(m.Name), m.ID, role, health, db, raft, strings.Join(m.PeerURLs, ","))
+		}
+		tw.Flush()
+		for _, m := range s.Etcd.Members {
+			if !m.Healthy && m.Error != "" {
+				fmt.Fprintf(w, "  %s: %s\n", orDash(m.Name), m.Error)
+			}
+		}
+	}
+	if len(s.APIServers) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "API SERVER\tURL\t/READYZ")
+		for _, a := range s.APIServers {
+			ready := "ready"
+			if !a.Ready {
+				ready = "NOT READY: " + a.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Node, a.URL, ready)
 		}
 		tw.Flush()
 	}
