@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/version"
@@ -38,22 +39,36 @@ func controlPlaneBinaries(cfg *config.Config) []struct{ name, key, path string }
 // for its version and checks the versions against Kubernetes' skew policy
 // for the configured version. The error says what to install or change.
 func CheckBinaries(ctx context.Context, root *hostfs.Root, cfg *config.Config) ([]Binary, error) {
-	var out []Binary
-	got := map[string]string{}
-	for _, b := range controlPlaneBinaries(cfg) {
-		path := root.Path(b.path)
+	bins := controlPlaneBinaries(cfg)
+	for _, b := range bins {
 		if _, err := root.Stat(b.path); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return out, fmt.Errorf("%s not found at %s: install the ecom-agent-kubernetes package, or set %s in the config to where it is", b.name, b.path, b.key)
+				return nil, fmt.Errorf("%s not found at %s: install the ecom-agent-kubernetes package, or set %s in the config to where it is", b.name, b.path, b.key)
 			}
-			return out, fmt.Errorf("%s at %s: %w", b.name, b.path, err)
+			return nil, fmt.Errorf("%s at %s: %w", b.name, b.path, err)
 		}
-		v, err := binaryVersion(ctx, path)
-		if err != nil {
-			return out, fmt.Errorf("%s at %s does not run: %w", b.name, b.path, err)
+	}
+	// Each program takes a fraction of a second to print its version
+	// (they are large static binaries): ask them all at once.
+	out := make([]Binary, len(bins))
+	errs := make([]error, len(bins))
+	var wg sync.WaitGroup
+	for i, b := range bins {
+		wg.Go(func() {
+			v, err := binaryVersion(ctx, root.Path(b.path))
+			if err != nil {
+				errs[i] = fmt.Errorf("%s at %s does not run: %w", b.name, b.path, err)
+			}
+			out[i] = Binary{Name: b.name, Path: b.path, Version: v}
+		})
+	}
+	wg.Wait()
+	got := map[string]string{}
+	for i, b := range bins {
+		if errs[i] != nil {
+			return out[:i], errs[i]
 		}
-		got[b.name] = v
-		out = append(out, Binary{Name: b.name, Path: b.path, Version: v})
+		got[b.name] = out[i].Version
 	}
 	return out, CheckSkew(cfg.KubernetesVersion, got)
 }

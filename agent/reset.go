@@ -265,15 +265,15 @@ func presentUnits(ctx context.Context, sd ResetSystemd) []string {
 // exists, and what reset keeps.
 func generatedPaths(root *hostfs.Root) (remove, keep []string) {
 	exists := func(p string) bool { ok, _ := root.Exists(p); return ok }
-	for _, e := range generatedKubernetes {
-		if p := bootstrap.KubernetesDir + "/" + e; exists(p) {
-			remove = append(remove, p)
-		}
-	}
+	// The agent's own entries of /etc/kubernetes, and the NAME.old copies
+	// certificate renewal keeps of them.
 	if entries, err := os.ReadDir(root.Path(bootstrap.KubernetesDir)); err == nil {
 		for _, e := range entries {
-			if !slices.Contains(generatedKubernetes, e.Name()) {
-				keep = append(keep, bootstrap.KubernetesDir+"/"+e.Name())
+			p := bootstrap.KubernetesDir + "/" + e.Name()
+			if slices.Contains(generatedKubernetes, strings.TrimSuffix(e.Name(), ".old")) {
+				remove = append(remove, p)
+			} else {
+				keep = append(keep, p)
 			}
 		}
 	}

@@ -78,6 +78,7 @@ func TestResetRemovesWhatTheAgentGenerated(t *testing.T) {
 		"/var/log/kubernetes/audit/audit.log":              "{}",
 		bootstrap.AgentStateDir + "/ca-pin":                "sha256:00",
 		bootstrap.AgentStateDir + "/cluster-shared.sealed": "sealed",
+		bootstrap.AdminKubeconfig + ".old":                 "renewal kept it",
 	}
 	for p, data := range operator {
 		if _, err := root.WriteFile(p, []byte(data), 0o600); err != nil {
@@ -116,7 +117,7 @@ func TestResetRemovesWhatTheAgentGenerated(t *testing.T) {
 		}
 	}
 	for p := range operator {
-		kept := !strings.HasPrefix(p, bootstrap.AgentStateDir) || strings.Contains(p, "/images/")
+		kept := !strings.HasPrefix(p, bootstrap.AgentStateDir) && !strings.HasSuffix(p, ".old") || strings.Contains(p, "/images/")
 		if ok, _ := root.Exists(p); ok != kept {
 			t.Errorf("%s: exists %v after reset, want %v", p, ok, kept)
 		}

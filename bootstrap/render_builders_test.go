@@ -128,7 +128,7 @@ func TestEtcdMembershipMustListThisNode(t *testing.T) {
 var tunables = map[string][]string{
 	"kube-apiserver": {
 		"audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize", "kubelet-preferred-address-types",
-		"profiling", "tls-cipher-suites", "tls-min-version",
+		"profiling", "shutdown-send-retry-after", "tls-cipher-suites", "tls-min-version",
 	},
 	"kube-controller-manager": {"node-cidr-mask-size", "profiling", "tls-cipher-suites"},
 	"kube-scheduler":          {"profiling", "tls-cipher-suites"},

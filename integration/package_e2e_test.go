@@ -116,6 +116,28 @@ func TestPackagePath(t *testing.T) {
 			t.Errorf("after a config error: %v", err)
 		}
 
+		// A Kubernetes program missing and a port taken: exit 3, every
+		// failure with its fix, nothing started.
+		missing := good + "\n[binaries]\nkube_scheduler = \"/usr/local/bin/kube-scheduler\"\n"
+		if err := demo.Configure(h, missing, c.Secret); err != nil {
+			t.Fatal(err)
+		}
+		// systemd itself holds the port, through a transient socket unit.
+		h.MustRun(t, "systemd-run", "--unit=e2e-port-blocker", "--socket-property=ListenStream=0.0.0.0:6443", "/bin/sleep", "600")
+		code, out = joinCode(t, h, "--timeout", "1m")
+		h.MustRun(t, "systemctl", "stop", "e2e-port-blocker.socket")
+		for _, want := range []string{"kube-scheduler not found at /usr/local/bin/kube-scheduler", "binaries.kube_scheduler", "0.0.0.0:6443 (kube-apiserver) is in use", "apiserver.port"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("preflight output lacks %q:\n%s", want, out)
+			}
+		}
+		if code != 3 {
+			t.Errorf("preflight: exit %d, want 3", code)
+		}
+		if err := activeIs(h, "ecom-agent.service", "inactive")(); err != nil {
+			t.Errorf("after a failed preflight: %v", err)
+		}
+
 		// An unreachable peer: exit 4 once --timeout passes, saying what it
 		// waited for.
 		unreachable := strings.Replace(demo.Config("demo", []string{"10.77.255.254"}), "expect = 1", "expect = 3", 1)

@@ -17,8 +17,8 @@ const (
 	exitFailure = 1
 	// exitConfig means the configuration is invalid; nothing was written.
 	exitConfig = 2
-	// Code 3 is reserved for join's preflight failures (they arrive with
-	// workers).
+	// exitPreflight: join's preflight checks failed; nothing was started.
+	exitPreflight = 3
 	// exitTimeout: join's --timeout passed before the node got there.
 	exitTimeout = 4
 	// exitRefused: the cluster refused this node (wrong secret or

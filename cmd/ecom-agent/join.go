@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ const refusedAfter = 30 * time.Second
 func (c *cli) joinCommand() *cobra.Command {
 	var timeout time.Duration
 	var socket string
+	var skipPreflight bool
 	cmd := &cobra.Command{
 		Use:   "join",
 		Short: "Join this node to its cluster: enable and start the agent, wait for it (cloud-init friendly)",
@@ -38,7 +40,13 @@ It never blocks boot: the agent tells systemd it is ready as soon as it
 serves, and join waits on the agent's socket, not on any unit ordered
 after cloud-init.
 
-Exit codes: 0 joined; 2 invalid config (nothing done); 4 --timeout passed
+Before it starts anything it runs preflight checks: on a control-plane node
+the Kubernetes programs exist, run and fit the version skew policy; on a
+fresh node the advertise address is this host's and the ports the agent and
+its units listen on are free. Every failure is printed with its fix.
+
+Exit codes: 0 joined; 2 invalid config (nothing done); 3 a preflight check
+failed (nothing started); 4 --timeout passed
 (the message says what the node waits for); 5 refused by the cluster
 (wrong cluster secret or name, mismatched expect, another CA).`,
 		Args: cobra.NoArgs,
@@ -57,6 +65,18 @@ Exit codes: 0 joined; 2 invalid config (nothing done); 4 --timeout passed
 			if err != nil {
 				return err
 			}
+			if !skipPreflight {
+				// On a half-joined node the agent's own units hold the
+				// ports: only a fresh node has them checked.
+				fresh, _ := root.Exists(bootstrap.AgentStateFile)
+				if failed := agent.Preflight(ctx, root, cfg, !fresh); len(failed) > 0 {
+					fmt.Fprintf(c.stderr, "ecom-agent: %d preflight check(s) failed; nothing was started:\n", len(failed))
+					for _, f := range failed {
+						fmt.Fprintf(c.stderr, "  %s\n", strings.ReplaceAll(f.String(), "\n", "\n  "))
+					}
+					return withCode(exitPreflight, errSilent)
+				}
+			}
 			if err := c.startAgent(ctx, root); err != nil {
 				return withCode(exitFailure, err)
 			}
@@ -65,6 +85,7 @@ Exit codes: 0 joined; 2 invalid config (nothing done); 4 --timeout passed
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for the node to join")
+	cmd.Flags().BoolVar(&skipPreflight, "skip-preflight", false, "start the agent even if the preflight checks fail")
 	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
 	return cmd
 }
