@@ -37,9 +37,12 @@ e2e: build rootfs kube-bins lintian deb-upgrade
 	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
 
 # Benchmarks: figures, not assertions (see the README's "Measured").
+# The gossip plot goes to docs/bench/gossip-scale.png (shown in the README).
 bench: build rootfs kube-bins deb
-	ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) \
-	  $(GO) test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 90m -v ./bench/
+	$(GO) test -run '^$$' -bench BenchmarkControlPlanePKI -benchmem ./pki/
+	ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) \
+	  ECOM_BENCH_OUT=$(CURDIR)/docs/bench \
+	  $(GO) test -tags bench -run '^$$' -bench . -benchtime 1x -timeout 120m -v ./bench/
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

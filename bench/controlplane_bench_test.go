@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +25,16 @@ import (
 	"github.com/ecom-platform/ecom-agent/seed"
 )
 
-// samples collects one figure's runs.
+// samples collects one figure's runs. Durations are kept as they are;
+// other quantities (MiB, %) are stored as durations of that many seconds
+// and printed with their own unit in the name.
 type samples map[string][]time.Duration
 
 func (s samples) add(name string, d time.Duration) { s[name] = append(s[name], d) }
+
+func (s samples) addValue(name string, v float64) {
+	s[name] = append(s[name], time.Duration(v*float64(time.Second)))
+}
 
 func (s samples) median(name string) time.Duration {
 	v := slices.Clone(s[name])
@@ -47,7 +54,11 @@ func (s samples) print(b *testing.B) {
 	for _, n := range names {
 		v := slices.Clone(s[n])
 		slices.Sort(v)
-		b.Logf("%-52s median %6.2fs  min %6.2fs  max %6.2fs  (%d runs)", n, s.median(n).Seconds(), v[0].Seconds(), v[len(v)-1].Seconds(), len(v))
+		unit := "s"
+		if strings.HasPrefix(n, "footprint:") {
+			unit = "" // the name carries the unit
+		}
+		b.Logf("%-56s median %7.2f%s  min %7.2f%s  max %7.2f%s  (%d samples)", n, s.median(n).Seconds(), unit, v[0].Seconds(), unit, v[len(v)-1].Seconds(), unit, len(v))
 	}
 }
 
@@ -85,6 +96,7 @@ func BenchmarkControlPlane(b *testing.B) {
 	for i := 0; i < runs; i++ {
 		agentRun(b, s)
 		bareRun(b, s)
+		bareEtcdRun(b, s)
 	}
 	b.StopTimer()
 	s.print(b)
@@ -93,6 +105,7 @@ func BenchmarkControlPlane(b *testing.B) {
 			b.Logf("ratio %-46s %.2fx", a+" / "+bare, s.median(a).Seconds()/m.Seconds())
 		}
 	}
+	ratio("agent: join to quorum (3 voters)", "bare: 3 etcd started by hand to a 3-voter quorum")
 	ratio("agent: quorum to /readyz on all 3", "bare: kube-apiserver start to /readyz")
 	ratio("agent: first /readyz to seeded", "bare: seed.Apply of the platform")
 }
@@ -160,6 +173,35 @@ func agentRun(b *testing.B, s samples) {
 	s.add("agent: quorum to /readyz on all 3", allReady.Sub(quorum))
 	s.add("agent: first /readyz to seeded", seeded.Sub(firstReady))
 	s.add("agent: join to seeded", seeded.Sub(start))
+
+	// Footprint: the daemon's memory and CPU through the join, then
+	// idle for 30 s on a healthy node.
+	var before []footprint
+	for _, h := range hosts {
+		f, err := agentFootprint(h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		before = append(before, f)
+		s.addValue("footprint: agent RSS after the join (MiB)", float64(f.rssKiB)/1024)
+		s.addValue("footprint: agent peak RSS during the join (MiB)", float64(f.peakKiB)/1024)
+		s.addValue("footprint: agent CPU during join to seeded (s)", float64(f.cpuTicks)/100)
+	}
+	time.Sleep(30 * time.Second)
+	for i, h := range hosts {
+		f, err := agentFootprint(h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.addValue("footprint: agent CPU idle (% of a core)", float64(f.cpuTicks-before[i].cpuTicks)/30)
+		s.addValue("footprint: agent RSS idle (MiB)", float64(f.rssKiB)/1024)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	res, err := hosts[0].Run(ctx, "stat", "-c", "%s", "/usr/bin/ecom-agent")
+	cancel()
+	if size, perr := strconv.Atoi(strings.TrimSpace(res.Stdout)); err == nil && perr == nil {
+		s.addValue("footprint: ecom-agent binary (MiB)", float64(size)/(1<<20))
+	}
 	if err := env.Close(); err != nil {
 		b.Log(err)
 	}
@@ -190,5 +232,11 @@ func bareRun(b *testing.B, s samples) {
 		b.Fatalf("seed.Apply: %v %v", err, rep.Counts)
 	}
 	s.add("bare: seed.Apply of the platform", time.Since(t0))
+	t0 = time.Now()
+	rep, err = seed.Apply(context.Background(), c.Admin, set, nil, seed.ApplyOptions{Seeder: "bench"})
+	if err != nil || rep.Counts[seed.Failed] > 0 || rep.Counts[seed.Created]+rep.Counts[seed.Configured] > 0 {
+		b.Fatalf("seed.Apply again: %v %v", err, rep.Counts)
+	}
+	s.add("bare: seed.Apply again (no change)", time.Since(t0))
 	c.Stop()
 }

@@ -1,0 +1,255 @@
+//go:build bench
+
+package bench
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/gossip"
+)
+
+// gossipFigure is one fleet size's measurements.
+type gossipFigure struct {
+	n                      int
+	converge, detect       time.Duration
+	bytesPerNodeSec        float64
+	cpuPerNode, heapPerNode float64 // CPU seconds per second; bytes
+	model                  time.Duration
+}
+
+// BenchmarkGossipScale starts N agents' gossip (the agent's own
+// memberlist configuration, delegates, encryption and metadata, LAN
+// timings) on loopback in this process, all at once, each given the same
+// three join addresses as a fleet's cloud-init would: it measures the time
+// until every node sees every other alive, the time until every node sees
+// a killed one dead, and, over a quiet 10 s window, the loopback bytes, CPU
+// and heap per node. N comes from $ECOM_GOSSIP_SIZES (default
+// 10,100,500,1000). It writes a plot to $ECOM_BENCH_OUT (default
+// bench/out)/gossip-scale.png, beside an epidemic model of memberlist's
+// dissemination (fanout 3 every 200 ms).
+func BenchmarkGossipScale(b *testing.B) {
+	raiseFileLimit(b)
+	var sizes []int
+	for _, f := range strings.Split(cmp.Or(os.Getenv("ECOM_GOSSIP_SIZES"), "10,100,500,1000"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			b.Fatalf("ECOM_GOSSIP_SIZES=%q: want sizes of 2 or more", os.Getenv("ECOM_GOSSIP_SIZES"))
+		}
+		sizes = append(sizes, n)
+	}
+	var figs []gossipFigure
+	for _, n := range sizes {
+		f := gossipRun(b, n)
+		figs = append(figs, f)
+		b.Logf("N=%-5d all see all alive %6.2fs  (model %5.2fs)  all see a killed node dead %6.2fs  per node: %7.0f B/s loopback, %5.2f%% CPU, %5.0f KiB heap",
+			f.n, f.converge.Seconds(), f.model.Seconds(), f.detect.Seconds(), f.bytesPerNodeSec, 100*f.cpuPerNode, f.heapPerNode/1024)
+	}
+	out := cmp.Or(os.Getenv("ECOM_BENCH_OUT"), "out")
+	if err := plotGossip(figs, filepath.Join(out, "gossip-scale.png")); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("plot: %s", filepath.Join(out, "gossip-scale.png"))
+}
+
+func raiseFileLimit(b *testing.B) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+func gossipRun(b *testing.B, n int) gossipFigure {
+	lo := netip.MustParseAddr("127.0.0.1")
+	secret := config.Secret("bench-secret-0123456789abcdef0123456789")
+	nodes := make([]*gossip.Gossip, n)
+	for i := range nodes {
+		role := config.RoleWorker
+		if i < 3 {
+			role = config.RoleControlPlane
+		}
+		g, err := gossip.New(gossip.Config{
+			NodeName: fmt.Sprintf("node-%04d", i), ClusterName: "bench", Secret: secret,
+			AdvertiseAddr: lo, Port: 0,
+			Meta: gossip.Meta{
+				NodeID: uuid.NewString(), Role: role, Expect: 3, Phase: "waiting-for-peers",
+				Version: "bench", RPCAddr: netip.AddrPortFrom(lo, uint16(20000+i)),
+			},
+		})
+		if err != nil {
+			b.Fatalf("node %d: %v", i, err)
+		}
+		nodes[i] = g
+	}
+	defer func() {
+		for _, g := range nodes {
+			_ = g.Shutdown()
+		}
+	}()
+	// The same three seeds for everyone, as one cloud-init file gives.
+	seeds := []string{nodes[0].Addr().String(), nodes[1].Addr().String(), nodes[2].Addr().String()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, g := range nodes {
+		wg.Go(func() { _ = g.Join(ctx, seeds) })
+	}
+	converge := awaitAll(b, nodes, 5*time.Minute, func(g *gossip.Gossip) bool {
+		return alive(g) == n
+	}, start)
+	wg.Wait()
+
+	// A quiet window: loopback bytes, CPU and heap per node.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rx0, cpu0 := loopbackBytes(b), processCPU()
+	t0 := time.Now()
+	time.Sleep(10 * time.Second)
+	window := time.Since(t0).Seconds()
+	rx1, cpu1 := loopbackBytes(b), processCPU()
+
+	// Kill one node without a goodbye; everyone else must see it dead.
+	victim := nodes[n-1]
+	_ = victim.Shutdown()
+	killed := time.Now()
+	rest := nodes[:n-1]
+	detect := awaitAll(b, rest, 3*time.Minute, func(g *gossip.Gossip) bool {
+		for _, m := range g.Members() {
+			if m.Name == fmt.Sprintf("node-%04d", n-1) {
+				return m.State == gossip.StateDead
+			}
+		}
+		return false
+	}, killed)
+
+	return gossipFigure{
+		n: n, converge: converge, detect: detect,
+		bytesPerNodeSec: float64(rx1-rx0) / window / float64(n),
+		cpuPerNode:      (cpu1 - cpu0).Seconds() / window / float64(n),
+		heapPerNode:     float64(ms.HeapInuse) / float64(n),
+		model:           epidemicModel(n, 3, 200*time.Millisecond),
+	}
+}
+
+func alive(g *gossip.Gossip) int {
+	c := 0
+	for _, m := range g.Members() {
+		if m.State == gossip.StateAlive {
+			c++
+		}
+	}
+	return c
+}
+
+// awaitAll polls until cond holds on every node and returns the time
+// since from.
+func awaitAll(b *testing.B, nodes []*gossip.Gossip, limit time.Duration, cond func(*gossip.Gossip) bool, from time.Time) time.Duration {
+	done := make([]bool, len(nodes))
+	left := len(nodes)
+	deadline := from.Add(limit)
+	for left > 0 {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d nodes still not there after %s", left, len(nodes), limit)
+		}
+		for i, g := range nodes {
+			if !done[i] && cond(g) {
+				done[i] = true
+				left--
+			}
+		}
+		if left > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return time.Since(from)
+}
+
+// loopbackBytes reads the bytes received on lo from /proc/net/dev.
+func loopbackBytes(b *testing.B) uint64 {
+	data, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if ok && name == "lo" {
+			f := strings.Fields(rest)
+			v, _ := strconv.ParseUint(f[0], 10, 64)
+			return v
+		}
+	}
+	b.Fatal("no lo in /proc/net/dev")
+	return 0
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// epidemicModel is the mean-field model of push gossip memberlist uses to
+// spread an update: every interval each informed node tells `fanout`
+// random others, so the informed fraction x grows as
+// x' = 1 - (1-x)·exp(-fanout·x). It returns the time until fewer than half
+// a node is uninformed, starting from one.
+func epidemicModel(n, fanout int, interval time.Duration) time.Duration {
+	x := 1 / float64(n)
+	rounds := 0
+	for (1-x)*float64(n) >= 0.5 && rounds < 1000 {
+		x = 1 - (1-x)*math.Exp(-float64(fanout)*x)
+		rounds++
+	}
+	return time.Duration(rounds) * interval
+}
+
+func plotGossip(figs []gossipFigure, path string) error {
+	p := plot.New()
+	p.Title.Text = "ecom-agent gossip at fleet scale (loopback, one process, 2 cores)"
+	p.X.Label.Text = "nodes (log scale)"
+	p.Y.Label.Text = "seconds"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	pts := func(f func(gossipFigure) float64) plotter.XYs {
+		xy := make(plotter.XYs, len(figs))
+		for i, g := range figs {
+			xy[i].X, xy[i].Y = float64(g.n), f(g)
+		}
+		return xy
+	}
+	if err := plotutil.AddLinePoints(p,
+		"every node sees every other alive", pts(func(g gossipFigure) float64 { return g.converge.Seconds() }),
+		"every node sees a killed node dead", pts(func(g gossipFigure) float64 { return g.detect.Seconds() }),
+		"epidemic model: one update reaches all (fanout 3, 200 ms)", pts(func(g gossipFigure) float64 { return g.model.Seconds() }),
+	); err != nil {
+		return err
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return p.Save(9*vg.Inch, 5*vg.Inch, path)
+}
