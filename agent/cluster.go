@@ -281,8 +281,7 @@ func (c *cluster) form(ctx context.Context, started func()) (*EtcdDecision, erro
 // decide the next step and take it.
 func (c *cluster) step(ctx context.Context) (*EtcdDecision, error) {
 	c.publishMeta()
-	members := c.g.Members()
-	peers := quorumPeers(c.cfg, members)
+	peers := c.peersNow()
 	now := c.d.d.Now()
 
 	c.d.stmu.Lock()
@@ -399,6 +398,7 @@ func (c *cluster) tallyLocked(ctx context.Context, local quorum.LocalState, now 
 		}
 		return nil
 	case quorum.Decided:
+		c.d.hook("promises-collected", o.Commit.ID())
 		return c.commitLocked(ctx, local, o.Commit)
 	}
 	return nil
@@ -441,9 +441,12 @@ func (c *cluster) commitLocked(ctx context.Context, local quorum.LocalState, com
 func (c *cluster) sendCommit(ctx context.Context, m quorum.Member, msg commitMessage) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	c.d.hook("send-commit", m.Name)
 	if err := c.call(ctx, m.ID, methodCommit, msg, nil); err != nil {
 		c.d.d.Log.Info("quorum: commit not delivered", "to", m.Name, "err", err)
+		return
 	}
+	c.d.hook("commit-delivered", m.Name)
 }
 
 // forwardLocked sends the commit this node holds to members that lack it,
@@ -623,7 +626,14 @@ func waitPhase(standby bool) Phase {
 
 // The RPC handlers.
 
-func (c *cluster) peersNow() []quorum.Peer { return quorumPeers(c.cfg, c.g.Members()) }
+// peersNow is this node's gossip view as the quorum protocol reads it.
+func (c *cluster) peersNow() []quorum.Peer {
+	peers := quorumPeers(c.cfg, c.g.Members())
+	if f := c.d.d.ViewFilter; f != nil {
+		peers = f(peers)
+	}
+	return peers
+}
 
 func (c *cluster) handlePromise(_ context.Context, r peer.Request) (any, error) {
 	if !c.cfg.IsControlPlane() {

@@ -56,6 +56,20 @@ type Deps struct {
 	Timing quorum.Timing
 	// FastGossip selects gossip timings for tests on loopback.
 	FastGossip bool
+	// ViewFilter, if set, edits the gossip view the quorum protocol
+	// reads: tests inject split views through it.
+	ViewFilter func([]quorum.Peer) []quorum.Peer
+	// Hook, if set, is called at named points of the quorum protocol
+	// ("promises-collected", "send-commit", "commit-delivered") with a
+	// detail (the commit, the peer): tests crash or stall a node there.
+	Hook func(point, detail string)
+}
+
+// hook calls Deps.Hook if there is one.
+func (d *Daemon) hook(point, detail string) {
+	if d.d.Hook != nil {
+		d.d.Hook(point, detail)
+	}
 }
 
 // Daemon is the agent that runs on every node under ecom-agent.service.
@@ -137,7 +151,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if addr := d.d.Config.Metrics.Address; addr != "" {
 		// A metrics port in use must not keep a node out of its
 		// cluster: the agent runs on without metrics and says why.
-		if err := serveMetrics(sctx, addr, d.Status, d.d.Log); err != nil {
+		heartbeat := func() time.Time { return time.Unix(0, d.heartbeat.Load()) }
+		if err := serveMetrics(sctx, addr, d.d.Config.Metrics.Pprof, d.Status, heartbeat, d.d.Log); err != nil {
 			d.d.Log.Error("no metrics endpoint: set metrics.address to a free port, or \"\" to turn it off", "address", addr, "err", err)
 		}
 	}

@@ -1,11 +1,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,14 +134,56 @@ func MetricsHandler(status func() Status) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 
-// serveMetrics listens on addr and serves /metrics until ctx ends.
-func serveMetrics(ctx context.Context, addr string, status func() Status, log *slog.Logger) error {
+// stuckAfter is how long the daemon may go without progress before
+// /healthz says it is stuck (systemd's watchdog restarts it at 2 min).
+const stuckAfter = time.Minute
+
+// healthHandlers returns /healthz, the agent's liveness: 200 while its
+// loops make progress, 503 once they stalled for stuckAfter; and /readyz,
+// the node's verdict: 200 when healthy, 503 with the reasons otherwise.
+func healthHandlers(status func() Status, heartbeat func() time.Time) (healthz, readyz http.Handler) {
+	healthz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if since := time.Since(heartbeat()); since > stuckAfter {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "stuck: no progress for %s\n", since.Round(time.Second))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	readyz = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		st := status()
+		if st.Verdict != Healthy {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, cmp.Or(st.Verdict, Down))
+		for _, r := range st.Reasons {
+			fmt.Fprintln(w, "- "+r)
+		}
+	})
+	return healthz, readyz
+}
+
+// serveMetrics listens on addr and serves /metrics, /healthz, /readyz
+// (and Go's profiler when pprof is set) until ctx ends.
+func serveMetrics(ctx context.Context, addr string, pprofOn bool, status func() Status, heartbeat func() time.Time, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", MetricsHandler(status))
+	healthz, readyz := healthHandlers(status, heartbeat)
+	mux.Handle("/healthz", healthz)
+	mux.Handle("/readyz", readyz)
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -37,5 +38,32 @@ func TestMetricsFollowTheStatus(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// /healthz is the agent's liveness (its loops make progress); /readyz the
+// node's verdict, with the reasons.
+func TestHealthEndpoints(t *testing.T) {
+	st := Status{Verdict: Degraded, Reasons: []string{"etcd member cp-2 (b2) does not answer"}}
+	beat := time.Now()
+	healthz, readyz := healthHandlers(func() Status { return st }, func() time.Time { return beat })
+	get := func(h http.Handler) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(healthz); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz of a live agent: %d %q", code, body)
+	}
+	if code, body := get(readyz); code != 503 || !strings.Contains(body, "degraded\n- etcd member cp-2 (b2) does not answer") {
+		t.Errorf("/readyz of a degraded node: %d %q", code, body)
+	}
+	st = Status{Verdict: Healthy}
+	if code, body := get(readyz); code != 200 || body != "healthy\n" {
+		t.Errorf("/readyz of a healthy node: %d %q", code, body)
+	}
+	beat = time.Now().Add(-2 * stuckAfter)
+	if code, body := get(healthz); code != 503 || !strings.Contains(body, "stuck: no progress for 2m") {
+		t.Errorf("/healthz of a stuck agent: %d %q", code, body)
 	}
 }

@@ -180,7 +180,9 @@ func (m EtcdMembership) clientURLs(port int) []string {
 // servers), once when they are the same.
 func listenClientURLs(loopback netip.Addr, cfg *config.Config) string {
 	self := EtcdClientURL(cfg.AdvertiseAddress, cfg.Etcd.ClientPort)
-	if cfg.AdvertiseAddress.IsLoopback() {
+	// Local clients use 127.0.0.1; only a node advertising exactly that
+	// (tests) must not listen on it twice.
+	if cfg.AdvertiseAddress == loopback {
 		return self
 	}
 	return EtcdClientURL(loopback, cfg.Etcd.ClientPort) + "," + self

@@ -28,7 +28,7 @@ const (
 	defaultReplaceDeadAfter         = 5 * time.Minute
 	minReplaceDeadAfter             = 30 * time.Second
 	defaultReadyTimeout             = 5 * time.Minute
-	defaultMetricsAddress           = ":7948"
+	defaultMetricsAddress           = "127.0.0.1:7948"
 	defaultContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
 )
 

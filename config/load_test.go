@@ -88,7 +88,7 @@ func TestDefaults(t *testing.T) {
 		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
 		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock"},
 		Seed:      Seed{Enabled: true},
-		Metrics:   Metrics{Address: ":7948"},
+		Metrics:   Metrics{Address: "127.0.0.1:7948"},
 	}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {

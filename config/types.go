@@ -85,9 +85,13 @@ type Config struct {
 
 // Metrics configures the agent's Prometheus endpoint.
 type Metrics struct {
-	// Address is where /metrics is served (default ":7948", every
-	// address); "" turns it off.
+	// Address is where /metrics, /healthz and /readyz are served
+	// (default "127.0.0.1:7948": on the node only; ":7948" for every
+	// address); "" turns them off.
 	Address string `toml:"address"`
+	// Pprof also serves Go's profiler at /debug/pprof/ there (default
+	// off): for finding where the agent spends its CPU or memory.
+	Pprof bool `toml:"pprof"`
 }
 
 // Gossip configures peer discovery.
