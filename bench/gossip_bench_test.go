@@ -53,7 +53,7 @@ var limit = func() time.Duration {
 // memberlist configuration, delegates, encryption and metadata, LAN
 // timings) on loopback in this process, all at once, each given the same
 // three join addresses as a fleet's cloud-init would: it measures the time
-// until every node sees every other alive, the time until every node sees
+// until every node knows every other (alive or suspect), the time until every node sees
 // a killed one dead, and, over a quiet 10 s window, the loopback bytes, CPU
 // and heap per node. N comes from $ECOM_GOSSIP_SIZES (default
 // 10,100,500,1000). It writes a plot to $ECOM_BENCH_OUT (default
@@ -74,10 +74,10 @@ func BenchmarkGossipScale(b *testing.B) {
 		f := gossipRun(b, n)
 		figs = append(figs, f)
 		if f.failed {
-			b.Logf("N=%-5d not every node saw every other alive within %s (this machine's two cores run all N agents)", n, limit)
+			b.Logf("N=%-5d not every node knew every other within %s (this machine's two cores run all N agents)", n, limit)
 			continue
 		}
-		b.Logf("N=%-5d all see all alive %6.2fs  (model %5.2fs)  all see a killed node dead %6.2fs  per node: %7.0f B/s loopback, %5.2f%% CPU, %5.0f KiB heap",
+		b.Logf("N=%-5d all know all %6.2fs  (model %5.2fs)  all see a killed node dead %6.2fs  per node: %7.0f B/s loopback, %5.2f%% CPU, %5.0f KiB heap",
 			f.n, f.converge.Seconds(), f.model.Seconds(), f.detect.Seconds(), f.bytesPerNodeSec, 100*f.cpuPerNode, f.heapPerNode/1024)
 	}
 	out := cmp.Or(os.Getenv("ECOM_BENCH_OUT"), "out")
@@ -132,7 +132,7 @@ func gossipRun(b *testing.B, n int) gossipFigure {
 		wg.Go(func() { _ = g.Join(ctx, seeds) })
 	}
 	converge, ok := awaitAll(b, nodes, limit, func(g *gossip.Gossip) bool {
-		return alive(g) == n
+		return known(g) == n
 	}, start)
 	if !ok {
 		return gossipFigure{n: n, converge: converge, failed: true, model: epidemicModel(n, 3, 200*time.Millisecond)}
@@ -172,10 +172,14 @@ func gossipRun(b *testing.B, n int) gossipFigure {
 	}
 }
 
-func alive(g *gossip.Gossip) int {
+// known counts the members g lists as alive or suspect: it knows them and
+// takes them for running. (With hundreds of agents sharing two cores,
+// some probe always runs late somewhere, so some member is suspect in
+// some view at any moment; suspicion is refuted and clears.)
+func known(g *gossip.Gossip) int {
 	c := 0
 	for _, m := range g.Members() {
-		if m.State == gossip.StateAlive {
+		if m.State == gossip.StateAlive || m.State == gossip.StateSuspect {
 			c++
 		}
 	}
@@ -273,7 +277,7 @@ func plotGossip(figs []gossipFigure, path string) error {
 		return xy
 	}
 	if err := plotutil.AddLinePoints(p,
-		"every node sees every other alive", pts(func(g gossipFigure) float64 { return g.converge.Seconds() }),
+		"every node knows every other (alive or suspect)", pts(func(g gossipFigure) float64 { return g.converge.Seconds() }),
 		"every node sees a killed node dead", pts(func(g gossipFigure) float64 { return g.detect.Seconds() }),
 		"epidemic model: one update reaches all (fanout 3, 200 ms)", modelPts(figs),
 	); err != nil {
