@@ -100,6 +100,8 @@ type Daemon struct {
 	lastRenewal *RenewResult
 	// renewing is set while a certificate renewal pass runs.
 	renewing atomic.Bool
+	// etcd is the long-lived client of the local etcd member.
+	etcd sharedEtcd
 }
 
 // Timeouts of the daemon's bounded waits.
@@ -168,6 +170,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.cluster = c
 	defer c.stop()
+	defer d.etcd.close()
 	d.cp = newControlPlane(d)
 	defer func() { d.cp.stop() }()
 	// The agent is up: it answers status and its peers. Waiting for

@@ -83,6 +83,50 @@ func localEtcdClient(root *hostfs.Root, cfg *config.Config) (*clientv3.Client, e
 	})
 }
 
+// sharedEtcd is the daemon's long-lived client of the local etcd member.
+// The reconciler reads etcd every 2 s on every node; a new client each
+// time cost a TLS handshake and a key-pair parse per turn, a third of
+// the agent's idle CPU. It is made again when the client certificate
+// changes (renewal); gRPC reconnects it when etcd restarts.
+type sharedEtcd struct {
+	mu    sync.Mutex
+	cli   *clientv3.Client
+	stamp time.Time
+}
+
+// get returns the shared client, making it if needed.
+func (s *sharedEtcd) get(root *hostfs.Root, cfg *config.Config) (*clientv3.Client, error) {
+	fi, err := root.Stat(pki.CertPath("etcd/healthcheck-client"))
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cli != nil && fi.ModTime().Equal(s.stamp) {
+		return s.cli, nil
+	}
+	if s.cli != nil {
+		s.cli.Close()
+		s.cli = nil
+	}
+	cli, err := localEtcdClient(root, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cli, s.stamp = cli, fi.ModTime()
+	return cli, nil
+}
+
+// close closes the shared client.
+func (s *sharedEtcd) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cli != nil {
+		s.cli.Close()
+		s.cli = nil
+	}
+}
+
 // etcdStatus asks the local member for the cluster's state.
 func etcdStatus(ctx context.Context, cli *clientv3.Client) (EtcdStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -36,11 +36,10 @@ type etcdView struct {
 // every started member's client URL, so each member's Active says whether
 // its etcd answers right now.
 func (d *Daemon) etcdMembers(ctx context.Context) ([]quorum.EtcdMember, etcdView, error) {
-	cli, err := localEtcdClient(d.d.Root, d.d.Config)
+	cli, err := d.etcd.get(d.d.Root, d.d.Config)
 	if err != nil {
 		return nil, etcdView{}, err
 	}
-	defer cli.Close()
 	v, err := readEtcdView(ctx, cli)
 	return v.members, v, err
 }
@@ -102,11 +101,10 @@ func readEtcdView(ctx context.Context, cli *clientv3.Client) (etcdView, error) {
 // reconcile runs one turn of the membership reconciler. Only the agent
 // next to the etcd leader acts; the others only watch.
 func (c *cluster) reconcile(ctx context.Context) {
-	cli, err := localEtcdClient(c.d.d.Root, c.cfg)
+	cli, err := c.d.etcd.get(c.d.d.Root, c.cfg)
 	if err != nil {
 		return
 	}
-	defer cli.Close()
 	v, err := readEtcdView(ctx, cli)
 	c.mu.Lock()
 	if err != nil {
