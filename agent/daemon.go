@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -102,6 +103,10 @@ type Daemon struct {
 	renewing atomic.Bool
 	// etcd is the long-lived client of the local etcd member.
 	etcd sharedEtcd
+	// joinTook is how long this run took to reach the node's target
+	// phase; changes counts the etcd membership changes it made.
+	joinTook time.Duration
+	changes  map[string]int
 }
 
 // Timeouts of the daemon's bounded waits.
@@ -499,6 +504,8 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 	in.refused = refused
 	d.mu.Lock()
 	in.lastRenewal = d.lastRenewal
+	in.joinTook = d.joinTook
+	in.changes = maps.Clone(d.changes)
 	d.mu.Unlock()
 	s := collectStatus(ctx, in)
 	d.mu.Lock()
@@ -527,6 +534,8 @@ type statusInput struct {
 	controlPlane *ControlPlaneStatus
 	seed         *SeedStatus
 	lastRenewal  *RenewResult
+	joinTook     time.Duration
+	changes      map[string]int
 }
 
 func collectStatus(ctx context.Context, in statusInput) Status {
@@ -537,17 +546,19 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 			Name: in.cfg.NodeName, Role: string(in.cfg.Role), Cluster: in.cfg.ClusterName,
 			AdvertiseAddress: in.cfg.AdvertiseAddress.String(), Version: Version,
 		},
-		StartedAt:    in.started,
-		Waiting:      in.waiting,
-		Units:        []UnitReport{},
-		CheckedAt:    in.now,
-		Gossip:       in.gossip,
-		GossipError:  in.gossipErr,
-		Refused:      in.refused,
-		Alert:        in.alert,
-		ControlPlane: in.controlPlane,
-		Seed:         in.seed,
-		LastRenewal:  in.lastRenewal,
+		StartedAt:         in.started,
+		Waiting:           in.waiting,
+		Units:             []UnitReport{},
+		CheckedAt:         in.now,
+		Gossip:            in.gossip,
+		GossipError:       in.gossipErr,
+		Refused:           in.refused,
+		Alert:             in.alert,
+		ControlPlane:      in.controlPlane,
+		Seed:              in.seed,
+		LastRenewal:       in.lastRenewal,
+		JoinSeconds:       in.joinTook.Seconds(),
+		MembershipChanges: in.changes,
 	}
 	if in.state != nil {
 		s.Node.ID, s.Phase, s.PhaseSince = in.state.NodeID, in.state.Phase, in.state.PhaseSince
@@ -653,9 +664,26 @@ func (d *Daemon) setPhase(p Phase) {
 	if changed {
 		d.d.Log.Info("phase", "phase", p)
 	}
+	if p == PhaseAPIReady || p == PhaseStandby || p == PhaseWorkerIdle {
+		d.mu.Lock()
+		if d.joinTook == 0 {
+			d.joinTook = d.d.Now().Sub(d.started)
+		}
+		d.mu.Unlock()
+	}
 	if d.cluster != nil {
 		d.cluster.publishMeta()
 	}
+}
+
+// countChange counts an etcd membership change this daemon made.
+func (d *Daemon) countChange(action string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changes == nil {
+		d.changes = map[string]int{}
+	}
+	d.changes[action]++
 }
 
 func (d *Daemon) phase() Phase {
@@ -767,6 +795,9 @@ func certSummary(root *hostfs.Root, cfg *config.Config, now time.Time) *CertSumm
 	}
 	c := &CertSummary{Count: len(list)}
 	for _, st := range list {
+		if st.Error == "" {
+			c.Expiries = append(c.Expiries, CertExpiry{Name: st.Name, NotAfter: st.NotAfter})
+		}
 		switch {
 		case st.Error != "":
 			c.Unreadable++

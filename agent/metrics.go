@@ -38,11 +38,15 @@ var (
 	descSeeder    = prometheus.NewDesc("ecom_agent_seed_leader", "1 while this node holds the seeding Lease.", nil, nil)
 	descCertFirst = prometheus.NewDesc("ecom_agent_certificate_expiry_timestamp_seconds", "When the node's first certificate to expire expires, as a Unix time.", []string{"name"}, nil)
 	descCertDue   = prometheus.NewDesc("ecom_agent_certificates", "The node's certificates, by state (due: inside the renewal window).", []string{"state"}, nil)
+	descCertLeft  = prometheus.NewDesc("ecom_agent_certificate_expiry_seconds", "Seconds until each certificate expires (negative once expired).", []string{"name"}, nil)
+	descJoin      = prometheus.NewDesc("ecom_agent_join_duration_seconds", "How long the running daemon took to bring the node to its target phase.", nil, nil)
+	descChanges   = prometheus.NewDesc("ecom_agent_etcd_membership_changes_total", "etcd membership changes this daemon made since it started, by action.", []string{"action"}, nil)
 )
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descVerdict, descPhase, descUptime, descGossip, descEtcd, descLeader,
-		descDBSize, descUnit, descRestarts, descAPIReady, descSeed, descSeeder, descCertFirst, descCertDue} {
+		descDBSize, descUnit, descRestarts, descAPIReady, descSeed, descSeeder, descCertFirst, descCertDue,
+		descCertLeft, descJoin, descChanges} {
 		ch <- d
 	}
 }
@@ -119,6 +123,15 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descCertDue, float64(cs.Expired), "expired")
 		gauge(descCertDue, float64(cs.Unreadable), "unreadable")
 		gauge(descCertDue, float64(cs.Count), "total")
+		for _, e := range cs.Expiries {
+			gauge(descCertLeft, time.Until(e.NotAfter).Seconds(), e.Name)
+		}
+	}
+	if s.JoinSeconds > 0 {
+		gauge(descJoin, s.JoinSeconds)
+	}
+	for _, a := range []string{"add-learner", "promote", "remove"} {
+		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(s.MembershipChanges[a]), a)
 	}
 }
 

@@ -15,7 +15,10 @@ func TestMetricsFollowTheStatus(t *testing.T) {
 		Etcd:         &EtcdStatus{Leader: "cp-2", DBSize: 4096, Members: []EtcdMember{{Started: true}, {Started: true}, {Started: true, Learner: true}, {}}},
 		ControlPlane: &ControlPlaneStatus{Ready: true},
 		Seed:         &SeedStatus{Leader: true, Counts: map[string]int{"created": 70, "skipped": 1}},
-		Certificates: &CertSummary{Count: 25, Due: 1, Nearest: "etcd/peer", NearestNotAfter: time.Unix(1900000000, 0)},
+		Certificates: &CertSummary{Count: 25, Due: 1, Nearest: "etcd/peer", NearestNotAfter: time.Unix(1900000000, 0),
+			Expiries: []CertExpiry{{Name: "apiserver", NotAfter: time.Now().Add(-time.Hour)}}},
+		JoinSeconds:       41.5,
+		MembershipChanges: map[string]int{"add-learner": 1, "promote": 1},
 	}
 	rec := httptest.NewRecorder()
 	MetricsHandler(func() Status { return st }).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -33,6 +36,10 @@ func TestMetricsFollowTheStatus(t *testing.T) {
 		"ecom_agent_seed_leader 1",
 		`ecom_agent_certificate_expiry_timestamp_seconds{name="etcd/peer"} 1.9e+09`,
 		`ecom_agent_certificates{state="due"} 1`,
+		`ecom_agent_certificate_expiry_seconds{name="apiserver"} -3`,
+		"ecom_agent_join_duration_seconds 41.5",
+		`ecom_agent_etcd_membership_changes_total{action="add-learner"} 1`,
+		`ecom_agent_etcd_membership_changes_total{action="remove"} 0`,
 		"go_goroutines",
 	} {
 		if !strings.Contains(string(body), want) {

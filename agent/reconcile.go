@@ -172,6 +172,7 @@ func (c *cluster) reconcile(ctx context.Context) {
 		return
 	}
 	rec.lastChange = now
+	c.d.countChange(actionName(a))
 	c.d.d.Log.Info("etcd membership changed", "action", a.String())
 }
 
@@ -192,4 +193,17 @@ func (d *Daemon) removedFromCluster(ctx context.Context) bool {
 		}
 	}
 	return false
+}
+
+// actionName is a membership change's kind, for metrics.
+func actionName(a quorum.Action) string {
+	switch a.(type) {
+	case quorum.AddLearner:
+		return "add-learner"
+	case quorum.Promote:
+		return "promote"
+	case quorum.Remove:
+		return "remove"
+	}
+	return "other"
 }

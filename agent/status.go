@@ -66,7 +66,14 @@ type Status struct {
 	Certificates *CertSummary `json:"certificates,omitempty"`
 	// LastRenewal is the daemon's last certificate renewal pass.
 	LastRenewal *RenewResult `json:"last_renewal,omitempty"`
-	CheckedAt   time.Time    `json:"checked_at"`
+	// JoinSeconds is how long the running daemon took from its start to
+	// the node's target phase (api-ready, standby or worker-waiting); 0
+	// until it got there.
+	JoinSeconds float64 `json:"join_seconds,omitempty"`
+	// MembershipChanges counts the etcd membership changes this daemon
+	// made since it started, by action (add-learner, promote, remove).
+	MembershipChanges map[string]int `json:"etcd_membership_changes,omitempty"`
+	CheckedAt         time.Time      `json:"checked_at"`
 }
 
 // APIServerHealth is one kube-apiserver's /readyz.
@@ -110,6 +117,14 @@ type CertSummary struct {
 	// CAExpiresSoon names CAs with less than a year left: CAs are not
 	// rotated automatically.
 	CAExpiresSoon []string `json:"ca_expires_soon,omitempty"`
+	// Expiries lists every readable certificate's end of validity.
+	Expiries []CertExpiry `json:"expiries,omitempty"`
+}
+
+// CertExpiry is when one certificate expires.
+type CertExpiry struct {
+	Name     string    `json:"name"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // judge sets the verdict and reasons from the rest of the status.

@@ -123,6 +123,35 @@ func commonLeader(cli *clientv3.Client, hosts []*testhost.Host) uint64 {
 	return leader
 }
 
+// hostEtcdClient is a client of the hosts' etcd with the certificates
+// the agent made on the first host, nil until they exist there.
+func hostEtcdClient(hosts []*testhost.Host) *clientv3.Client {
+	read := func(p string) []byte {
+		b, _ := hosts[0].ReadFile("/etc/kubernetes/pki/etcd/" + p)
+		return b
+	}
+	crt, key, ca := read("healthcheck-client.crt"), read("healthcheck-client.key"), read("ca.crt")
+	if len(crt) == 0 || len(key) == 0 || len(ca) == 0 {
+		return nil
+	}
+	cert, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	var eps []string
+	for _, h := range hosts {
+		eps = append(eps, fmt.Sprintf("https://%s:2379", h.Addr()))
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: time.Second, Logger: zap.NewNop(),
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		return nil
+	}
+	return cli
+}
+
 func bareClient(b *testing.B, dir string, hosts []*testhost.Host) *clientv3.Client {
 	p := filepath.Join(dir, "etc/kubernetes/pki/etcd")
 	cert, err := tls.LoadX509KeyPair(filepath.Join(p, "healthcheck-client.crt"), filepath.Join(p, "healthcheck-client.key"))

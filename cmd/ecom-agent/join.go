@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"time"
@@ -80,8 +81,10 @@ failed (nothing started); 4 --timeout passed
 			if err := c.startAgent(ctx, root); err != nil {
 				return withCode(exitFailure, err)
 			}
-			c.progress(start, "ecom-agent.service started; waiting for this node to join")
-			return c.awaitJoined(ctx, cfg, socket, start, timeout)
+			p := &progress{w: c.stderr, tty: isTerminal(c.stderr), start: start}
+			defer p.done()
+			p.line("ecom-agent.service started; waiting for this node to join")
+			return c.awaitJoined(ctx, p, cfg, socket, start, timeout)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "how long to wait for the node to join")
@@ -127,7 +130,7 @@ func (c *cli) startAgent(ctx context.Context, root *hostfs.Root) error {
 
 // awaitJoined polls the agent until the node reaches its target phase,
 // printing each change of what it waits for.
-func (c *cli) awaitJoined(ctx context.Context, cfg *config.Config, socket string, start time.Time, timeout time.Duration) error {
+func (c *cli) awaitJoined(ctx context.Context, p *progress, cfg *config.Config, socket string, start time.Time, timeout time.Duration) error {
 	deadline := start.Add(timeout)
 	var last string
 	var refusedSince time.Time
@@ -138,7 +141,8 @@ func (c *cli) awaitJoined(ctx context.Context, cfg *config.Config, socket string
 		case err != nil:
 			line = "the agent does not answer yet: " + err.Error()
 		case reached(cfg, st):
-			c.progress(start, "joined: "+summary(st))
+			p.line("joined: " + summary(st))
+			p.done()
 			fmt.Fprintf(c.stdout, "joined: %s\n", summary(st))
 			return nil
 		default:
@@ -147,8 +151,10 @@ func (c *cli) awaitJoined(ctx context.Context, cfg *config.Config, socket string
 				line = "cannot join gossip: " + st.GossipError
 			}
 		}
-		if line != last {
-			c.progress(start, line)
+		if line != last || p.tty {
+			// On a terminal the one line is redrawn every second, so
+			// the clock runs; otherwise a line per change, for logs.
+			p.line(line)
 			last = line
 		}
 		if err == nil && st.Refused {
@@ -197,7 +203,28 @@ func summary(st agent.Status) string {
 	return s
 }
 
-// progress prints one progress line on stderr, with the time since start.
-func (c *cli) progress(start time.Time, msg string) {
-	fmt.Fprintf(c.stderr, "[%5.1fs] %s\n", time.Since(start).Seconds(), msg)
+// progress shows join's progress on stderr: one line redrawn in place
+// on a terminal, a line per change otherwise (cloud-init's log).
+type progress struct {
+	w     io.Writer
+	tty   bool
+	start time.Time
+	open  bool
+}
+
+func (p *progress) line(msg string) {
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\x1b[2K[%5.1fs] %s", time.Since(p.start).Seconds(), msg)
+		p.open = true
+		return
+	}
+	fmt.Fprintf(p.w, "[%5.1fs] %s\n", time.Since(p.start).Seconds(), msg)
+}
+
+// done ends a line left open on a terminal.
+func (p *progress) done() {
+	if p.open {
+		fmt.Fprintln(p.w)
+		p.open = false
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary act as ecom-agent itself: tests run
@@ -155,3 +156,28 @@ func TestVersion(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// join's progress: a line per change in a log, one line redrawn in
+// place on a terminal, ended before anything else prints.
+func TestJoinProgress(t *testing.T) {
+	var log, tty bytes.Buffer
+	start := time.Now()
+	p := &progress{w: &log, start: start}
+	p.line("waiting-for-peers: 1 more")
+	p.line("joined: cp-1")
+	p.done()
+	if got := log.String(); strings.Count(got, "\n") != 2 || strings.Contains(got, "\r") || !strings.Contains(got, "] joined: cp-1\n") {
+		t.Errorf("log progress %q", got)
+	}
+	q := &progress{w: &tty, tty: true, start: start}
+	q.line("waiting-for-peers: 1 more")
+	q.line("joined: cp-1")
+	if got := tty.String(); strings.Count(got, "\r\x1b[2K") != 2 || strings.Contains(got, "\n") {
+		t.Errorf("terminal progress before done %q", got)
+	}
+	q.done()
+	q.done()
+	if got := tty.String(); !strings.HasSuffix(got, "joined: cp-1\n") || strings.Count(got, "\n") != 1 {
+		t.Errorf("terminal progress after done %q", got)
+	}
+}
