@@ -294,28 +294,17 @@ func (p *procSystemd) Journal(_ context.Context, name string, n int) ([]string, 
 	return lines, nil
 }
 
-// rebaseEtcdConfig points a rendered etcd config's absolute host paths at
-// the node's root and gives its metrics listener a free port.
+// rebaseEtcdConfig points a rendered etcd config at the node's root and
+// gives its metrics listener a free port.
 func rebaseEtcdConfig(root *hostfs.Root, data []byte) ([]byte, error) {
-	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	under, err := bootstrap.EtcdConfigUnder(root, data)
+	if err != nil {
 		return nil, err
 	}
-	var walk func(v any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case string:
-			if strings.HasPrefix(x, "/etc/kubernetes/") || strings.HasPrefix(x, "/var/lib/etcd") {
-				return root.Path(x)
-			}
-		case map[string]any:
-			for k, e := range x {
-				x[k] = walk(e)
-			}
-		}
-		return v
+	var doc map[string]any
+	if err := yaml.Unmarshal(under, &doc); err != nil {
+		return nil, err
 	}
-	walk(doc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

@@ -130,13 +130,16 @@ func hostEtcdClient(hosts []*testhost.Host) *clientv3.Client {
 		b, _ := hosts[0].ReadFile("/etc/kubernetes/pki/etcd/" + p)
 		return b
 	}
-	crt, key, ca := read("healthcheck-client.crt"), read("healthcheck-client.key"), read("ca.crt")
-	if len(crt) == 0 || len(key) == 0 || len(ca) == 0 {
-		return nil
-	}
+	cli, _ := etcdClientFrom(read("healthcheck-client.crt"), read("healthcheck-client.key"), read("ca.crt"), hosts)
+	return cli
+}
+
+// etcdClientFrom is a client of the hosts' etcd on port 2379 with a
+// client certificate and the etcd CA.
+func etcdClientFrom(crt, key, ca []byte, hosts []*testhost.Host) (*clientv3.Client, error) {
 	cert, err := tls.X509KeyPair(crt, key)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
@@ -144,32 +147,20 @@ func hostEtcdClient(hosts []*testhost.Host) *clientv3.Client {
 	for _, h := range hosts {
 		eps = append(eps, fmt.Sprintf("https://%s:2379", h.Addr()))
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: time.Second, Logger: zap.NewNop(),
+	return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: time.Second, Logger: zap.NewNop(),
 		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}})
-	if err != nil {
-		return nil
-	}
-	return cli
 }
 
 func bareClient(b *testing.B, dir string, hosts []*testhost.Host) *clientv3.Client {
 	p := filepath.Join(dir, "etc/kubernetes/pki/etcd")
-	cert, err := tls.LoadX509KeyPair(filepath.Join(p, "healthcheck-client.crt"), filepath.Join(p, "healthcheck-client.key"))
-	if err != nil {
-		b.Fatal(err)
+	read := func(name string) []byte {
+		data, err := os.ReadFile(filepath.Join(p, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return data
 	}
-	ca, err := os.ReadFile(filepath.Join(p, "ca.crt"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	var eps []string
-	for _, h := range hosts {
-		eps = append(eps, fmt.Sprintf("https://%s:2379", h.Addr()))
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: time.Second, Logger: zap.NewNop(),
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	cli, err := etcdClientFrom(read("healthcheck-client.crt"), read("healthcheck-client.key"), read("ca.crt"), hosts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
 )
 
 // EtcdMembership is what the quorum phase decides: who is in the cluster
@@ -187,3 +188,31 @@ func listenClientURLs(loopback netip.Addr, cfg *config.Config) string {
 	}
 	return EtcdClientURL(loopback, cfg.Etcd.ClientPort) + "," + self
 }
+
+// EtcdConfigUnder rewrites the absolute host paths of a rendered etcd
+// config (certificates, data directory) to the same paths under root, so
+// the etcd of a tree rendered with `render --root DIR` (or a test's) runs
+// from that tree. Nothing else in the file changes.
+func EtcdConfigUnder(root *hostfs.Root, data []byte) ([]byte, error) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("etcd config: %w", err)
+	}
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case string:
+			if strings.HasPrefix(x, KubernetesDir+"/") || strings.HasPrefix(x, EtcdDataDir) {
+				return root.Path(x)
+			}
+		case map[string]any:
+			for k, e := range x {
+				x[k] = walk(e)
+			}
+		}
+		return v
+	}
+	walk(doc)
+	return yaml.Marshal(doc)
+}
+

@@ -11,12 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
@@ -32,36 +30,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// rebase rewrites the absolute host paths in a rendered etcd config to
-// the same paths under a test root; nothing else in the file changes.
-func rebase(t *testing.T, root *hostfs.Root, data []byte) []byte {
-	t.Helper()
-	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var walk func(v any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case string:
-			if strings.HasPrefix(x, "/etc/kubernetes/") || strings.HasPrefix(x, "/var/lib/etcd") {
-				return root.Path(x)
-			}
-		case map[string]any:
-			for k, e := range x {
-				x[k] = walk(e)
-			}
-		}
-		return v
-	}
-	walk(doc)
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // TestEtcdSubcommandServesMutualTLS renders a single-member node with the
@@ -106,7 +74,11 @@ peer_port = %d
 	metrics := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	rendered = bytes.Replace(rendered, []byte("http://127.0.0.1:2381"), []byte(metrics), 1)
 	cfgFile := filepath.Join(t.TempDir(), "etcd.yaml")
-	if err := os.WriteFile(cfgFile, rebase(t, root, rendered), 0o600); err != nil {
+	under, err := bootstrap.EtcdConfigUnder(root, rendered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, under, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
