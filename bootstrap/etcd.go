@@ -215,4 +215,3 @@ func EtcdConfigUnder(root *hostfs.Root, data []byte) ([]byte, error) {
 	walk(doc)
 	return yaml.Marshal(doc)
 }
-
