@@ -15,7 +15,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 
-.PHONY: build test unit e2e bench lint fmt rootfs kube-bins demo demo-down clean
+.PHONY: build test unit e2e bench lint fmt rootfs kube-bins containerd-bins demo demo-down clean
 
 # A static binary: no cgo, so it runs on any glibc or musl host.
 build:
@@ -64,6 +64,11 @@ fmt:
 export ECOM_KUBE_CACHE ?= /var/cache/ecom-agent-kube
 kube-bins:
 	tools/kube/build.sh
+
+# containerd 2.x (containerd, the runc shim, ctr) for the worker test hosts,
+# built from the module proxy and cached like the Kubernetes binaries.
+containerd-bins:
+	tools/containerd/build.sh
 
 rootfs:
 	integration/testhost/build-rootfs.sh
