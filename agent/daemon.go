@@ -158,8 +158,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if addr := d.d.Config.Metrics.Address; addr != "" {
 		// A metrics port in use must not keep a node out of its
 		// cluster: the agent runs on without metrics and says why.
-		heartbeat := func() time.Time { return time.Unix(0, d.heartbeat.Load()) }
-		if err := serveMetrics(sctx, addr, d.d.Config.Metrics.Pprof, d.Status, heartbeat, d.d.Log); err != nil {
+		if err := serveMetrics(sctx, addr, d.d.Config.Metrics.Pprof, d.Status, d.lastBeat, d.d.Log); err != nil {
 			d.d.Log.Error("no metrics endpoint: set metrics.address to a free port, or \"\" to turn it off", "address", addr, "err", err)
 		}
 	}
@@ -586,10 +585,9 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 // when the daemon does not answer.
 func LocalStatus(ctx context.Context, cfg *config.Config, root *hostfs.Root, sd Systemd) Status {
 	in := statusInput{cfg: cfg, root: root, sd: sd, now: time.Now(), source: "local"}
-	joined, err := root.Exists(bootstrap.AgentStateFile)
-	if err == nil && joined {
-		in.state, err = LoadState(root)
-	}
+	st, err := readState(root)
+	in.state = st
+	joined := st != nil
 	s := collectStatus(ctx, in)
 	switch {
 	case err != nil:
@@ -732,6 +730,9 @@ func (d *Daemon) stop() error {
 
 func (d *Daemon) beat() { d.heartbeat.Store(d.d.Now().UnixNano()) }
 
+// lastBeat is when the daemon last made progress.
+func (d *Daemon) lastBeat() time.Time { return time.Unix(0, d.heartbeat.Load()) }
+
 // feedWatchdog sends WATCHDOG=1 at a third of systemd's interval while
 // the daemon keeps making progress.
 func (d *Daemon) feedWatchdog(ctx context.Context) func() {
@@ -747,8 +748,7 @@ func (d *Daemon) feedWatchdog(ctx context.Context) func() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				last := time.Unix(0, d.heartbeat.Load())
-				if d.d.Now().Sub(last) < d.d.Watchdog {
+				if d.d.Now().Sub(d.lastBeat()) < d.d.Watchdog {
 					_ = d.d.Notify("WATCHDOG=1")
 				}
 			}

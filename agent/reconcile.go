@@ -65,20 +65,21 @@ func readEtcdView(ctx context.Context, cli *clientv3.Client) (etcdView, error) {
 		ok    bool
 		index uint64
 	}
+	// The local member has answered already; the others are asked.
+	urls := make([]string, len(ml.Members))
+	for i, m := range ml.Members {
+		if m.ID != st.Header.MemberId && len(m.ClientURLs) > 0 {
+			urls[i] = m.ClientURLs[0]
+		}
+	}
+	answers, _ := probeMembers(ctx, cli, urls)
 	probes := make([]probe, len(ml.Members))
 	for i, m := range ml.Members {
-		if m.ID == st.Header.MemberId {
+		switch {
+		case m.ID == st.Header.MemberId:
 			probes[i] = probe{true, st.RaftIndex}
-			continue
-		}
-		if len(m.ClientURLs) == 0 {
-			continue
-		}
-		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		ps, err := cli.Status(pctx, m.ClientURLs[0])
-		pcancel()
-		if err == nil {
-			probes[i] = probe{true, ps.RaftIndex}
+		case answers[i] != nil:
+			probes[i] = probe{true, answers[i].RaftIndex}
 		}
 	}
 	for i, m := range ml.Members {

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"net/url"
 	"os"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -306,12 +306,12 @@ func generatedPaths(root *hostfs.Root) (remove, keep []string) {
 	}
 	// Data set aside by earlier removals and resets stays: it is never
 	// deleted by the agent.
-	for _, dir := range []string{"/var/lib", "/etc"} {
+	for _, p := range []string{bootstrap.EtcdDataDir, bootstrap.KubernetesDir} {
+		dir, base := path.Split(p)
 		entries, _ := os.ReadDir(root.Path(dir))
 		for _, e := range entries {
-			n := e.Name()
-			if strings.HasPrefix(n, "etcd.aside-") || strings.HasPrefix(n, "etcd.reset-") || strings.HasPrefix(n, "kubernetes.aside-") || strings.HasPrefix(n, "kubernetes.reset-") {
-				keep = append(keep, dir+"/"+n)
+			if strings.HasPrefix(e.Name(), base+".aside-") || strings.HasPrefix(e.Name(), base+".reset-") {
+				keep = append(keep, dir+e.Name())
 			}
 		}
 	}
@@ -394,15 +394,10 @@ func planLeave(ctx context.Context, root *hostfs.Root, cfg *config.Config, timeo
 		p.err = err
 		return p
 	}
+	// This node's etcd first, then every member it started with.
 	endpoints := []string{bootstrap.EtcdClientURL(netip.MustParseAddr("127.0.0.1"), cfg.Etcd.ClientPort)}
 	if st, err := readState(root); err == nil && st != nil && st.Etcd != nil {
-		for _, peerURL := range st.Etcd.Peers {
-			if u, err := url.Parse(peerURL); err == nil {
-				if a, err := netip.ParseAddr(u.Hostname()); err == nil && a != cfg.AdvertiseAddress {
-					endpoints = append(endpoints, bootstrap.EtcdClientURL(a, cfg.Etcd.ClientPort))
-				}
-			}
-		}
+		endpoints = append(endpoints, st.Etcd.Membership().ClientURLs(cfg.Etcd.ClientPort)...)
 	}
 	p.tls = &clientv3.Config{TLS: tlsCfg, DialTimeout: 3 * time.Second, Logger: zap.NewNop()}
 	c := *p.tls
@@ -421,22 +416,22 @@ func planLeave(ctx context.Context, root *hostfs.Root, cfg *config.Config, timeo
 		return p
 	}
 	self := bootstrap.EtcdPeerURL(cfg.AdvertiseAddress, cfg.Etcd.PeerPort)
-	for _, m := range ml.Members {
+	urls := make([]string, len(ml.Members))
+	for i, m := range ml.Members {
+		if len(m.ClientURLs) > 0 {
+			urls[i] = m.ClientURLs[0]
+			p.endpoints[m.ID] = urls[i]
+		}
+	}
+	answers, _ := probeMembers(ctx, cli, urls)
+	for i, m := range ml.Members {
 		if m.Name == cfg.NodeName || slices.Contains(m.PeerURLs, self) {
 			p.selfID = m.ID
 		}
-		em := quorum.EtcdMember{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner, Started: m.Name != ""}
-		if len(m.ClientURLs) > 0 {
-			p.endpoints[m.ID] = m.ClientURLs[0]
-			sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := cli.Status(sctx, m.ClientURLs[0])
-			scancel()
-			if err == nil {
-				em.Active = true
-				if st.Leader != 0 {
-					p.leaderID = st.Leader
-				}
-			}
+		em := quorum.EtcdMember{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner, Started: m.Name != "",
+			Active: answers[i] != nil}
+		if answers[i] != nil && answers[i].Leader != 0 {
+			p.leaderID = answers[i].Leader
 		}
 		p.members = append(p.members, em)
 	}
@@ -493,13 +488,4 @@ func (p *leavePlan) remove(ctx context.Context) (string, error) {
 		return moved, fmt.Errorf("remove etcd member %s: %w", p.memberName(), err)
 	}
 	return moved, nil
-}
-
-// readState reads the state file if there is one, without creating a
-// node ID.
-func readState(root *hostfs.Root) (*State, error) {
-	if ok, err := root.Exists(bootstrap.AgentStateFile); err != nil || !ok {
-		return nil, err
-	}
-	return LoadState(root)
 }

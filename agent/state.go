@@ -95,6 +95,15 @@ func LoadState(root *hostfs.Root) (*State, error) {
 	return &s, nil
 }
 
+// readState reads the state file if there is one, without creating a
+// node ID.
+func readState(root *hostfs.Root) (*State, error) {
+	if ok, err := root.Exists(bootstrap.AgentStateFile); err != nil || !ok {
+		return nil, err
+	}
+	return LoadState(root)
+}
+
 // Save writes the state atomically, readable by root only.
 func (s *State) Save(root *hostfs.Root) error {
 	data, err := json.MarshalIndent(s, "", "  ")

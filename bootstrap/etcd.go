@@ -162,9 +162,9 @@ func etcdValue(v string) any {
 	return v
 }
 
-// clientURLs derives the members' client URLs from their peer URLs: every
+// ClientURLs derives the members' client URLs from their peer URLs: every
 // member listens for clients on the same host as for peers.
-func (m EtcdMembership) clientURLs(port int) []string {
+func (m EtcdMembership) ClientURLs(port int) []string {
 	var out []string
 	for _, name := range sortedKeys(m.Peers) {
 		u, err := url.Parse(m.Peers[name])

@@ -25,7 +25,7 @@ var threeMembers = EtcdMembership{
 
 func TestGoldenFiles(t *testing.T) {
 	cfg := testConfig(t, "")
-	etcdServers := EtcdServers("https://10.77.0.11:2379", threeMembers.clientURLs(2379))
+	etcdServers := EtcdServers("https://10.77.0.11:2379", threeMembers.ClientURLs(2379))
 	must := func(b []byte, err error) []byte {
 		t.Helper()
 		if err != nil {

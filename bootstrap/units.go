@@ -173,7 +173,7 @@ func AgentUnitSpec() units.Spec {
 
 func (r *Renderer) phaseUnits(_ context.Context) error {
 	local := EtcdClientURL(r.cfg.AdvertiseAddress, r.cfg.Etcd.ClientPort)
-	for _, s := range ComponentUnits(r.cfg, EtcdServers(local, r.Membership.clientURLs(r.cfg.Etcd.ClientPort))) {
+	for _, s := range ComponentUnits(r.cfg, EtcdServers(local, r.Membership.ClientURLs(r.cfg.Etcd.ClientPort))) {
 		data, err := units.Render(s)
 		if err != nil {
 			return err
