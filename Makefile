@@ -33,7 +33,7 @@ unit: kube-bins
 # packages (lintian-clean) for the admin's path and an upgrade of them.
 e2e: build rootfs kube-bins lintian deb-upgrade
 	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) \
-	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade \
+	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade ECOM_IMAGES_DIR=$(CURDIR)/out/images \
 	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
 
 # Benchmarks: figures, not assertions (see the README's "Measured").
@@ -65,8 +65,9 @@ export ECOM_KUBE_CACHE ?= /var/cache/ecom-agent-kube
 kube-bins:
 	tools/kube/build.sh
 
-# containerd 2.x (containerd, the runc shim, ctr) for the worker test hosts,
+# containerd 2.x (containerd, the runc shim, ctr) for every node's kubelet,
 # built from the module proxy and cached like the Kubernetes binaries.
+export ECOM_CONTAINERD_CACHE ?= /var/cache/ecom-agent-containerd
 containerd-bins:
 	tools/containerd/build.sh
 
@@ -88,8 +89,9 @@ clean:
 # by packaging/cmd/mkdeb (its own module, so nfpm stays out of go.mod).
 #   make deb       out/ecom-agent_<version>_amd64.deb, always rebuilt (seconds
 #                  once the binary is built), and
-#                  out/ecom-agent-kubernetes_<k8s version>-1_amd64.deb, rebuilt
-#                  only when a Kubernetes binary or its packaging is newer
+#                  out/ecom-agent-kubernetes_<k8s version>-1_amd64.deb and
+#                  out/ecom-agent-containerd_<containerd version>-1_amd64.deb,
+#                  rebuilt only when a binary or its packaging is newer
 #   make lintian   lintian on both (installs lintian if missing)
 #   make deb-test  the packaging module's tests: both packages built twice
 #                  from the same inputs must be byte-identical
@@ -104,6 +106,10 @@ KUBE_VERSION  := $(shell awk '$$1=="require" && $$2=="k8s.io/kubernetes" {sub(/^
 KUBE_DEB      := $(DEB_OUT)/ecom-agent-kubernetes_$(KUBE_VERSION)-1_amd64.deb
 # make deb passes the directory tools/kube/build.sh prints.
 KUBE_DIR      ?= $(ECOM_KUBE_CACHE)/v$(KUBE_VERSION)
+CONTAINERD_VERSION := $(shell awk '$$1=="require" && $$2=="github.com/containerd/containerd/v2" {sub(/^v/, "", $$3); print $$3}' tools/containerd/go.mod)
+CONTAINERD_DEB     := $(DEB_OUT)/ecom-agent-containerd_$(CONTAINERD_VERSION)-1_amd64.deb
+CONTAINERD_DIR     ?= $(ECOM_CONTAINERD_CACHE)/v$(CONTAINERD_VERSION)
+CONTAINERD_NAMES   := containerd containerd-shim-runc-v2 ctr
 KUBE_NAMES    := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
 # data.tar compression, measured on the 530 MB of Kubernetes binaries (2
 # cores, packaging/README.md): gzip -6 20 s, 152 MB; gzip -9 (nfpm's
@@ -116,20 +122,20 @@ KUBE_DEB_COMPRESSION ?= gzip:6
 # The Kubernetes binaries first (a second when built), then the packages,
 # in a second make that sees where they are.
 deb:
-	@kube=$$(tools/kube/build.sh) && \
-	  $(MAKE) --no-print-directory deb-packages KUBE_DIR="$$kube"
+	@kube=$$(tools/kube/build.sh) && containerd=$$(tools/containerd/build.sh) && \
+	  $(MAKE) --no-print-directory deb-packages KUBE_DIR="$$kube" CONTAINERD_DIR="$$containerd"
 
-deb-packages: $(MKDEB)
+deb-packages: $(MKDEB) images
 	@mkdir -p $(DEB_TMP)
 	set -e; export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
 	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)"); \
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/agent.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
 	  rm -f $(DEB_OUT)/ecom-agent_*_amd64.deb; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml -image out/images/pause.tar \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-agent -out $(DEB_OUT)
-	@$(MAKE) --no-print-directory $(KUBE_DEB)
+	@$(MAKE) --no-print-directory $(KUBE_DEB) $(CONTAINERD_DEB)
 
 # Dated with the last commit that touched the Kubernetes build or packaging,
 # so unrelated commits do not change this package's bytes.
@@ -138,6 +144,12 @@ $(KUBE_DEB): $(addprefix $(KUBE_DIR)/,$(KUBE_NAMES)) $(MKDEB) $(wildcard packagi
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- tools/kube packaging) \
 	  $(MKDEB) kube -version $(KUBE_VERSION)-1 -bin-dir $(KUBE_DIR) -compression $(KUBE_DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-kube -out $(DEB_OUT)
+
+$(CONTAINERD_DEB): $(addprefix $(CONTAINERD_DIR)/,$(CONTAINERD_NAMES)) $(MKDEB) $(wildcard packaging/deb/files/ecom-agent-containerd/*)
+	rm -f $(DEB_OUT)/ecom-agent-containerd_*_amd64.deb
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- tools/containerd packaging) \
+	  $(MKDEB) containerd -version $(CONTAINERD_VERSION)-1 -bin-dir $(CONTAINERD_DIR) \
+	    -staging $(DEB_TMP)/stage-containerd -out $(DEB_OUT)
 
 $(MKDEB): $(shell find packaging -name '*.go' -o -name go.mod -o -name go.sum) $(shell find packaging/deb/files -type f)
 	@mkdir -p $(DEB_TMP)
@@ -153,7 +165,7 @@ lintian: deb
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2 || { \
 	    apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2; }; \
 	fi
-	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(KUBE_DEB)
+	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(KUBE_DEB) $(CONTAINERD_DEB)
 
 # The same commit packaged with a higher version, beside the same
 # Kubernetes package: what the e2e suite upgrades to.
@@ -163,10 +175,21 @@ deb-upgrade: deb
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/agent.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
 	  rm -rf $(DEB_OUT)/upgrade; mkdir -p $(DEB_OUT)/upgrade; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml -image out/images/pause.tar \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-upgrade -out $(DEB_OUT)/upgrade; \
-	  ln -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb $(DEB_OUT)/upgrade/
+	  ln -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb $(DEB_OUT)/ecom-agent-containerd_*_amd64.deb $(DEB_OUT)/upgrade/
 
 deb-test:
 	cd packaging && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -count=1 ./...
+
+# ---- Container images (images/): the nodes are air-gapped, so the agent
+# imports image archives into containerd's k8s.io namespace instead of
+# pulling. out/images/pause.tar is the pod sandbox image containerd is
+# configured with (ecom-agent.local/pause:1.0), out/images/echo.tar the
+# tests' server (ecom-agent.local/echo:1.0); both built from Go by
+# images/cmd/mkimage, reproducibly (same sources and Go, same bytes).
+# Phony, or make would call it up to date: images/ is a directory.
+.PHONY: images
+images:
+	$(GO) run ./images/cmd/mkimage -go $(GO) -out out/images

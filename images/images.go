@@ -1,0 +1,99 @@
+// Package images names and defines the container images ecom-agent builds
+// itself, from Go, for air-gapped nodes.
+//
+// No registry is reachable from the clusters' nodes, so nothing can be
+// pulled: containerd's CRI plugin is configured with PauseImage as its
+// sandbox image (every pod's infrastructure container), and the agent
+// imports the archives (PauseArchive, EchoArchive) from
+// /var/lib/ecom-agent/images/ into containerd's k8s.io namespace before the
+// kubelet starts. EchoImage is a small HTTP server for the tests: it
+// answers with its pod's name and IP.
+//
+// images/cmd/mkimage (make images) builds the programs in images/pause and
+// images/echo and writes the archives with images/oci.
+package images
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/images/oci"
+)
+
+// The images' names. The registry host ecom-agent.local serves nothing:
+// the images exist only where the agent imported them. Having a dot, it
+// is kept as the name's domain when containerd and the kubelet normalize
+// references (no docker.io/library/ prefix), so a pod spec's image,
+// containerd's sandbox image setting and the imported name all match.
+// Pods must not force a pull (imagePullPolicy IfNotPresent, the default
+// for a tag other than latest, or Never).
+const (
+	PauseImage = "ecom-agent.local/pause:1.0"
+	EchoImage  = "ecom-agent.local/echo:1.0"
+)
+
+// The archives' file names, in mkimage's output directory and in
+// /var/lib/ecom-agent/images/.
+const (
+	PauseArchive = "pause.tar"
+	EchoArchive  = "echo.tar"
+)
+
+// EchoPort is the echo server's port when $PORT is unset.
+const EchoPort = 8080
+
+// The users the images run as, with their groups (without /etc/passwd in
+// the image, a bare uid would run with gid 0). 65535 is the upstream
+// pause image's user; 65534 is nobody.
+const (
+	PauseUser = "65535:65535"
+	EchoUser  = "65534:65534"
+)
+
+// Pause is the pause image around the static pause binary for arch (""
+// is runtime.GOARCH), created at created (zero: the Unix epoch).
+func Pause(binary []byte, arch string, created time.Time) oci.Image {
+	return oci.Image{
+		Name:         PauseImage,
+		Architecture: arch,
+		Created:      created,
+		Files:        []oci.File{{Path: "/pause", Mode: 0o755, Content: binary}},
+		Config: oci.Config{
+			Entrypoint: []string{"/pause"},
+			User:       PauseUser,
+			Labels: map[string]string{
+				"org.opencontainers.image.title":       "pause",
+				"org.opencontainers.image.description": "ecom-agent's pod sandbox (pause) image",
+				"org.opencontainers.image.version":     tag(PauseImage),
+			},
+		},
+	}
+}
+
+// Echo is the echo server's image around the static echo binary.
+func Echo(binary []byte, arch string, created time.Time) oci.Image {
+	return oci.Image{
+		Name:         EchoImage,
+		Architecture: arch,
+		Created:      created,
+		Files:        []oci.File{{Path: "/echo", Mode: 0o755, Content: binary}},
+		Config: oci.Config{
+			Entrypoint:   []string{"/echo"},
+			ExposedPorts: []string{strconv.Itoa(EchoPort) + "/tcp"},
+			User:         EchoUser,
+			Labels: map[string]string{
+				"org.opencontainers.image.title":       "echo",
+				"org.opencontainers.image.description": "ecom-agent's test server: answers its hostname and IP",
+				"org.opencontainers.image.version":     tag(EchoImage),
+			},
+		},
+	}
+}
+
+func tag(name string) string {
+	_, t, err := oci.SplitName(name)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}

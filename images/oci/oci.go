@@ -1,0 +1,549 @@
+// Package oci writes single-layer container images as image archives that
+// containerd imports offline.
+//
+// The clusters' nodes reach no registry, so the images they need (the
+// pause image containerd's CRI plugin uses for every pod sandbox, and the
+// tests' echo server) travel as tarballs: the agent drops them in
+// /var/lib/ecom-agent/images/ and runs `ctr -n k8s.io images import` before
+// the kubelet starts. An archive is an OCI image layout (oci-layout,
+// index.json, blobs/sha256/...) with a Docker-style manifest.json beside
+// it, so both containerd's OCI path and `docker load`-style importers read
+// it.
+//
+// Archives are reproducible: the same Image gives the same bytes (with the
+// same Go release, whose compress/gzip makes the layer). Every
+// mtime is Image.Created (the Unix epoch when zero, or SOURCE_DATE_EPOCH),
+// owners are root, entries are sorted, JSON has a fixed field order, and
+// the layer's gzip header has no name or time. Rebuilding from the same
+// binaries therefore gives the same digests, and a node that already has
+// the image imports nothing new.
+package oci
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Media types and annotation keys of the OCI image spec (v1.1) and
+// containerd.
+const (
+	MediaTypeImageIndex    = "application/vnd.oci.image.index.v1+json"
+	MediaTypeImageManifest = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeImageConfig   = "application/vnd.oci.image.config.v1+json"
+	MediaTypeLayerGzip     = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+	// AnnotationRefName is the tag in an OCI layout's index.json.
+	AnnotationRefName = "org.opencontainers.image.ref.name"
+	// AnnotationImageName is the full image name containerd gives the
+	// imported image (it takes precedence over the ref name).
+	AnnotationImageName = "io.containerd.image.name"
+
+	// ImageLayoutVersion is the content of the oci-layout file.
+	ImageLayoutVersion = "1.0.0"
+)
+
+// Image is a single-layer image.
+type Image struct {
+	// Name is the full reference, e.g. "ecom-agent.local/pause:1.0". It
+	// must carry a tag and no digest.
+	Name string
+	// OS and Architecture default to linux and runtime.GOARCH; Variant
+	// (e.g. "v8" on arm64) is optional.
+	OS           string
+	Architecture string
+	Variant      string
+	// Created is the image's creation time and every entry's mtime. The
+	// zero value stands for the Unix epoch (not "now"), so that output is
+	// reproducible; see SourceDateEpoch.
+	Created time.Time
+	// Files make up the layer. Parent directories are created (0755).
+	Files []File
+	// Config is the runtime configuration.
+	Config Config
+}
+
+// File is one entry of the layer.
+type File struct {
+	// Path is absolute or relative to the image root ("/pause", "pause").
+	Path string
+	// Mode holds the permission bits (and setuid, setgid, sticky). With
+	// fs.ModeDir the entry is a directory; with fs.ModeSymlink a symbolic
+	// link to Content. Other types are refused.
+	Mode    fs.FileMode
+	Content []byte
+}
+
+// Config is the part of the image config containers run with.
+type Config struct {
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	// ExposedPorts are "port/proto" ("8080/tcp"); a bare port means tcp.
+	ExposedPorts []string
+	// User is "uid" or "uid:gid". Give the gid: without /etc/passwd in the
+	// image, containerd runs a bare uid with gid 0.
+	User       string
+	WorkingDir string
+	Labels     map[string]string
+}
+
+// Descriptor is an OCI content descriptor.
+type Descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Platform    *Platform         `json:"platform,omitempty"`
+}
+
+// Platform is the platform of a manifest in an index.
+type Platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+// Index is index.json.
+type Index struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []Descriptor `json:"manifests"`
+}
+
+// Manifest is an image manifest.
+type Manifest struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        Descriptor   `json:"config"`
+	Layers        []Descriptor `json:"layers"`
+}
+
+// ImageConfig is the image config blob.
+type ImageConfig struct {
+	Created      string         `json:"created"`
+	Architecture string         `json:"architecture"`
+	OS           string         `json:"os"`
+	Variant      string         `json:"variant,omitempty"`
+	Config       RuntimeConfig  `json:"config"`
+	RootFS       RootFS         `json:"rootfs"`
+	History      []HistoryEntry `json:"history"`
+}
+
+// RuntimeConfig is the "config" object of an image config.
+type RuntimeConfig struct {
+	User         string              `json:"User,omitempty"`
+	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
+	Env          []string            `json:"Env,omitempty"`
+	Entrypoint   []string            `json:"Entrypoint,omitempty"`
+	Cmd          []string            `json:"Cmd,omitempty"`
+	WorkingDir   string              `json:"WorkingDir,omitempty"`
+	Labels       map[string]string   `json:"Labels,omitempty"`
+}
+
+// RootFS lists the uncompressed layer digests (diff IDs).
+type RootFS struct {
+	Type    string   `json:"type"`
+	DiffIDs []string `json:"diff_ids"`
+}
+
+// HistoryEntry describes how a layer was made.
+type HistoryEntry struct {
+	Created   string `json:"created"`
+	CreatedBy string `json:"created_by"`
+}
+
+// DockerManifest is one entry of the Docker-style manifest.json.
+type DockerManifest struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+// createdBy goes into the config's history.
+const createdBy = "github.com/ecom-platform/ecom-agent/images/oci"
+
+// blob is a content-addressed file of the archive.
+type blob struct {
+	desc Descriptor
+	data []byte
+}
+
+func newBlob(mediaType string, data []byte) blob {
+	sum := sha256.Sum256(data)
+	return blob{
+		desc: Descriptor{MediaType: mediaType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(data))},
+		data: data,
+	}
+}
+
+// path is the blob's name in the archive.
+func (b blob) path() string {
+	return "blobs/sha256/" + strings.TrimPrefix(b.desc.Digest, "sha256:")
+}
+
+// built is an image's blobs and metadata files.
+type built struct {
+	layer, config, manifest blob
+	index, dockerManifest   []byte
+	mtime                   time.Time
+}
+
+// Write writes img as an image archive to w.
+func Write(w io.Writer, img Image) error {
+	b, err := build(img)
+	if err != nil {
+		return err
+	}
+	return b.write(w)
+}
+
+// WriteFile writes img's archive to file, atomically: a temporary file
+// in the same directory is written, synced and renamed over file, so a
+// reader (the agent's import) never sees half an archive. The file is 0644.
+func WriteFile(file string, img Image) (err error) {
+	b, err := build(img)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = b.write(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// ManifestDigest is the digest of img's manifest: what `ctr images ls`
+// shows for the imported image, and what a pod's imageID ends with.
+func ManifestDigest(img Image) (string, error) {
+	b, err := build(img)
+	if err != nil {
+		return "", err
+	}
+	return b.manifest.desc.Digest, nil
+}
+
+// SourceDateEpoch returns $SOURCE_DATE_EPOCH (Unix seconds) as a time,
+// for Image.Created, or the zero time when it is unset or empty.
+func SourceDateEpoch() (time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || sec < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not Unix seconds", v)
+	}
+	return time.Unix(sec, 0).UTC(), nil
+}
+
+// SplitName splits "host/repo:tag" into the repository and the tag. It
+// refuses names without a tag, with a digest, or with upper case letters
+// in the repository (which containerd refuses too).
+func SplitName(name string) (repo, tag string, err error) {
+	if strings.Contains(name, "@") {
+		return "", "", fmt.Errorf("image name %q: a digest is not allowed", name)
+	}
+	i := strings.LastIndex(name, ":")
+	if i < 0 || strings.Contains(name[i:], "/") {
+		return "", "", fmt.Errorf("image name %q: no tag", name)
+	}
+	repo, tag = name[:i], name[i+1:]
+	if repo == "" || strings.ToLower(repo) != repo || strings.ContainsAny(repo, " \t\n") || strings.HasPrefix(repo, "/") || strings.HasSuffix(repo, "/") || strings.Contains(repo, "//") {
+		return "", "", fmt.Errorf("image name %q: bad repository %q", name, repo)
+	}
+	if !validTag(tag) {
+		return "", "", fmt.Errorf("image name %q: bad tag %q", name, tag)
+	}
+	return repo, tag, nil
+}
+
+// validTag follows the distribution spec: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+func validTag(tag string) bool {
+	if tag == "" || len(tag) > 128 || tag[0] == '.' || tag[0] == '-' {
+		return false
+	}
+	for _, c := range tag {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func build(img Image) (*built, error) {
+	_, tag, err := SplitName(img.Name)
+	if err != nil {
+		return nil, err
+	}
+	if img.OS == "" {
+		img.OS = "linux"
+	}
+	if img.Architecture == "" {
+		img.Architecture = runtime.GOARCH
+	}
+	mtime := img.Created
+	if mtime.IsZero() {
+		mtime = time.Unix(0, 0)
+	}
+	mtime = mtime.UTC().Truncate(time.Second)
+	created := mtime.Format(time.RFC3339)
+
+	layerTar, err := layer(img.Files, mtime)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	diffID := sha256.Sum256(layerTar)
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	// The zero header: no name, no mtime, OS "unknown".
+	if _, err := zw.Write(layerTar); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	b := &built{mtime: mtime}
+	b.layer = newBlob(MediaTypeLayerGzip, gz.Bytes())
+
+	ports := map[string]struct{}{}
+	for _, p := range img.Config.ExposedPorts {
+		port, err := exposedPort(p)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		}
+		ports[port] = struct{}{}
+	}
+	if len(ports) == 0 {
+		ports = nil
+	}
+	cfg := ImageConfig{
+		Created:      created,
+		Architecture: img.Architecture,
+		OS:           img.OS,
+		Variant:      img.Variant,
+		Config: RuntimeConfig{
+			User:         img.Config.User,
+			ExposedPorts: ports,
+			Env:          img.Config.Env,
+			Entrypoint:   img.Config.Entrypoint,
+			Cmd:          img.Config.Cmd,
+			WorkingDir:   img.Config.WorkingDir,
+			Labels:       img.Config.Labels,
+		},
+		RootFS:  RootFS{Type: "layers", DiffIDs: []string{"sha256:" + hex.EncodeToString(diffID[:])}},
+		History: []HistoryEntry{{Created: created, CreatedBy: createdBy}},
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.config = newBlob(MediaTypeImageConfig, cfgJSON)
+
+	mfJSON, err := json.Marshal(Manifest{
+		SchemaVersion: 2,
+		MediaType:     MediaTypeImageManifest,
+		Config:        b.config.desc,
+		Layers:        []Descriptor{b.layer.desc},
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.manifest = newBlob(MediaTypeImageManifest, mfJSON)
+
+	mdesc := b.manifest.desc
+	mdesc.Annotations = map[string]string{AnnotationRefName: tag, AnnotationImageName: img.Name}
+	mdesc.Platform = &Platform{Architecture: img.Architecture, OS: img.OS, Variant: img.Variant}
+	if b.index, err = json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeImageIndex, Manifests: []Descriptor{mdesc}}); err != nil {
+		return nil, err
+	}
+	if b.dockerManifest, err = json.Marshal([]DockerManifest{{
+		Config:   b.config.path(),
+		RepoTags: []string{img.Name},
+		Layers:   []string{b.layer.path()},
+	}}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// exposedPort normalizes "8080" and "8080/tcp" to "8080/tcp".
+func exposedPort(p string) (string, error) {
+	port, proto, ok := strings.Cut(p, "/")
+	if !ok {
+		proto = "tcp"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", fmt.Errorf("exposed port %q: bad port", p)
+	}
+	switch proto {
+	case "tcp", "udp", "sctp":
+	default:
+		return "", fmt.Errorf("exposed port %q: bad protocol", p)
+	}
+	return port + "/" + proto, nil
+}
+
+// entry is a layer entry with a clean relative path.
+type entry struct {
+	name string
+	mode fs.FileMode
+	data []byte
+}
+
+// layer returns the uncompressed layer tar: the files and their parent
+// directories, sorted by path (a parent sorts before its children).
+func layer(files []File, mtime time.Time) ([]byte, error) {
+	entries := map[string]entry{}
+	for _, f := range files {
+		name := strings.TrimPrefix(path.Clean("/"+f.Path), "/")
+		if name == "" || f.Path != "/"+name && f.Path != name {
+			return nil, fmt.Errorf("file %q: want a clean path below /", f.Path)
+		}
+		switch f.Mode.Type() {
+		case 0, fs.ModeDir, fs.ModeSymlink:
+		default:
+			return nil, fmt.Errorf("file %q: unsupported type %v", f.Path, f.Mode.Type())
+		}
+		if _, dup := entries[name]; dup {
+			return nil, fmt.Errorf("file %q: listed twice", f.Path)
+		}
+		entries[name] = entry{name: name, mode: f.Mode, data: f.Content}
+	}
+	// Parents: created as 0755 directories unless listed; a listed
+	// parent must be a directory.
+	for name := range entries {
+		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+			if e, ok := entries[dir]; ok {
+				if !e.mode.IsDir() {
+					return nil, fmt.Errorf("file %q: parent %q is not a directory", name, dir)
+				}
+				continue
+			}
+			entries[dir] = entry{name: dir, mode: fs.ModeDir | 0o755}
+		}
+	}
+	names := make([]string, 0, len(entries))
+	for name := range entries {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range names {
+		e := entries[name]
+		hdr := &tar.Header{
+			Name:    name,
+			Mode:    tarMode(e.mode),
+			ModTime: mtime,
+			Format:  tar.FormatPAX,
+		}
+		switch e.mode.Type() {
+		case fs.ModeDir:
+			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
+		case fs.ModeSymlink:
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, string(e.data)
+		default:
+			hdr.Typeflag, hdr.Size = tar.TypeReg, int64(len(e.data))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("file %q: %w", name, err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(e.data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// tarMode is the tar header mode of m: permissions and the setuid,
+// setgid and sticky bits (the type is in the type flag).
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
+// write writes the archive: directories, blobs, index.json,
+// manifest.json and oci-layout, in name order.
+func (b *built) write(w io.Writer) error {
+	files := map[string][]byte{
+		"oci-layout":    []byte(`{"imageLayoutVersion":"` + ImageLayoutVersion + `"}`),
+		"index.json":    b.index,
+		"manifest.json": b.dockerManifest,
+	}
+	for _, bl := range []blob{b.layer, b.config, b.manifest} {
+		files[bl.path()] = bl.data
+	}
+	names := []string{"blobs/", "blobs/sha256/"}
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	tw := tar.NewWriter(w)
+	for _, name := range names {
+		hdr := &tar.Header{Name: name, ModTime: b.mtime, Format: tar.FormatPAX}
+		if data, ok := files[name]; ok {
+			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o644, int64(len(data))
+		} else {
+			hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(files[name]); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
