@@ -29,6 +29,10 @@ type Agent struct {
 	// KubeVersion is the pinned Kubernetes version ("1.37.2"): the package
 	// recommends ecom-agent-kubernetes of that minor, at least that patch.
 	KubeVersion string
+	// Images are image archives shipped in /usr/share/ecom-agent/images
+	// (the pause image containerd's sandboxes run): the agent imports
+	// them on every node, so no node needs a registry for them.
+	Images []string
 }
 
 const agentDescription = `Kubernetes node bootstrap agent for bare-metal clusters
@@ -79,6 +83,16 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 		return nil, err
 	}
 	s.add(bin, "/usr/bin/ecom-agent", 0o755, files.TypeFile)
+	for _, img := range a.Images {
+		src, err := filepath.Abs(img)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("image archive: %w (run make images)", err)
+		}
+		s.add(src, "/usr/share/ecom-agent/images/"+filepath.Base(img), 0o644, files.TypeFile)
+	}
 
 	unit, err := run("internal", "agent-unit")
 	if err != nil {
@@ -150,6 +164,7 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 	info.Recommends = []string{
 		fmt.Sprintf("%s (>= %s-1)", KubeName, a.KubeVersion),
 		fmt.Sprintf("%s (<< %s~)", KubeName, nextMinor(a.KubeVersion)),
+		ContainerdName,
 	}
 	for _, sc := range []struct {
 		name string

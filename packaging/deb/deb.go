@@ -1,4 +1,4 @@
-// Package deb builds ecom-agent's two Debian packages with nfpm used as a
+// Package deb builds ecom-agent's three Debian packages with nfpm used as a
 // library: ecom-agent (the agent, its unit, config, man pages and
 // completions) and ecom-agent-kubernetes (the pinned Kubernetes binaries).
 //

@@ -204,7 +204,7 @@ func TestAgentIsReproducible(t *testing.T) {
 	for _, want := range []string{
 		"Package: ecom-agent\n", "Version: " + version + "\n", "Architecture: amd64\n",
 		"Section: admin\n", "Priority: optional\n", "Depends: init-system-helpers (>= 1.52)\n",
-		"Recommends: ecom-agent-kubernetes (>= 1.37.2-1), ecom-agent-kubernetes (<< 1.38~)\n",
+		"Recommends: ecom-agent-kubernetes (>= 1.37.2-1), ecom-agent-kubernetes (<< 1.38~), ecom-agent-containerd\n",
 	} {
 		if !strings.Contains(control, want) {
 			t.Errorf("control lacks %q:\n%s", want, control)
@@ -221,5 +221,54 @@ func TestAgentIsReproducible(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(x, "lib/systemd/system/ecom-agent.service"))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("packaged unit differs from `ecom-agent internal agent-unit` (%v)", err)
+	}
+}
+
+// TestContainerdPackage builds the runtime's companion package twice from
+// the same binaries: same bytes, the three programs in /usr/bin, and it
+// depends on Debian's runc and CNI plugins, which the agent's containerd
+// configuration uses.
+func TestContainerdPackage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, b := range ContainerdBinaries {
+		if err := os.WriteFile(filepath.Join(dir, b), []byte("#!/bin/sh\necho "+b+"\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var paths []string
+	for i := range 2 {
+		c := Containerd{
+			Common: Common{Version: "2.4.2-1", MTime: commitTime, Staging: t.TempDir() + fmt.Sprint("/s", i)},
+			BinDir: dir,
+		}
+		p, err := c.Build(ctx, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	if filepath.Base(paths[0]) != "ecom-agent-containerd_2.4.2-1_amd64.deb" {
+		t.Errorf("file name %s", filepath.Base(paths[0]))
+	}
+	if a, b := sum(t, paths[0]), sum(t, paths[1]); a != b {
+		t.Fatalf("two builds differ: %s %s", a, b)
+	}
+	list := dpkgDeb(t, "--contents", paths[0])
+	for _, b := range ContainerdBinaries {
+		if !regexpLine(list, "-rwxr-xr-x root/root", "2026-11-30 04:48 ./usr/bin/"+b) {
+			t.Errorf("%s not in the package as root:root 0755:\n%s", b, list)
+		}
+	}
+	if info := dpkgDeb(t, "--info", paths[0]); !strings.Contains(info, "Depends: runc, containernetworking-plugins\n") {
+		t.Errorf("control lacks the runtime's dependencies:\n%s", info)
+	}
+
+	_, err := Containerd{
+		Common: Common{Version: "2.4.2-1", MTime: commitTime, Staging: t.TempDir()},
+		BinDir: t.TempDir(),
+	}.Build(ctx, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "run tools/containerd/build.sh") {
+		t.Errorf("missing binaries: got %v, want the error to say how to build them", err)
 	}
 }

@@ -4,6 +4,7 @@
 //	mkdeb version -describe "$(git describe --tags --always --dirty)" [-revision 1]
 //	mkdeb agent -version V -binary bin/ecom-agent -config packaging/config.toml -kube-version 1.37.2 -staging DIR -out out
 //	mkdeb kube -version 1.37.2-1 -bin-dir /var/cache/ecom-agent-kube/v1.37.2 -staging DIR -out out
+//	mkdeb containerd -version 2.4.2-1 -bin-dir /var/cache/ecom-agent-containerd/v2.4.2 -staging DIR -out out
 //
 // Every file's time is -mtime (Unix seconds), default $SOURCE_DATE_EPOCH:
 // the commit time, so two builds of a commit give the same bytes.
@@ -26,6 +27,7 @@ const usage = `usage:
   mkdeb version -describe DESCRIBE [-mtime EPOCH] [-revision N]
   mkdeb agent -version V -binary PATH -config PATH -kube-version X.Y.Z -staging DIR -out DIR [common flags]
   mkdeb kube -version V -bin-dir DIR -staging DIR -out DIR [common flags]
+  mkdeb containerd -version V -bin-dir DIR -staging DIR -out DIR [common flags]
 common flags: -mtime EPOCH (default $SOURCE_DATE_EPOCH) -compression gzip|xz|zstd|none -maintainer M
 `
 
@@ -57,7 +59,12 @@ func run(ctx context.Context, args []string) error {
 	binary := fs.String("binary", "", "agent: the ecom-agent binary")
 	config := fs.String("config", "packaging/config.toml", "agent: the example config")
 	kubeVersion := fs.String("kube-version", "", "agent: pinned Kubernetes version, X.Y.Z")
-	binDir := fs.String("bin-dir", "", "kube: directory of the Kubernetes binaries")
+	var images []string
+	fs.Func("image", "agent: an image archive to ship in /usr/share/ecom-agent/images (repeatable)", func(v string) error {
+		images = append(images, v)
+		return nil
+	})
+	binDir := fs.String("bin-dir", "", "kube, containerd: directory of the binaries")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -90,9 +97,11 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(v)
 		return nil
 	case "agent":
-		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion}.Build(ctx, *out)
+		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion, Images: images}.Build(ctx, *out)
 	case "kube":
 		path, err = deb.Kube{Common: c, BinDir: *binDir}.Build(ctx, *out)
+	case "containerd":
+		path, err = deb.Containerd{Common: c, BinDir: *binDir}.Build(ctx, *out)
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
