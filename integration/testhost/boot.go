@@ -56,6 +56,8 @@ ln -s /proc/self/fd dev/fd
 ln -s /proc/self/fd/0 dev/stdin
 ln -s /proc/self/fd/1 dev/stdout
 ln -s /proc/self/fd/2 dev/stderr
+mkdir -p var/lib/containerd
+mount --bind "$DATA/containerd" var/lib/containerd
 hostname "$NAME"
 # BeforeBoot hook:
 %s
@@ -112,6 +114,7 @@ func (h *Host) launch(ctx context.Context) (procRef, error) {
 		"CGROUP=" + rel,
 		"BOOT=" + fmt.Sprintf(bootScript, cgroupMounts, e.st.BeforeBoot),
 		"ROOT=" + ov.root,
+		"DATA=" + ov.data,
 		"NAME=" + h.name,
 	}
 	cmd.Stdout, cmd.Stderr = console, console

@@ -20,6 +20,10 @@ PACKAGES=(
 	systemd systemd-sysv dbus
 	# Networking and everyday tools later tests use.
 	iproute2 iputils-ping iptables kmod ca-certificates curl procps less util-linux
+	# What a Kubernetes node needs beside containerd (which Debian 12 has
+	# too old, see tools/containerd): the OCI runtime, the CNI plugins
+	# (bridge, host-local, portmap, loopback), conntrack for kube-proxy.
+	runc containernetworking-plugins conntrack
 )
 # Units that fail, or touch the machine's hardware, in a container whose
 # /dev and /sys are not a real machine's.

@@ -117,6 +117,9 @@ func Open(ctx context.Context, opts Options) (*Env, error) {
 	if err := Sweep(ctx, opts); err != nil {
 		opts.Logf("testhost: removing leftovers: %v", err) // ours will not collide with them
 	}
+	if err := raiseInotifyLimits(opts.Logf); err != nil {
+		return nil, fmt.Errorf("testhost: %w", err)
+	}
 	boot, err := bootID()
 	if err != nil {
 		return nil, fmt.Errorf("testhost: %w", err)
@@ -372,6 +375,42 @@ func checkPrefix(p string) error {
 		strings.Trim(p, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 	if !ok {
 		return fmt.Errorf("testhost: host name prefix %q: want a lowercase letter, then letters, digits or '-', at most %d", p, maxPrefixLen)
+	}
+	return nil
+}
+
+// inotifyLimits are the machine's inotify limits test hosts need. They
+// count per user across the machine, and every host's systemd, journald,
+// containerd and kubelet run as root: five Kubernetes nodes exhaust the
+// default 128 instances and containerd's CRI plugin then fails with "too
+// many open files". kind documents the same raise for the same reason.
+var inotifyLimits = []struct {
+	path string
+	min  int
+}{
+	{"/proc/sys/fs/inotify/max_user_instances", 8192},
+	{"/proc/sys/fs/inotify/max_user_watches", 524288},
+}
+
+// raiseInotifyLimits raises the machine's inotify limits to inotifyLimits,
+// never lowering one.
+func raiseInotifyLimits(logf func(string, ...any)) error {
+	for _, l := range inotifyLimits {
+		b, err := os.ReadFile(l.path)
+		if err != nil {
+			return fmt.Errorf("inotify limits: %w", err)
+		}
+		cur, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("inotify limits: %s: %w", l.path, err)
+		}
+		if cur >= l.min {
+			continue
+		}
+		if err := os.WriteFile(l.path, []byte(strconv.Itoa(l.min)), 0o644); err != nil {
+			return fmt.Errorf("inotify limits: raise %s from %d to %d: %w", l.path, cur, l.min, err)
+		}
+		logf("testhost: raised %s from %d to %d (every host's containerd and kubelet use inotify)", l.path, cur, l.min)
 	}
 	return nil
 }

@@ -109,9 +109,13 @@ func removeTree(dir string) error {
 }
 
 // overlay is a host's copy-on-write root: the cached root file system below,
-// the host's own disk (upper) above, both seen at root.
+// the host's own disk (upper) above, both seen at root. data is a second
+// disk of the host, a plain directory of the machine's file system that
+// the boot mounts at /var/lib/containerd: containerd's overlayfs snapshots
+// cannot have their upper directories on an overlay, as on a real node
+// whose /var/lib/containerd is an ordinary disk.
 type overlay struct {
-	lower, upper, work, root string
+	lower, upper, work, root, data string
 }
 
 func hostOverlay(rootfs, hostDir string) overlay {
@@ -120,6 +124,7 @@ func hostOverlay(rootfs, hostDir string) overlay {
 		upper: filepath.Join(hostDir, "upper"),
 		work:  filepath.Join(hostDir, "work"),
 		root:  filepath.Join(hostDir, "root"),
+		data:  filepath.Join(hostDir, "data"),
 	}
 }
 
@@ -129,7 +134,7 @@ func (o overlay) mount() error {
 	if o.check() == nil {
 		return nil
 	}
-	for _, d := range []string{o.upper, o.work, o.root} {
+	for _, d := range []string{o.upper, o.work, o.root, filepath.Join(o.data, "containerd")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("mount overlay: %w", err)
 		}
@@ -151,7 +156,7 @@ func (o overlay) unmount() error {
 
 // wipe gives the overlay a fresh, empty disk. It must not be mounted.
 func (o overlay) wipe() error {
-	for _, d := range []string{o.upper, o.work} {
+	for _, d := range []string{o.upper, o.work, o.data} {
 		if err := removeTree(d); err != nil {
 			return fmt.Errorf("wipe: %w", err)
 		}
