@@ -93,6 +93,7 @@ func (r *Renderer) Phases() []Phase {
 			{"etcd-config", (*Renderer).phaseEtcdConfig},
 			{"control-plane-config", (*Renderer).phaseControlPlaneConfig},
 			{"kube-proxy-config", (*Renderer).phaseKubeProxyConfig},
+			{"containerd-config", (*Renderer).phaseContainerdConfig},
 			{"kubelet-config", (*Renderer).phaseKubeletConfig},
 			{"units", (*Renderer).phaseUnits},
 		}
@@ -100,6 +101,8 @@ func (r *Renderer) Phases() []Phase {
 	// A worker holds no CA key: its kubelet certificates and kubeconfig
 	// are issued by a control-plane agent when it joins.
 	return []Phase{
+		{"containerd-config", (*Renderer).phaseContainerdConfig},
+		{"kube-proxy-config", (*Renderer).phaseKubeProxyConfig},
 		{"kubelet-config", (*Renderer).phaseKubeletConfig},
 		{"units", (*Renderer).phaseUnits},
 	}

@@ -38,7 +38,10 @@ func ComponentUnits(cfg *config.Config, etcdServers []string) []units.Spec {
 		// keeps boot logs readable without making etcd a hard requirement
 		// (the API server also reaches the other members).
 		specs[1].After = append(specs[1].After, EtcdUnit)
-		specs = append(specs, componentSpec(KubeProxyUnit, "Kubernetes network proxy", cfg.Binaries.KubeProxy, KubeProxyFlags(), units.TypeSimple))
+	}
+	specs = append(specs, componentSpec(KubeProxyUnit, "Kubernetes network proxy", cfg.Binaries.KubeProxy, KubeProxyFlags(), units.TypeSimple))
+	if cfg.ManagesContainerd() {
+		specs = append(specs, ContainerdUnitSpec(cfg))
 	}
 	specs = append(specs, KubeletUnitSpec(cfg))
 	return specs
@@ -73,6 +76,8 @@ func UnitInputs(unit string) []string {
 		return []string{KubeProxyConfigFile, KubeProxyKubeconfig}
 	case KubeletUnit:
 		return []string{KubeletConfigFile, KubeletKubeconfig, pkiPath("ca.crt")}
+	case ContainerdUnit:
+		return []string{ContainerdConfigFile}
 	}
 	return nil
 }

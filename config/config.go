@@ -5,6 +5,14 @@ import "net/netip"
 // IsControlPlane reports whether the node runs etcd and the control plane.
 func (c *Config) IsControlPlane() bool { return c.Role == RoleControlPlane }
 
+// ManagesContainerd reports whether the agent runs the node's container
+// runtime (containerd from the ecom-agent-containerd package, its config
+// and unit): it does unless kubelet.container_runtime_endpoint names
+// another runtime's socket, which the operator then runs.
+func (c *Config) ManagesContainerd() bool {
+	return c.Kubelet.ContainerRuntimeEndpoint == defaultContainerRuntimeEndpoint
+}
+
 // APIServerServiceIP returns the cluster IP of the "kubernetes" service,
 // the first address of the service range (10.96.0.1 by default).
 func (c *Config) APIServerServiceIP() netip.Addr { return nthAddr(c.Network.ServiceCIDR, 1) }

@@ -88,6 +88,8 @@ func binaryFields(c *Config) []binaryField {
 		{"binaries.kube_scheduler", &b.KubeScheduler},
 		{"binaries.kubelet", &b.Kubelet},
 		{"binaries.kube_proxy", &b.KubeProxy},
+		{"binaries.containerd", &b.Containerd},
+		{"binaries.ctr", &b.Ctr},
 	}
 }
 

@@ -127,6 +127,10 @@ type Binaries struct {
 	KubeScheduler         string `toml:"kube_scheduler"`          // default /usr/bin/kube-scheduler
 	Kubelet               string `toml:"kubelet"`                 // default /usr/bin/kubelet
 	KubeProxy             string `toml:"kube_proxy"`              // default /usr/bin/kube-proxy
+	// Containerd and Ctr are containerd's programs (package
+	// ecom-agent-containerd); its runc shim must be in the PATH beside.
+	Containerd string `toml:"containerd"` // default /usr/bin/containerd
+	Ctr        string `toml:"ctr"`        // default /usr/bin/ctr
 }
 
 // Component holds settings every Kubernetes component shares.

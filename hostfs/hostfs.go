@@ -178,6 +178,11 @@ func (r *Root) ReadFile(logical string) ([]byte, error) {
 	return os.ReadFile(r.Path(logical))
 }
 
+// ReadDir lists a logical directory, sorted by name.
+func (r *Root) ReadDir(logical string) ([]fs.DirEntry, error) {
+	return os.ReadDir(r.Path(logical))
+}
+
 // Stat stats a logical path.
 func (r *Root) Stat(logical string) (fs.FileInfo, error) {
 	return os.Stat(r.Path(logical))

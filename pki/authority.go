@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -180,7 +181,20 @@ func (a *Authority) Issue(spec CertSpec, opts Options) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
-	ski, err := subjectKeyID(key.Public())
+	tmpl, err := a.template(spec, key.Public(), now, opts.CertValidity)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := sign(tmpl, a.cert, key, a.key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	return kp, nil
+}
+
+// template is the certificate a signs for spec and the public key pub.
+func (a *Authority) template(spec CertSpec, pub crypto.PublicKey, now time.Time, validity time.Duration) (*x509.Certificate, error) {
+	ski, err := subjectKeyID(pub)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
@@ -188,7 +202,7 @@ func (a *Authority) Issue(spec CertSpec, opts Options) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
-	notAfter := now.Add(opts.CertValidity)
+	notAfter := now.Add(validity)
 	if notAfter.After(a.cert.NotAfter) {
 		notAfter = a.cert.NotAfter
 	}
@@ -200,7 +214,7 @@ func (a *Authority) Issue(spec CertSpec, opts Options) (*KeyPair, error) {
 		},
 		NotBefore:             now.Add(-backdate).UTC(),
 		NotAfter:              notAfter.UTC(),
-		KeyUsage:              leafKeyUsage(key.Public()),
+		KeyUsage:              leafKeyUsage(pub),
 		ExtKeyUsage:           append([]x509.ExtKeyUsage(nil), spec.Usages...),
 		BasicConstraintsValid: true,
 		DNSNames:              append([]string(nil), spec.DNSNames...),
@@ -210,11 +224,50 @@ func (a *Authority) Issue(spec CertSpec, opts Options) (*KeyPair, error) {
 	for _, ip := range spec.IPs {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(ip.Unmap().AsSlice()))
 	}
-	kp, err := sign(tmpl, a.cert, key, a.key)
+	return tmpl, nil
+}
+
+// SignRequest signs a certificate for spec over the public key of a
+// certificate signing request whose private key never left its node (a
+// worker's kubelet). The request's own subject, names and extensions are
+// ignored: the certificate says what spec says, so the caller decides the
+// identity. The request's signature must verify (its sender holds the
+// key). Returns the certificate in PEM.
+func (a *Authority) SignRequest(spec CertSpec, csrPEM []byte, opts Options) ([]byte, error) {
+	opts, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.validate(); err != nil {
+		return nil, err
+	}
+	if spec.CA != a.name {
+		return nil, fmt.Errorf("%s: must be signed by %s, not by %s", spec.Name, spec.CA, a.name)
+	}
+	block, _ := pem.Decode(csrPEM)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("%s: not a PEM certificate request", spec.Name)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
-	return kp, nil
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%s: the request's signature does not verify: %w", spec.Name, err)
+	}
+	now := opts.Now()
+	if !now.Before(a.cert.NotAfter) {
+		return nil, fmt.Errorf("%s: CA %s expired at %s", spec.Name, a.name, a.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	tmpl, err := a.template(spec, csr.PublicKey, now, opts.CertValidity)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, csr.PublicKey, a.key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: create certificate: %w", spec.Name, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // leafKeyUsage is the key usage of a leaf with the given public key:
