@@ -113,6 +113,9 @@ func (d *Daemon) startCluster(ctx context.Context) (*cluster, error) {
 	srv.Handle(methodReleaseQuery, c.handleReleaseQuery)
 	srv.Handle(methodCommit, c.handleCommit)
 	srv.Handle(methodJoin, c.handleJoin)
+	if cfg.IsControlPlane() {
+		srv.Handle(methodNodeCerts, c.handleNodeCerts)
+	}
 	rpcAddr := netip.AddrPortFrom(cfg.AdvertiseAddress, uint16(cfg.Gossip.RPCPort))
 	ln, err := srv.Listen(rpcAddr.String())
 	if err != nil {

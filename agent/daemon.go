@@ -64,6 +64,9 @@ type Deps struct {
 	// ("promises-collected", "send-commit", "commit-delivered") with a
 	// detail (the commit, the peer): tests crash or stall a node there.
 	Hook func(point, detail string)
+	// Exec runs a host program (ctr, ip, iptables) and returns its
+	// combined output; nil runs it with os/exec.
+	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
 }
 
 // hook calls Deps.Hook if there is one.
@@ -79,6 +82,8 @@ type Daemon struct {
 	sd      Systemd
 	cluster *cluster
 	cp      *controlPlane
+	node    *node
+	worker  workerSide
 	started time.Time
 	// written is what the last render wrote: units whose inputs changed
 	// restart.
@@ -177,6 +182,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.etcd.close()
 	d.cp = newControlPlane(d)
 	defer func() { d.cp.stop() }()
+	d.node = newNode(d)
 	// The agent is up: it answers status and its peers. Waiting for
 	// peers, or for etcd to reach quorum, is its normal work, so systemd
 	// (and boot, and cloud-init after it) never waits on it.
@@ -231,8 +237,16 @@ func (d *Daemon) watch(ctx context.Context) bool {
 				return true
 			}
 			d.cp.tick(ctx, d.written)
+			// The kubelet registers with the local API server, so its
+			// side starts once that one is ready.
+			if cps, _ := d.cp.snapshot(); cps != nil && cps.Ready {
+				d.node.kick(ctx, d.written, bootstrap.AgentKubeconfig)
+			}
 		} else {
 			d.cluster.publishMeta()
+		}
+		if !d.d.Config.IsControlPlane() {
+			d.workerTick(ctx)
 		}
 		if d.d.Config.IsControlPlane() && d.phase().EtcdServing() && d.d.Now().Sub(lastRenewCheck) >= renewCheckInterval {
 			lastRenewCheck = d.d.Now()
@@ -258,7 +272,17 @@ func (d *Daemon) converge(ctx context.Context) error {
 	}
 	switch {
 	case !cfg.IsControlPlane():
-		d.setWaiting("a control-plane agent to issue this worker's kubelet certificates (worker join arrives in a later release)")
+		// A worker renders what needs no CA key (containerd's, the
+		// kubelet's and kube-proxy's configs); its credentials come
+		// from a control-plane agent in the watch loop.
+		r := bootstrap.NewRenderer(cfg, d.d.Root, d.d.Log)
+		r.SkipUnitFiles = true
+		written, err := r.Run(ctx)
+		if err != nil {
+			return err
+		}
+		d.written = written
+		d.setWaiting("a control-plane agent to sign this worker's kubelet certificate")
 		d.setPhase(PhaseWorkerIdle)
 		return nil
 	case d.etcdDecision() == nil:
@@ -458,13 +482,24 @@ var errMemberRemoved = errors.New("etcd says this member was removed from its cl
 
 // managedUnits lists the units a node runs in its current phase.
 func managedUnits(cfg *config.Config, st *State) []string {
-	if !cfg.IsControlPlane() || st == nil || st.Etcd == nil {
+	if st == nil {
 		return nil
 	}
-	if st.ControlPlaneUnits {
-		return append([]string{bootstrap.EtcdUnit}, controlPlaneUnits...)
+	var u []string
+	if cfg.IsControlPlane() && st.Etcd != nil {
+		u = append(u, bootstrap.EtcdUnit)
+		if st.ControlPlaneUnits {
+			u = append(u, controlPlaneUnits...)
+		}
 	}
-	return []string{bootstrap.EtcdUnit}
+	if st.NodeUnits {
+		for _, name := range nodeUnits {
+			if name != bootstrap.ContainerdUnit || cfg.ManagesContainerd() {
+				u = append(u, name)
+			}
+		}
+	}
+	return u
 }
 
 // refresh rebuilds the published status from systemd and etcd.
@@ -500,6 +535,10 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 	if d.cp != nil && d.d.Config.IsControlPlane() && st.ControlPlaneUnits {
 		in.controlPlane, in.seed = d.cp.snapshot()
 	}
+	if d.node != nil && st.NodeUnits {
+		ns := d.node.Status()
+		in.kubelet = &ns
+	}
 	in.refused = refused
 	d.mu.Lock()
 	in.lastRenewal = d.lastRenewal
@@ -532,6 +571,7 @@ type statusInput struct {
 	// server and of seeding (nil: not known).
 	controlPlane *ControlPlaneStatus
 	seed         *SeedStatus
+	kubelet      *NodeStatus
 	lastRenewal  *RenewResult
 	joinTook     time.Duration
 	changes      map[string]int
@@ -554,6 +594,7 @@ func collectStatus(ctx context.Context, in statusInput) Status {
 		Refused:           in.refused,
 		Alert:             in.alert,
 		ControlPlane:      in.controlPlane,
+		Kubelet:           in.kubelet,
 		Seed:              in.seed,
 		LastRenewal:       in.lastRenewal,
 		JoinSeconds:       in.joinTook.Seconds(),

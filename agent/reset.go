@@ -87,6 +87,7 @@ func (e *UnsafeError) Error() string { return "refusing to reset: " + e.Reason }
 // before the API server, the API server before etcd.
 var resetUnits = []string{
 	bootstrap.KubeletUnit,
+	bootstrap.ContainerdUnit,
 	bootstrap.KubeProxyUnit,
 	bootstrap.SchedulerUnit,
 	bootstrap.ControllerManagerUnit,
@@ -280,6 +281,7 @@ func generatedPaths(root *hostfs.Root) (remove, keep []string) {
 	for _, p := range []string{
 		bootstrap.EtcdDataDir,
 		bootstrap.KubeProxyConfigFile, bootstrap.KubeletConfigFile, bootstrap.KubeletPKIDir,
+		bootstrap.ContainerdConfigFile, bootstrap.CNIConfFile,
 	} {
 		if exists(p) {
 			remove = append(remove, p)

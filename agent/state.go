@@ -34,6 +34,9 @@ type State struct {
 	// ControlPlaneUnits is true once the control-plane units are
 	// installed, so a status without the daemon knows to check them.
 	ControlPlaneUnits bool `json:"control_plane_units,omitempty"`
+	// NodeUnits is true once the kubelet's units (containerd, kubelet)
+	// are installed: status and reset then look after them too.
+	NodeUnits bool `json:"node_units,omitempty"`
 }
 
 // EtcdDecision is a decided etcd membership.

@@ -56,6 +56,10 @@ type Status struct {
 	// ControlPlane is the local API server's readiness (control-plane
 	// nodes whose units are installed, when the daemon answers).
 	ControlPlane *ControlPlaneStatus `json:"control_plane,omitempty"`
+	// Kubelet is this node's kubelet side: container runtime, images,
+	// the Node's readiness and the pod network (once its units are
+	// installed, when the daemon answers).
+	Kubelet *NodeStatus `json:"kubelet,omitempty"`
 	// APIServers is every control-plane node's kube-apiserver /readyz,
 	// as this node reaches it (one per etcd member).
 	APIServers []APIServerHealth `json:"apiservers,omitempty"`
@@ -164,6 +168,14 @@ func (s *Status) judge(expectEtcd bool) {
 			down = append(down, "control plane: "+cp.Error)
 		case !cp.Ready:
 			degraded = append(degraded, "kube-apiserver is not ready yet: "+cp.Readyz)
+		}
+	}
+	if k := s.Kubelet; k != nil {
+		switch {
+		case k.Error != "":
+			degraded = append(degraded, "kubelet: "+k.Error)
+		case !k.Ready:
+			degraded = append(degraded, "this Node is not Ready: "+k.Reason)
 		}
 	}
 	for _, a := range s.APIServers {

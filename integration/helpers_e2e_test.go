@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/images"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
@@ -58,6 +59,9 @@ const testSecret = "e2e-secret-0123456789abcdef0123456789abcdef"
 // directory `make kube-bins` fills, bind-mounted read-only into every host.
 const kubeBinDir = "/opt/kubernetes/bin"
 
+// containerdBinDir is where containerd's programs appear in test hosts.
+const containerdBinDir = "/opt/containerd/bin"
+
 // kubeBins returns the machine's directory of Kubernetes binaries:
 // $ECOM_KUBE_BIN (the Makefile sets it), else the default cache.
 func kubeBins(t *testing.T) string {
@@ -72,12 +76,42 @@ func kubeBins(t *testing.T) string {
 	return dir
 }
 
+// containerdBins returns the machine's directory of containerd's
+// programs: $ECOM_CONTAINERD_BIN, else the default cache.
+func containerdBins(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ECOM_CONTAINERD_BIN")
+	if dir == "" {
+		dir = "/var/cache/ecom-agent-containerd/v2.4.2"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "containerd")); err != nil {
+		t.Fatalf("no containerd in %s (%v): run `make containerd-bins`", dir, err)
+	}
+	return dir
+}
+
+// imagesDir returns the directory of the images `make images` builds.
+func imagesDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ECOM_IMAGES_DIR")
+	if dir == "" {
+		dir = "../out/images"
+	}
+	if _, err := os.Stat(filepath.Join(dir, images.PauseArchive)); err != nil {
+		t.Fatalf("no %s in %s (%v): run `make images`", images.PauseArchive, dir, err)
+	}
+	return dir
+}
+
 // hostOptions are the test-host options of an e2e environment: the
-// Kubernetes binaries appear read-only at kubeBinDir in every host.
+// Kubernetes binaries appear read-only at kubeBinDir and containerd's at
+// containerdBinDir in every host.
 func hostOptions(t *testing.T, prefix string) testhost.Options {
-	dir := kubeBins(t)
-	return testhost.Options{Prefix: prefix, Logf: t.Logf, BeforeBoot: fmt.Sprintf(
-		"mkdir -p .%[2]s && mount --bind %[1]s .%[2]s && mount -o remount,bind,ro .%[2]s", dir, kubeBinDir)}
+	mount := func(src, dst string) string {
+		return fmt.Sprintf("mkdir -p .%[2]s && mount --bind %[1]s .%[2]s && mount -o remount,bind,ro .%[2]s", src, dst)
+	}
+	return testhost.Options{Prefix: prefix, Logf: t.Logf,
+		BeforeBoot: mount(kubeBins(t), kubeBinDir) + "\n" + mount(containerdBins(t), containerdBinDir)}
 }
 
 // nodeConfig is the config.toml of a test host.
@@ -95,7 +129,9 @@ kube_controller_manager = "%[6]s/kube-controller-manager"
 kube_scheduler = "%[6]s/kube-scheduler"
 kubelet = "%[6]s/kubelet"
 kube_proxy = "%[6]s/kube-proxy"
-`, h.Name(), h.Addr(), testSecret, expect, extra, kubeBinDir)
+containerd = "%[7]s/containerd"
+ctr = "%[7]s/ctr"
+`, h.Name(), h.Addr(), testSecret, expect, extra, kubeBinDir, containerdBinDir)
 }
 
 // install puts the agent binary, its unit and config on a host.
@@ -109,6 +145,10 @@ func install(t *testing.T, h *testhost.Host, config string) {
 		t.Fatal(err)
 	}
 	if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The pause image the package ships.
+	if err := h.CopyIn(filepath.Join(imagesDir(t), images.PauseArchive), "/usr/share/ecom-agent/images/"+images.PauseArchive, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.MustRun(t, "systemctl", "daemon-reload")
