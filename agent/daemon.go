@@ -537,6 +537,9 @@ func (d *Daemon) publish(ctx context.Context, probe bool) {
 	}
 	if d.node != nil && st.NodeUnits {
 		ns := d.node.Status()
+		if lb := d.worker.lb.Load(); lb != nil {
+			ns.APILoadBalancer = lb.Status()
+		}
 		in.kubelet = &ns
 	}
 	in.refused = refused

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/ecom-platform/ecom-agent/apilb"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/nodecheck"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -48,6 +49,9 @@ type NodeStatus struct {
 	Preflight []string `json:"preflight,omitempty"`
 	// Error is the last step that failed; the agent retries.
 	Error string `json:"error,omitempty"`
+	// APILoadBalancer is a worker's load balancer on 127.0.0.1:6444:
+	// the API servers it spreads to and their health.
+	APILoadBalancer []apilb.EndpointStatus `json:"api_load_balancer,omitempty"`
 }
 
 // node runs what every node runs for its kubelet: containerd with the

@@ -281,7 +281,7 @@ func generatedPaths(root *hostfs.Root) (remove, keep []string) {
 	for _, p := range []string{
 		bootstrap.EtcdDataDir,
 		bootstrap.KubeProxyConfigFile, bootstrap.KubeletConfigFile, bootstrap.KubeletPKIDir,
-		bootstrap.ContainerdConfigFile, bootstrap.CNIConfFile,
+		bootstrap.ContainerdConfigFile, bootstrap.CNIConfFile, KubeProxyClientCert,
 	} {
 		if exists(p) {
 			remove = append(remove, p)

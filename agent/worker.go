@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/apilb"
@@ -315,7 +316,8 @@ func parseOneCert(data []byte) (*x509.Certificate, error) {
 type workerSide struct {
 	creds     bool
 	lastFetch time.Time
-	lb        *apilb.LB
+	// lb is set once by the watch loop and read by status.
+	lb atomic.Pointer[apilb.LB]
 }
 
 // workerTick gets the worker's credentials from a control-plane agent,
@@ -338,10 +340,11 @@ func (d *Daemon) workerTick(ctx context.Context) {
 			w.creds = true
 		}
 	}
-	if w.lb == nil {
+	lb := w.lb.Load()
+	if lb == nil {
 		tlsCfg, err := workerHealthTLS(d)
 		if err == nil {
-			w.lb, err = apilb.New(apilb.Options{
+			lb, err = apilb.New(apilb.Options{
 				Listen:    net.JoinHostPort("127.0.0.1", strconv.Itoa(APILoadBalancerPort)),
 				HealthTLS: tlsCfg,
 				Log:       d.d.Log.With("component", "apilb"),
@@ -351,18 +354,22 @@ func (d *Daemon) workerTick(ctx context.Context) {
 			d.setWaiting("the API load balancer: " + err.Error())
 			return
 		}
+		w.lb.Store(lb)
 		go func() {
-			if err := w.lb.Run(ctx); err != nil {
+			if err := lb.Run(ctx); err != nil {
 				d.d.Log.Error("API load balancer stopped", "err", err)
 			}
 		}()
 	}
 	eps := apiEndpoints(d.cluster.g.Members(), d.d.Config.APIServer.Port)
-	w.lb.SetEndpoints(eps)
+	lb.SetEndpoints(eps)
 	if len(eps) == 0 {
 		d.setWaiting("a control-plane node in the gossip view, for the API load balancer")
 		return
 	}
 	d.setWaiting("")
-	d.node.kick(ctx, d.written, bootstrap.KubeletKubeconfig)
+	// The worker's agent reads the Nodes (for the pod routes) as
+	// kube-proxy, whose system:node-proxier role may list them; the
+	// kubelet's own identity may read its Node only.
+	d.node.kick(ctx, d.written, bootstrap.KubeProxyKubeconfig)
 }

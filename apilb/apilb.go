@@ -44,9 +44,24 @@ type Options struct {
 	// Timeout bounds a dial to an endpoint and a probe (default
 	// DefaultTimeout).
 	Timeout time.Duration
+	// FailureThreshold is how many probes in a row must time out or
+	// fail to connect before a healthy endpoint is called unhealthy
+	// (default DefaultFailureThreshold): on a loaded host one slow
+	// answer must not cut every watch of a good server. An answer that
+	// is not 200 (a server shutting down) and a failed dial of a
+	// proxied connection count at once.
+	FailureThreshold int
 	// Log receives health transitions (default: discarded).
 	Log *slog.Logger
 }
+
+// DefaultFailureThreshold is Options.FailureThreshold's default.
+const DefaultFailureThreshold = 3
+
+// statusError is a probe's answer other than 200.
+type statusError struct{ msg string }
+
+func (e *statusError) Error() string { return e.msg }
 
 // EndpointStatus is an endpoint as the balancer sees it.
 type EndpointStatus struct {
@@ -83,7 +98,9 @@ type endpoint struct {
 	lastErr string
 	// downs counts transitions to unhealthy, so that a connection
 	// dialled before one is not kept after it.
-	downs   int
+	downs int
+	// fails counts probes in a row that timed out or could not connect.
+	fails   int
 	conns   map[*proxied]struct{}
 	total   uint64
 	removed bool
@@ -104,12 +121,13 @@ func (p *proxied) close() {
 // LB is a TCP load balancer over API server endpoints. Its methods are
 // safe for concurrent use.
 type LB struct {
-	ln       net.Listener
-	log      *slog.Logger
-	interval time.Duration
-	timeout  time.Duration
-	probes   *http.Client
-	dialer   net.Dialer
+	ln        net.Listener
+	log       *slog.Logger
+	interval  time.Duration
+	timeout   time.Duration
+	threshold int
+	probes    *http.Client
+	dialer    net.Dialer
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close
@@ -150,13 +168,14 @@ func New(opts Options) (*LB, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &LB{
-		ln:       ln,
-		log:      log,
-		interval: cmp.Or(opts.Interval, DefaultInterval),
-		timeout:  timeout,
-		dialer:   net.Dialer{Timeout: timeout},
-		closed:   make(chan struct{}),
-		eps:      map[string]*endpoint{},
+		ln:        ln,
+		log:       log,
+		interval:  cmp.Or(opts.Interval, DefaultInterval),
+		threshold: cmp.Or(opts.FailureThreshold, DefaultFailureThreshold),
+		timeout:   timeout,
+		dialer:    net.Dialer{Timeout: timeout},
+		closed:    make(chan struct{}),
+		eps:       map[string]*endpoint{},
 	}
 	l.probes = &http.Client{
 		Timeout: timeout,
@@ -545,13 +564,34 @@ func (l *LB) probeLoop(ctx context.Context, ep *endpoint) {
 		if ctx.Err() != nil {
 			return
 		}
-		l.setHealth(ep, err, "probe")
+		if !l.tolerate(ep, err) {
+			l.setHealth(ep, err, "probe")
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// tolerate counts a probe's outcome and reports whether it leaves a
+// healthy endpoint as it is: a timeout or connection failure below the
+// failure threshold. Any answer, and a success, reset the count.
+func (l *LB) tolerate(ep *endpoint, err error) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var se *statusError
+	if err == nil || errors.As(err, &se) {
+		ep.fails = 0
+		return false
+	}
+	ep.fails++
+	if ep.state == healthy && ep.fails < l.threshold {
+		ep.lastErr = err.Error()
+		return true
+	}
+	return false
 }
 
 // probe asks addr's /readyz; nil means it answered 200.
@@ -571,7 +611,7 @@ func (l *LB) probe(ctx context.Context, addr string) error {
 	if resp.StatusCode == http.StatusOK {
 		return nil
 	}
-	return fmt.Errorf("GET /readyz: %s: %s", resp.Status, failedChecks(body))
+	return &statusError{fmt.Sprintf("GET /readyz: %s: %s", resp.Status, failedChecks(body))}
 }
 
 // failedChecks summarises a /readyz body: the failed checks of a

@@ -439,3 +439,31 @@ func lbGoroutines() string {
 	}
 	return strings.Join(out, "\n\n")
 }
+
+// TestSlowProbesTolerated: probes that time out leave a healthy endpoint
+// healthy, and its connections open, until FailureThreshold of them fail
+// in a row; an answer other than 200 counts at once.
+func TestSlowProbesTolerated(t *testing.T) {
+	k := newPKI(t)
+	b := newBackend(t, k, "a")
+	l, _ := startLB(t, k, Options{Interval: 20 * time.Millisecond, Timeout: 50 * time.Millisecond, FailureThreshold: 1000}, b.addr())
+	waitHealthy(t, l, b.addr())
+	s := openStream(t, k, l)
+
+	b.holdProbe.Store(true)
+	start := b.probes.Load()
+	waitFor(t, "five probes to time out", func() bool {
+		st, _ := statusOf(l, b.addr())
+		return b.probes.Load() >= start+6 && strings.Contains(st.LastError, "deadline exceeded")
+	})
+	if st, _ := statusOf(l, b.addr()); !st.Healthy {
+		t.Fatalf("unhealthy after timeouts below the threshold: %+v", st)
+	}
+	s.waitAlive(t)
+
+	// The server answers, not ready: that counts at once.
+	b.ready.Store(http.StatusInternalServerError)
+	b.holdProbe.Store(false)
+	waitUnhealthy(t, l, b.addr())
+	s.waitEnded(t, "the endpoint said it is not ready")
+}

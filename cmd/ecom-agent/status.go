@@ -250,6 +250,7 @@ func printStatus(w io.Writer, s agent.Status, colour bool) {
 		tw.Flush()
 	}
 	printControlPlane(w, s)
+	printKubelet(w, s)
 	if c := s.Certificates; c != nil && c.Nearest != "" {
 		fmt.Fprintf(w, "certificates    %d, the first to expire: %s on %s (in %s)\n", c.Count, c.Nearest,
 			c.NearestNotAfter.UTC().Format(time.DateOnly), days(time.Until(c.NearestNotAfter)))
@@ -269,6 +270,50 @@ func days(d time.Duration) string {
 		return d.Round(time.Hour).String()
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// printKubelet prints the node's kubelet side: its Node's readiness, the
+// runtime, the pod network, the images and a worker's API load balancer.
+func printKubelet(w io.Writer, s agent.Status) {
+	k := s.Kubelet
+	if k == nil {
+		return
+	}
+	fmt.Fprintln(w)
+	switch {
+	case k.Ready:
+		fmt.Fprintln(w, "kubelet         Node Ready")
+	case !k.KubeletStarted:
+		fmt.Fprintln(w, "kubelet         not started")
+	default:
+		fmt.Fprintf(w, "kubelet         Node not Ready: %s\n", k.Reason)
+	}
+	if k.Runtime != "" {
+		fmt.Fprintf(w, "runtime         %s\n", k.Runtime)
+	}
+	if k.PodCIDR != "" {
+		fmt.Fprintf(w, "pod network     %s, %d route(s) to other nodes' pods\n", k.PodCIDR, len(k.Routes))
+	}
+	if len(k.Images) > 0 {
+		fmt.Fprintf(w, "images          %s\n", strings.Join(k.Images, ", "))
+	}
+	if len(k.APILoadBalancer) > 0 {
+		var eps []string
+		for _, e := range k.APILoadBalancer {
+			h := "unhealthy"
+			if e.Healthy {
+				h = "healthy"
+			}
+			eps = append(eps, fmt.Sprintf("%s %s (%d conns)", e.Address, h, e.Connections))
+		}
+		fmt.Fprintf(w, "API via         127.0.0.1:%d -> %s\n", agent.APILoadBalancerPort, strings.Join(eps, ", "))
+	}
+	for _, p := range k.Preflight {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+	if k.Error != "" {
+		fmt.Fprintf(w, "  %s\n", k.Error)
+	}
 }
 
 // printControlPlane prints the local API server's readiness and the

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/apilb"
 )
 
 func sampleStatus() agent.Status {
@@ -73,5 +74,35 @@ func TestStatusYAMLIsTheJSONDocument(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "schema_version: 1") {
 		t.Errorf("yaml keys are not the JSON names:\n%s", buf.String())
+	}
+}
+
+func TestStatusTableShowsKubelet(t *testing.T) {
+	s := sampleStatus()
+	s.Node.Role = "worker"
+	s.Kubelet = &agent.NodeStatus{
+		KubeletStarted: true, Reason: "KubeletNotReady: cni plugin not initialized",
+		Runtime: "containerd v2.4.2 (CRI v1)", PodCIDR: "10.244.3.0/24",
+		Routes: []string{"10.244.0.0/24 via 10.77.0.11", "10.244.1.0/24 via 10.77.0.12"},
+		Images: []string{"/usr/share/ecom-agent/images/pause.tar"},
+		APILoadBalancer: []apilb.EndpointStatus{
+			{Address: "10.77.0.11:6443", Healthy: true, Connections: 3},
+			{Address: "10.77.0.12:6443", LastError: "dial tcp: connection refused"},
+		},
+	}
+	var buf bytes.Buffer
+	if err := writeStatus(&buf, s, "table", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"kubelet         Node not Ready: KubeletNotReady: cni plugin not initialized",
+		"runtime         containerd v2.4.2 (CRI v1)",
+		"pod network     10.244.3.0/24, 2 route(s) to other nodes' pods",
+		"images          /usr/share/ecom-agent/images/pause.tar",
+		"API via         127.0.0.1:6444 -> 10.77.0.11:6443 healthy (3 conns), 10.77.0.12:6443 unhealthy (0 conns)",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
 	}
 }

@@ -1,0 +1,259 @@
+//go:build e2e
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/images"
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+	"github.com/ecom-platform/ecom-agent/pki"
+)
+
+// nodesReady returns an error naming every expected Node that is not
+// Ready, as h's API server says.
+func nodesReady(h *testhost.Host, names []string) error {
+	out, err := kubectl(h, "get", "nodes", "-o", "json")
+	if err != nil {
+		return err
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Status   struct {
+				Conditions []struct{ Type, Status, Reason, Message string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return err
+	}
+	ready := map[string]string{}
+	for _, n := range list.Items {
+		ready[n.Metadata.Name] = "no Ready condition"
+		for _, c := range n.Status.Conditions {
+			if c.Type == "Ready" {
+				ready[n.Metadata.Name] = c.Status + " " + c.Reason + ": " + c.Message
+			}
+		}
+	}
+	var bad []string
+	for _, n := range names {
+		switch st, ok := ready[n]; {
+		case !ok:
+			bad = append(bad, n+" not registered")
+		case !strings.HasPrefix(st, "True"):
+			bad = append(bad, n+" "+st)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("nodes not Ready: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// TestWorkers: three control-plane and two worker hosts, `ecom-agent
+// join` on all five at once with the same config but the role. Every
+// Node turns Ready (the workers' kubelets with certificates a
+// control-plane agent signed from their CSRs, talking to the API through
+// their agent's load balancer); a pod whose image was imported from the
+// worker's images directory is scheduled there by the real scheduler,
+// runs, and answers on its port from a control-plane host (routed pod
+// network); with one control-plane host stopped, the workers stay Ready
+// and kubectl works through the others; back, all five are Ready.
+func TestWorkers(t *testing.T) {
+	env := testhost.New(t, hostOptions(t, "w"))
+	hosts := env.Start(t, 5)
+	cps, workers := hosts[:3], hosts[3:]
+	onEach(hosts, func(h *testhost.Host) {
+		conf := joinConfig(h, cps, 3)
+		if slices.Contains(workers, h) {
+			conf = strings.Replace(conf, `role = "control-plane"`, `role = "worker"`, 1)
+			// The air-gapped path: an archive dropped in the images
+			// directory is imported before the kubelet starts.
+			if err := h.CopyIn(filepath.Join(imagesDir(t), images.EchoArchive), "/var/lib/ecom-agent/images/"+images.EchoArchive, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+		install(t, h, conf)
+	})
+	onEach(hosts, func(h *testhost.Host) {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+		defer cancel()
+		if res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "5m"); err != nil {
+			t.Errorf("join on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Name())
+	}
+	await(t, 6*time.Minute, "all five Nodes Ready", func() error { return nodesReady(cps[0], names) })
+
+	t.Run("workers hold no CA key and got their certificates from a CSR", func(t *testing.T) {
+		for _, w := range workers {
+			if _, err := w.ReadFile("/etc/kubernetes/pki/ca.key"); err == nil {
+				t.Errorf("%s holds the CA key", w.Name())
+			}
+			data, err := w.ReadFile("/var/lib/kubelet/pki/kubelet-client-current.pem")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kp, err := pki.ParseCombinedPEM(data)
+			if err != nil {
+				t.Fatalf("%s kubelet client certificate: %v", w.Name(), err)
+			}
+			if kp.Cert.Subject.CommonName != "system:node:"+w.Name() || !slices.Equal(kp.Cert.Subject.Organization, []string{"system:nodes"}) {
+				t.Errorf("%s kubelet client certificate for %s", w.Name(), kp.Cert.Subject)
+			}
+			conf, _ := w.ReadFile("/etc/kubernetes/kubelet.conf")
+			if !strings.Contains(string(conf), "server: https://127.0.0.1:6444") {
+				t.Errorf("%s kubelet.conf does not go through the load balancer:\n%s", w.Name(), conf)
+			}
+			// The daemon republishes its status every 15 s.
+			await(t, time.Minute, w.Name()+"'s status", func() error {
+				st, _ := statusJSON(t, w)
+				k := st.Kubelet
+				if k == nil || !k.Ready || k.PodCIDR == "" || len(k.Routes) != len(hosts)-1 ||
+					!slices.Contains(k.Images, "/var/lib/ecom-agent/images/"+images.EchoArchive) {
+					return fmt.Errorf("kubelet %+v", k)
+				}
+				healthy := 0
+				for _, e := range k.APILoadBalancer {
+					if e.Healthy {
+						healthy++
+					}
+				}
+				if healthy != len(cps) {
+					return fmt.Errorf("API load balancer: %+v", k.APILoadBalancer)
+				}
+				return nil
+			})
+		}
+		out, err := kubectl(cps[0], "get", "nodes", "-o", "wide")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kubectl get nodes on %s:\n%s", cps[0].Name(), out)
+	})
+
+	t.Run("kubelet serving certificates approved by a control-plane agent", func(t *testing.T) {
+		await(t, 2*time.Minute, "every node's serving CSR approved and issued", func() error {
+			out, err := kubectl(cps[0], "get", "csr", "-o", "jsonpath={range .items[?(@.spec.signerName==\"kubernetes.io/kubelet-serving\")]}{.spec.username} {.status.conditions[0].reason} {.status.certificate}{\"\\n\"}{end}")
+			if err != nil {
+				return err
+			}
+			approved := map[string]bool{}
+			for _, line := range strings.Split(out, "\n") {
+				f := strings.Fields(line)
+				if len(f) == 3 && f[1] == "EcomAgentApproved" && f[2] != "" {
+					approved[strings.TrimPrefix(f[0], "system:node:")] = true
+				}
+			}
+			for _, w := range workers {
+				if !approved[w.Name()] {
+					return fmt.Errorf("%s's serving CSR not approved and signed: %s", w.Name(), out)
+				}
+			}
+			return nil
+		})
+		// The kubelet serves with it: the API server (logs, exec, metrics)
+		// reaches it.
+		await(t, time.Minute, "the API server reaching a worker's kubelet over TLS", func() error {
+			_, err := kubectl(cps[0], "get", "--raw", "/api/v1/nodes/"+workers[0].Name()+"/proxy/healthz")
+			return err
+		})
+	})
+
+	worker := workers[0]
+	t.Run("a pod from an imported image runs on a worker and answers from another node", func(t *testing.T) {
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: echo, namespace: default}
+spec:
+  nodeSelector: {kubernetes.io/hostname: %s}
+  containers:
+  - name: echo
+    image: %s
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: %d}]
+`, worker.Name(), images.EchoImage, images.EchoPort)
+		if err := cps[0].WriteFile("/tmp/echo.yaml", []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kubectl(cps[0], "apply", "-f", "/tmp/echo.yaml"); err != nil {
+			t.Fatal(err)
+		}
+		var ip string
+		await(t, 3*time.Minute, "the echo pod running", func() error {
+			out, err := kubectl(cps[0], "get", "pod", "echo", "-o", "jsonpath={.status.phase} {.spec.nodeName} {.status.podIP}")
+			if err != nil {
+				return err
+			}
+			f := strings.Fields(out)
+			if len(f) != 3 || f[0] != "Running" {
+				desc, _ := kubectl(cps[0], "describe", "pod", "echo")
+				return fmt.Errorf("pod: %q\n%s", out, desc)
+			}
+			if f[1] != worker.Name() {
+				t.Fatalf("scheduled on %s, want %s", f[1], worker.Name())
+			}
+			ip = f[2]
+			return nil
+		})
+		await(t, time.Minute, "the pod answering from "+cps[1].Name(), func() error {
+			res, err := run(cps[1], "curl", "-sS", "-m", "5", "http://"+ip+":8080/")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, res.Stderr)
+			}
+			if want := "echo " + ip; strings.TrimSpace(res.Stdout) != want {
+				return fmt.Errorf("answer %q, want %q", res.Stdout, want)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a control-plane host down: workers stay Ready, kubectl works through the others", func(t *testing.T) {
+		down := cps[2]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := down.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Past the controller manager's node-monitor grace period
+		// (50 s): a worker whose kubelet could not reach an API server
+		// would turn NotReady by then.
+		await(t, 3*time.Minute, down.Name()+" NotReady", func() error {
+			if err := nodesReady(cps[0], []string{down.Name()}); err == nil {
+				return fmt.Errorf("%s still Ready", down.Name())
+			}
+			return nil
+		})
+		time.Sleep(20 * time.Second)
+		for _, h := range cps[:2] {
+			if err := nodesReady(h, append([]string{cps[0].Name(), cps[1].Name()}, workers[0].Name(), workers[1].Name())); err != nil {
+				t.Errorf("through %s: %v", h.Name(), err)
+			}
+		}
+		for _, w := range workers {
+			st, _ := statusJSON(t, w)
+			if st.Kubelet == nil || !st.Kubelet.Ready {
+				t.Errorf("%s: kubelet %+v", w.Name(), st.Kubelet)
+			}
+		}
+		if err := down.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 5*time.Minute, "all five Nodes Ready again", func() error { return nodesReady(cps[0], names) })
+	})
+}
