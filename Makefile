@@ -31,8 +31,8 @@ unit: kube-bins
 
 # The end-to-end suite on real-systemd test hosts (needs root), with the
 # packages (lintian-clean) for the admin's path and an upgrade of them.
-e2e: build rootfs kube-bins lintian deb-upgrade
-	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) \
+e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade
+	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_CONTAINERD_BIN=$$(tools/containerd/build.sh) \
 	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade ECOM_IMAGES_DIR=$(CURDIR)/out/images \
 	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -206,6 +207,9 @@ func Reset(ctx context.Context, o ResetOptions) (ResetReport, error) {
 
 	o.Progress("stopping and removing the units")
 	rep.Units = presentUnits(ctx, o.Systemd)
+	if o.Runner != nil {
+		rep.Warnings = append(rep.Warnings, removePods(ctx, root, cfg, o.Systemd, o.Runner)...)
+	}
 	if err := o.Systemd.Remove(ctx, resetUnits); err != nil {
 		rep.Warnings = append(rep.Warnings, err.Error())
 	}
@@ -490,4 +494,69 @@ func (p *leavePlan) remove(ctx context.Context) (string, error) {
 		return moved, fmt.Errorf("remove etcd member %s: %w", p.memberName(), err)
 	}
 	return moved, nil
+}
+
+// removePods stops the kubelet (so it starts nothing more), then kills and
+// deletes every container of containerd's k8s.io namespace while
+// containerd still runs, so no pod outlives a reset (containerd's unit
+// keeps its shims across its own restarts, by design), and removes the
+// pod network: the bridge, the routes to other nodes' pods and the
+// masquerade rule. Every step is best effort: what fails is reported.
+func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd ResetSystemd, r units.Runner) []string {
+	var warns []string
+	if st, err := sd.Status(ctx, bootstrap.KubeletUnit); err == nil && st.ActiveState == "active" {
+		if err := sd.Stop(ctx, bootstrap.KubeletUnit); err != nil {
+			warns = append(warns, fmt.Sprintf("stop %s: %v", bootstrap.KubeletUnit, err))
+		}
+	}
+	if cfg.ManagesContainerd() {
+		if ok, _ := root.Exists(bootstrap.ContainerdSocket(cfg)); ok {
+			ctr := []string{"--address", root.Path(bootstrap.ContainerdSocket(cfg)), "--namespace", "k8s.io"}
+			out, err := r.Output(ctx, cfg.Binaries.Ctr, append(ctr, "tasks", "ls", "-q")...)
+			if err != nil {
+				warns = append(warns, fmt.Sprintf("list containers: %v", err))
+			}
+			for _, id := range strings.Fields(string(out)) {
+				if _, err := r.Output(ctx, cfg.Binaries.Ctr, append(ctr, "tasks", "rm", "-f", id)...); err != nil {
+					warns = append(warns, fmt.Sprintf("kill container %s: %v", id, err))
+				}
+			}
+			out, _ = r.Output(ctx, cfg.Binaries.Ctr, append(ctr, "containers", "ls", "-q")...)
+			if ids := strings.Fields(string(out)); len(ids) > 0 {
+				if _, err := r.Output(ctx, cfg.Binaries.Ctr, append(append(ctr, "containers", "rm"), ids...)...); err != nil {
+					warns = append(warns, fmt.Sprintf("remove containers: %v", err))
+				}
+			}
+		}
+	}
+	// The pod network: the node's own range is in its CNI config; the
+	// routes to the other nodes' ranges exist only where it does.
+	data, err := root.ReadFile(bootstrap.CNIConfFile)
+	if err != nil {
+		return warns
+	}
+	var conf struct {
+		Plugins []struct {
+			IPAM struct {
+				Ranges [][]struct{ Subnet string }
+			}
+		}
+	}
+	if json.Unmarshal(data, &conf) == nil && len(conf.Plugins) > 0 && len(conf.Plugins[0].IPAM.Ranges) > 0 && len(conf.Plugins[0].IPAM.Ranges[0]) > 0 {
+		podCIDR := conf.Plugins[0].IPAM.Ranges[0][0].Subnet
+		r.Output(ctx, "iptables", "-w", "5", "-t", "nat", "-D", "POSTROUTING", "-s", podCIDR, "!", "-d", cfg.Network.PodCIDR.String(),
+			"-m", "comment", "--comment", masqueradeComment, "-j", "MASQUERADE")
+	}
+	r.Output(ctx, "ip", "link", "delete", "cni0")
+	out, err := r.Output(ctx, "ip", "-o", "route", "show", "root", cfg.Network.PodCIDR.String())
+	if err == nil {
+		for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[1] == "via" {
+				if _, err := r.Output(ctx, "ip", "route", "del", f[0]); err != nil {
+					warns = append(warns, fmt.Sprintf("remove the route to %s: %v", f[0], err))
+				}
+			}
+		}
+	}
+	return warns
 }

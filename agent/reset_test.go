@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -213,5 +214,67 @@ func TestResetRefusesWithoutAQuorumAndForceKeepsTheData(t *testing.T) {
 	}
 	if len(rep.Backups) != 2 || len(rep.Warnings) == 0 {
 		t.Errorf("report %+v", rep)
+	}
+}
+
+// scriptedRunner answers commands by prefix and records them.
+type scriptedRunner struct {
+	ran     []string
+	answers map[string]string
+}
+
+func (r *scriptedRunner) Output(_ context.Context, name string, args ...string) ([]byte, error) {
+	line := name + " " + strings.Join(args, " ")
+	r.ran = append(r.ran, line)
+	for prefix, out := range r.answers {
+		if strings.Contains(line, prefix) {
+			return []byte(out), nil
+		}
+	}
+	return nil, nil
+}
+
+// TestResetRemovesPods: on a node that ran pods, reset stops the kubelet,
+// kills and deletes every container while containerd still runs, and
+// takes down the pod network (masquerade rule, bridge, routes to the
+// other nodes' pods, not other routes).
+func TestResetRemovesPods(t *testing.T) {
+	cfg := parse(t, cpConfig(t))
+	root := testRoot(t)
+	conf, err := bootstrap.PodNetworkConfig(netip.MustParsePrefix("10.244.3.0/24"), cfg.Network.PodCIDR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range map[string][]byte{bootstrap.CNIConfFile: conf, bootstrap.ContainerdSocket(cfg): nil} {
+		if _, err := root.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sd := &resetSystemd{loaded: map[string]string{bootstrap.KubeletUnit: "active", bootstrap.ContainerdUnit: "active"}}
+	r := &scriptedRunner{answers: map[string]string{
+		"tasks ls -q":      "aaa\nbbb\n",
+		"containers ls -q": "aaa\nbbb\nccc\n",
+		"route show root":  "10.244.1.0/24 via 10.77.0.12 dev eth0\n10.244.2.0/24 via 10.77.0.13 dev eth0\n",
+	}}
+	warns := removePods(context.Background(), root, cfg, sd, r)
+	if len(warns) > 0 {
+		t.Errorf("warnings %q", warns)
+	}
+	if !slices.Equal(sd.calls, []string{"stop kubelet.service"}) {
+		t.Errorf("systemd calls %q, want the kubelet stopped first", sd.calls)
+	}
+	want := []string{
+		"tasks ls -q", "tasks rm -f aaa", "tasks rm -f bbb", "containers ls -q", "containers rm aaa bbb ccc",
+		"iptables -w 5 -t nat -D POSTROUTING -s 10.244.3.0/24 ! -d 10.244.0.0/16",
+		"ip link delete cni0", "ip -o route show root 10.244.0.0/16",
+		"ip route del 10.244.1.0/24", "ip route del 10.244.2.0/24",
+	}
+	if len(r.ran) != len(want) {
+		t.Fatalf("ran %d commands, want %d:\n%s", len(r.ran), len(want), strings.Join(r.ran, "\n"))
+	}
+	for i, w := range want {
+		if !strings.Contains(r.ran[i], w) {
+			t.Errorf("command %d: %q, want %q", i, r.ran[i], w)
+		}
 	}
 }

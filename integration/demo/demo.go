@@ -154,6 +154,33 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			return nil
 		})
 	})
+	if err != nil {
+		return c, err
+	}
+	// join returns once the control plane serves; the kubelets register
+	// and their Nodes turn Ready (pod network configured) a little later.
+	err = stage("every Node Ready", func() error {
+		wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+		defer cancel()
+		h := c.Hosts[0]
+		var last string
+		for wctx.Err() == nil {
+			res, err := h.Run(wctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "wait", "--for=condition=Ready",
+				"nodes", "--all", "--timeout=30s")
+			if err == nil {
+				n := strings.Count(strings.TrimSpace(res.Stdout), "\n") + 1
+				if n >= len(c.Hosts) {
+					return nil
+				}
+			}
+			last = strings.TrimSpace(res.Stdout + " " + res.Stderr)
+			select {
+			case <-wctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+		return fmt.Errorf("Nodes not Ready within 4 minutes: %s", last)
+	})
 	return c, err
 }
 

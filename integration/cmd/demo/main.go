@@ -101,7 +101,8 @@ The cluster runs on %d test hosts (%s). Next:
   the agent's status:  go run ./integration/cmd/testhosts exec %s -- ecom-agent status
   its log:             go run ./integration/cmd/testhosts exec %s -- journalctl -u ecom-agent
   remove everything:   make demo-down
-There are no worker nodes and no kubelet yet, so no node is listed and pods stay Pending.
+No registry is reachable from the test hosts: the seeded workloads' pods stay in
+ImagePullBackOff unless their images are dropped in /var/lib/ecom-agent/images/.
 `, len(c.Hosts), hostNames(c.Hosts), h.Name(), h.Name(), h.Name(), h.Name())
 	return nil
 }
