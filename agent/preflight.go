@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"syscall"
 
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/nodecheck"
 )
 
 // PreflightFailure is one check `ecom-agent join` failed, with the fix.
@@ -32,8 +34,11 @@ func (f PreflightFailure) String() string {
 // Control-plane nodes: the Kubernetes programs exist, run and fit the
 // skew policy; the ports of etcd, kube-apiserver, the controller manager,
 // the scheduler, gossip, the agents' RPC endpoint and metrics are free.
-// Workers: the gossip, RPC and metrics ports (the kubelet's checks arrive
-// with workers).
+// Every node: the kubelet's, kube-proxy's and containerd's programs
+// exist; swap, kernel modules and cgroups suit the kubelet (nodecheck);
+// the kubelet's and kube-proxy's ports, and a worker's API load
+// balancer's, are free. The container runtime itself is checked over CRI
+// by the daemon once it has started containerd, before the kubelet.
 func Preflight(ctx context.Context, root *hostfs.Root, cfg *config.Config, ports bool) []PreflightFailure {
 	var out []PreflightFailure
 	if cfg.IsControlPlane() {
@@ -42,6 +47,7 @@ func Preflight(ctx context.Context, root *hostfs.Root, cfg *config.Config, ports
 				Fix: "install the ecom-agent-kubernetes package (it carries the pinned versions), or point the binaries.* keys at them"})
 		}
 	}
+	out = append(out, nodePreflight(root, cfg)...)
 	if ports {
 		notHere := false
 		for _, p := range preflightPorts(cfg) {
@@ -90,6 +96,14 @@ func preflightPorts(cfg *config.Config) []preflightPort {
 			preflightPort{"tcp", "kube-scheduler's health and metrics", "(fixed: 10259)", at(lo, 10259)},
 		)
 	}
+	ps = append(ps,
+		preflightPort{"tcp", "the kubelet", "(fixed: 10250)", at(any4, 10250)},
+		preflightPort{"tcp", "the kubelet's health", "(fixed: 10248)", at(lo, 10248)},
+		preflightPort{"tcp", "kube-proxy's health", "(fixed: 10256)", at(lo, 10256)},
+	)
+	if !cfg.IsControlPlane() {
+		ps = append(ps, preflightPort{"tcp", "the API load balancer", "(fixed: 6444)", at(lo, APILoadBalancerPort)})
+	}
 	if a := cfg.Metrics.Address; a != "" {
 		if host, port, err := net.SplitHostPort(a); err == nil {
 			n, _ := strconv.Atoi(port)
@@ -132,4 +146,36 @@ func trimListenErr(err error) error {
 		return op.Err
 	}
 	return err
+}
+
+// nodePreflight checks what the kubelet needs that can be checked before
+// the agent starts anything: its programs and containerd's exist, and the
+// host's swap, kernel modules and cgroups (nodecheck's checks, the same
+// messages the daemon shows).
+func nodePreflight(root *hostfs.Root, cfg *config.Config) []PreflightFailure {
+	var out []PreflightFailure
+	bins := []struct{ name, key, path, pkg string }{
+		{"kubelet", "binaries.kubelet", cfg.Binaries.Kubelet, "ecom-agent-kubernetes"},
+		{"kube-proxy", "binaries.kube_proxy", cfg.Binaries.KubeProxy, "ecom-agent-kubernetes"},
+	}
+	if cfg.ManagesContainerd() {
+		bins = append(bins,
+			struct{ name, key, path, pkg string }{"containerd", "binaries.containerd", cfg.Binaries.Containerd, "ecom-agent-containerd"},
+			struct{ name, key, path, pkg string }{"ctr", "binaries.ctr", cfg.Binaries.Ctr, "ecom-agent-containerd"})
+	}
+	for _, b := range bins {
+		if cfg.IsControlPlane() && b.name == "kube-proxy" {
+			continue // CheckBinaries covers it
+		}
+		if _, err := root.Stat(b.path); err != nil {
+			out = append(out, PreflightFailure{Check: "binaries",
+				Problem: fmt.Sprintf("%s not found at %s", b.name, b.path),
+				Fix:     fmt.Sprintf("install the %s package, or set %s in the config to where it is", b.pkg, b.key)})
+		}
+	}
+	o := nodecheck.Options{Root: root.Dir(), FailSwapOn: true, CgroupDriver: "systemd"}
+	for _, f := range slices.Concat(nodecheck.Swap(o), nodecheck.Modules(o), nodecheck.Cgroups(o)) {
+		out = append(out, PreflightFailure{Check: f.Check, Problem: f.Problem, Fix: f.Fix})
+	}
+	return out
 }

@@ -48,8 +48,9 @@ func TestExampleConfigRendersAVerifiableTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 6 CA files, 2 service-account keys, 14 leaf files, 7 kubeconfigs,
-	// 2 kubelet certificates, 5 component configs, 7 units.
-	if len(written) != 43 {
+	// 2 kubelet certificates, 6 component configs (containerd's
+	// included), 8 units.
+	if len(written) != 45 {
 		t.Errorf("rendered only %d files", len(written))
 	}
 	var leaves int
