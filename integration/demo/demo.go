@@ -179,7 +179,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			case <-time.After(2 * time.Second):
 			}
 		}
-		return fmt.Errorf("Nodes not Ready within 4 minutes: %s", last)
+		return fmt.Errorf("not every Node Ready within 4 minutes: %s", last)
 	})
 	return c, err
 }
