@@ -83,6 +83,8 @@ func TestDefaults(t *testing.T) {
 			KubeScheduler:         "/usr/bin/kube-scheduler",
 			Kubelet:               "/usr/bin/kubelet",
 			KubeProxy:             "/usr/bin/kube-proxy",
+			Containerd:            "/usr/bin/containerd",
+			Ctr:                   "/usr/bin/ctr",
 		},
 		Etcd:      Etcd{ClientPort: 2379, PeerPort: 2380, ReplaceDeadAfter: Duration{5 * time.Minute}},
 		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
