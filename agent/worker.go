@@ -24,6 +24,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/gossip"
+	"github.com/ecom-platform/ecom-agent/nodecheck"
 	"github.com/ecom-platform/ecom-agent/peer"
 	"github.com/ecom-platform/ecom-agent/pki"
 	"github.com/ecom-platform/ecom-agent/token"
@@ -34,6 +35,10 @@ import (
 // signed. The worker generates the keys and sends certificate signing
 // requests: no private key, and no CA key, ever travels to a worker.
 const methodNodeCerts = "node-certs"
+
+// clockSkewWarning is the clock difference to a control-plane node a
+// worker warns about (the RPC refuses twice as much).
+const clockSkewWarning = time.Minute
 
 // APILoadBalancerPort is where every worker's agent serves the API load
 // balancer on 127.0.0.1: the kubelet and kube-proxy of a worker talk to
@@ -56,6 +61,8 @@ type nodeCertsResponse struct {
 	CACert      []byte `json:"ca_cert"`
 	KubeletCert []byte `json:"kubelet_cert"`
 	ProxyCert   []byte `json:"proxy_cert"`
+	// Now is the signer's clock, for the worker's skew check.
+	Now time.Time `json:"now"`
 }
 
 // handleNodeCerts signs a worker's kubelet (system:node:NAME in
@@ -104,7 +111,7 @@ func (c *cluster) handleNodeCerts(_ context.Context, r peer.Request) (any, error
 		return nil, peer.Errorf(peer.CodeBadRequest, "kube-proxy certificate: %v", err)
 	}
 	c.d.d.Log.Info("signed a worker's kubelet and kube-proxy certificates", "worker", r.NodeName, "from", from.Addr())
-	return nodeCertsResponse{CACert: ca.CertPEM(), KubeletCert: kubelet, ProxyCert: proxy}, nil
+	return nodeCertsResponse{CACert: ca.CertPEM(), KubeletCert: kubelet, ProxyCert: proxy, Now: c.d.d.Now()}, nil
 }
 
 // workerCredentialsValid reports whether the worker has its kubelet and
@@ -145,12 +152,21 @@ func (d *Daemon) fetchWorkerCredentials(ctx context.Context) error {
 	for _, m := range controlPlaneMembers(d.cluster.g.Members()) {
 		var resp nodeCertsResponse
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		sent := d.d.Now()
 		err := d.cluster.cli.Call(cctx, m.Meta.RPCAddr.String(), methodNodeCerts,
 			nodeCertsRequest{KubeletCSR: kubeletCSR, ProxyCSR: proxyCSR}, &resp)
 		cancel()
 		if err != nil {
+			// A clock off by more than the RPC's replay window is
+			// refused there, with the skew named.
 			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
 			continue
+		}
+		// Within the window, a skew still worth an operator's look:
+		// certificates are back-dated 5 minutes, expiry checks are not.
+		local := sent.Add(d.d.Now().Sub(sent) / 2)
+		for _, f := range nodecheck.ClockSkew(local, map[string]time.Time{m.Name: resp.Now}, clockSkewWarning) {
+			d.d.Log.Warn("clock skew", "problem", f.Problem, "fix", f.Fix)
 		}
 		return d.installWorkerCredentials(resp, kubeletKey, proxyKey)
 	}
