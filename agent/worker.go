@@ -80,20 +80,8 @@ func (c *cluster) handleNodeCerts(_ context.Context, r peer.Request) (any, error
 	if err != nil {
 		return nil, peer.Errorf(peer.CodeBadRequest, "remote address %q: %v", r.RemoteAddr, err)
 	}
-	var member *gossip.Member
-	for _, m := range c.g.Members() {
-		if m.Name == r.NodeName && m.MetaErr == nil && m.State == gossip.StateAlive {
-			member = &m
-			break
-		}
-	}
-	switch {
-	case member == nil:
-		return nil, peer.Errorf(peer.CodeRefused, "node %q is not an alive member of the gossip view", r.NodeName)
-	case member.Meta.Role != config.RoleWorker:
-		return nil, peer.Errorf(peer.CodeRefused, "node %q is not a worker: control-plane nodes issue their own certificates", r.NodeName)
-	case member.Addr.Addr().Unmap() != from.Addr().Unmap():
-		return nil, peer.Errorf(peer.CodeRefused, "node %q gossips from %s but asked from %s", r.NodeName, member.Addr.Addr(), from.Addr())
+	if err := checkWorkerCaller(c.g.Members(), r.NodeName, from.Addr()); err != nil {
+		return nil, err
 	}
 	store := pki.NewStore(c.d.d.Root, bootstrap.PKIOptions(c.cfg))
 	ca, err := store.LoadAuthority(pki.CA)
@@ -112,6 +100,28 @@ func (c *cluster) handleNodeCerts(_ context.Context, r peer.Request) (any, error
 	}
 	c.d.d.Log.Info("signed a worker's kubelet and kube-proxy certificates", "worker", r.NodeName, "from", from.Addr())
 	return nodeCertsResponse{CACert: ca.CertPEM(), KubeletCert: kubelet, ProxyCert: proxy, Now: c.d.d.Now()}, nil
+}
+
+// checkWorkerCaller refuses a node-certs request unless name is an alive
+// worker of the gossip view that gossips from the address the request
+// came from.
+func checkWorkerCaller(members []gossip.Member, name string, from netip.Addr) error {
+	var member *gossip.Member
+	for _, m := range members {
+		if m.Name == name && m.MetaErr == nil && m.State == gossip.StateAlive {
+			member = &m
+			break
+		}
+	}
+	switch {
+	case member == nil:
+		return peer.Errorf(peer.CodeRefused, "node %q is not an alive member of the gossip view", name)
+	case member.Meta.Role != config.RoleWorker:
+		return peer.Errorf(peer.CodeRefused, "node %q is not a worker: control-plane nodes issue their own certificates", name)
+	case member.Addr.Addr().Unmap() != from.Unmap():
+		return peer.Errorf(peer.CodeRefused, "node %q gossips from %s but asked from %s", name, member.Addr.Addr(), from)
+	}
+	return nil
 }
 
 // workerCredentialsValid reports whether the worker has its kubelet and
