@@ -93,9 +93,9 @@ clean:
 #                  out/ecom-agent-containerd_<containerd version>-1_amd64.deb,
 #                  rebuilt only when a binary or its packaging is newer
 #   make lintian   lintian on both (installs lintian if missing)
-#   make deb-test  the packaging module's tests: both packages built twice
+#   make deb-test  the packaging module's tests: the packages built twice
 #                  from the same inputs must be byte-identical
-# Both packages are reproducible: every mtime is the commit time, owners are
+# The packages are reproducible: every mtime is the commit time, owners are
 # root:root, entries are sorted, gzip carries no name or time.
 .PHONY: deb deb-packages deb-upgrade lintian deb-test
 DEB_OUT       := out
