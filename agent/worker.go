@@ -124,6 +124,22 @@ func checkWorkerCaller(members []gossip.Member, name string, from netip.Addr) er
 	return nil
 }
 
+// restartWorkerUnits restarts the kubelet and kube-proxy after their
+// credentials were renewed, if they run.
+func (d *Daemon) restartWorkerUnits(ctx context.Context) {
+	for _, name := range []string{bootstrap.KubeletUnit, bootstrap.KubeProxyUnit} {
+		sctx, cancel := context.WithTimeout(ctx, unitJobTimeout)
+		st, err := d.sd.Status(sctx, name)
+		if err == nil && st.ActiveState == "active" {
+			err = d.sd.Restart(sctx, name)
+		}
+		cancel()
+		if err != nil {
+			d.d.Log.Warn("restart after renewing its credentials", "unit", name, "err", err)
+		}
+	}
+}
+
 // workerCredentialsValid reports whether the worker has its kubelet and
 // kube-proxy credentials, unexpired and outside the renewal window.
 func workerCredentialsValid(d *Daemon) bool {
@@ -342,6 +358,9 @@ func parseOneCert(data []byte) (*x509.Certificate, error) {
 type workerSide struct {
 	creds     bool
 	lastFetch time.Time
+	lastCheck time.Time
+	// renewed is set while renewal's fetch is still to succeed.
+	renewed bool
 	// lb is set once by the watch loop and read by status.
 	lb atomic.Pointer[apilb.LB]
 }
@@ -351,6 +370,16 @@ type workerSide struct {
 // and starts the node's runtime, kubelet and kube-proxy through it.
 func (d *Daemon) workerTick(ctx context.Context) {
 	w := &d.worker
+	// Hourly, as on control-plane nodes: credentials inside the renewal
+	// window are asked for again (the kubelet also rotates its own client
+	// certificate through the CSR API; kube-proxy's is the agent's job).
+	if w.creds && d.d.Now().Sub(w.lastCheck) >= renewCheckInterval {
+		w.lastCheck = d.d.Now()
+		if !workerCredentialsValid(d) {
+			d.d.Log.Info("this worker's credentials are inside the renewal window: asking a control-plane agent for new ones")
+			w.creds, w.renewed = false, true
+		}
+	}
 	if !w.creds {
 		if workerCredentialsValid(d) {
 			w.creds = true
@@ -364,7 +393,14 @@ func (d *Daemon) workerTick(ctx context.Context) {
 				return
 			}
 			w.creds = true
+			if w.renewed {
+				// The running kubelet and kube-proxy read their
+				// credentials at start.
+				w.renewed = false
+				d.restartWorkerUnits(ctx)
+			}
 		}
+		w.lastCheck = d.d.Now()
 	}
 	lb := w.lb.Load()
 	if lb == nil {
