@@ -163,19 +163,9 @@ func generateCA(name CAName, opts Options) (*Authority, *KeyPair, error) {
 // certificate is valid from a few minutes ago (for clock skew) for
 // opts.CertValidity, but never beyond the CA's own expiry.
 func (a *Authority) Issue(spec CertSpec, opts Options) (*KeyPair, error) {
-	opts, err := opts.resolve()
+	opts, now, err := a.canSign(spec, opts)
 	if err != nil {
 		return nil, err
-	}
-	if err := spec.validate(); err != nil {
-		return nil, err
-	}
-	if spec.CA != a.name {
-		return nil, fmt.Errorf("%s: must be signed by %s, not by %s", spec.Name, spec.CA, a.name)
-	}
-	now := opts.Now()
-	if !now.Before(a.cert.NotAfter) {
-		return nil, fmt.Errorf("%s: CA %s expired at %s", spec.Name, a.name, a.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	key, err := generateKey(opts.KeyAlgorithm)
 	if err != nil {
@@ -190,6 +180,27 @@ func (a *Authority) Issue(spec CertSpec, opts Options) (*KeyPair, error) {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
 	return kp, nil
+}
+
+// canSign resolves opts and checks that a may sign spec now: the spec is
+// valid, names a as its CA, and a has not expired. It returns the
+// resolved options and the time to sign at.
+func (a *Authority) canSign(spec CertSpec, opts Options) (Options, time.Time, error) {
+	opts, err := opts.resolve()
+	if err != nil {
+		return opts, time.Time{}, err
+	}
+	if err := spec.validate(); err != nil {
+		return opts, time.Time{}, err
+	}
+	if spec.CA != a.name {
+		return opts, time.Time{}, fmt.Errorf("%s: must be signed by %s, not by %s", spec.Name, spec.CA, a.name)
+	}
+	now := opts.Now()
+	if !now.Before(a.cert.NotAfter) {
+		return opts, time.Time{}, fmt.Errorf("%s: CA %s expired at %s", spec.Name, a.name, a.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return opts, now, nil
 }
 
 // template is the certificate a signs for spec and the public key pub.
@@ -234,15 +245,9 @@ func (a *Authority) template(spec CertSpec, pub crypto.PublicKey, now time.Time,
 // identity. The request's signature must verify (its sender holds the
 // key). Returns the certificate in PEM.
 func (a *Authority) SignRequest(spec CertSpec, csrPEM []byte, opts Options) ([]byte, error) {
-	opts, err := opts.resolve()
+	opts, now, err := a.canSign(spec, opts)
 	if err != nil {
 		return nil, err
-	}
-	if err := spec.validate(); err != nil {
-		return nil, err
-	}
-	if spec.CA != a.name {
-		return nil, fmt.Errorf("%s: must be signed by %s, not by %s", spec.Name, spec.CA, a.name)
 	}
 	block, _ := pem.Decode(csrPEM)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {
@@ -254,10 +259,6 @@ func (a *Authority) SignRequest(spec CertSpec, csrPEM []byte, opts Options) ([]b
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("%s: the request's signature does not verify: %w", spec.Name, err)
-	}
-	now := opts.Now()
-	if !now.Before(a.cert.NotAfter) {
-		return nil, fmt.Errorf("%s: CA %s expired at %s", spec.Name, a.name, a.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl, err := a.template(spec, csr.PublicKey, now, opts.CertValidity)
 	if err != nil {

@@ -3,12 +3,9 @@ package deb
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/goreleaser/nfpm/v2"
-	"github.com/goreleaser/nfpm/v2/files"
 )
 
 // ContainerdName is the container runtime's companion package.
@@ -42,39 +39,17 @@ func (c Containerd) Info(context.Context) (*nfpm.Info, error) {
 		return nil, err
 	}
 	upstream, _, _ := strings.Cut(c.Version, "-")
-	s := &stager{dir: c.Staging, mtime: c.MTime}
-	for _, b := range ContainerdBinaries {
-		src, err := filepath.Abs(filepath.Join(c.BinDir, b))
-		if err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("%s: %w (run tools/containerd/build.sh)", ContainerdName, err)
-		}
-		s.add(src, "/usr/bin/"+b, 0o755, files.TypeFile)
-	}
-	doc := "/usr/share/doc/" + ContainerdName + "/"
-	for _, f := range []struct{ src, dst string }{
-		{ContainerdName + "/copyright", doc + "copyright"},
-		{ContainerdName + "/lintian-overrides", "/usr/share/lintian/overrides/" + ContainerdName},
-	} {
-		if err := s.addStatic(f.src, f.dst, 0o644, files.TypeFile); err != nil {
-			return nil, err
-		}
-	}
-	cl, err := gz(changelog(ContainerdName, c.Version, c.Maintainer, []string{
-		"containerd v" + upstream + " built from source: the",
-		"github.com/containerd/containerd/v2 module pinned in the ecom-agent",
-		"tree (tools/containerd).",
-	}, c.MTime))
+	info, err := binariesPackage{
+		name: ContainerdName, binaries: ContainerdBinaries, binDir: c.BinDir, build: "tools/containerd/build.sh",
+		changelog: []string{
+			"containerd v" + upstream + " built from source: the",
+			"github.com/containerd/containerd/v2 module pinned in the ecom-agent",
+			"tree (tools/containerd).",
+		},
+	}.info(c.Common)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.addData(doc+"changelog.Debian.gz", cl, 0o644, files.TypeFile); err != nil {
-		return nil, err
-	}
-
-	info := baseInfo(c.Common, ContainerdName)
 	info.Description = fmt.Sprintf(`containerd %s container runtime for ecom-agent
 The container runtime the kubelet of every ecom-agent node talks to over
 CRI, built from source at the version the agent pins: containerd, its runc
@@ -84,8 +59,6 @@ shim (containerd-shim-runc-v2) and ctr, in /usr/bin. Debian 12's containerd
 ecom-agent writes containerd's configuration and systemd unit and imports
 the node's images; this package ships the programs only, with no unit of
 its own, and starts nothing. runc and the CNI plugins come from Debian.`, upstream)
-	info.License = "Apache-2.0"
-	info.Contents = s.contents
 	// The shim runs runc; the agent configures containerd's CRI plugin
 	// with Debian's CNI plugins in /usr/lib/cni.
 	info.Depends = []string{"runc", "containernetworking-plugins"}
