@@ -84,6 +84,7 @@ func TestWorkers(t *testing.T) {
 		}
 		install(t, h, conf)
 	})
+	joined := time.Now()
 	onEach(hosts, func(h *testhost.Host) {
 		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 		defer cancel()
@@ -98,7 +99,9 @@ func TestWorkers(t *testing.T) {
 	for _, h := range hosts {
 		names = append(names, h.Name())
 	}
+	joinsDone := time.Since(joined)
 	await(t, 6*time.Minute, "all five Nodes Ready", func() error { return nodesReady(cps[0], names) })
+	t.Logf("simultaneous join: every join returned after %.1fs, all five Nodes Ready after %.1fs", joinsDone.Seconds(), time.Since(joined).Seconds())
 
 	t.Run("workers hold no CA key and got their certificates from a CSR", func(t *testing.T) {
 		for _, w := range workers {
