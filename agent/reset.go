@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -17,6 +18,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
@@ -496,37 +500,28 @@ func (p *leavePlan) remove(ctx context.Context) (string, error) {
 	return moved, nil
 }
 
-// removePods stops the kubelet (so it starts nothing more), then kills and
-// deletes every container of containerd's k8s.io namespace while
-// containerd still runs, so no pod outlives a reset (containerd's unit
-// keeps its shims across its own restarts, by design), and removes the
-// pod network: the bridge, the routes to other nodes' pods and the
-// masquerade rule. Every step is best effort: what fails is reported.
-func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd ResetSystemd, r units.Runner) []string {
+// removePods stops the kubelet (so it starts nothing more), then stops
+// and removes every pod sandbox over CRI while the runtime still runs, as
+// `kubeadm reset` does with crictl, so no pod outlives a reset
+// (containerd's unit keeps its shims across its own restarts, by
+// design), and removes the pod network: the bridge, the routes to other
+// nodes' pods and the masquerade rule. Every step is best effort and
+// bounded in time: what fails is reported.
+func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd ResetSystemd, runner units.Runner) []string {
 	var warns []string
+	r := timeoutRunner{runner, 30 * time.Second}
 	if st, err := sd.Status(ctx, bootstrap.KubeletUnit); err == nil && st.ActiveState == "active" {
 		if err := sd.Stop(ctx, bootstrap.KubeletUnit); err != nil {
 			warns = append(warns, fmt.Sprintf("stop %s: %v", bootstrap.KubeletUnit, err))
 		}
 	}
-	if cfg.ManagesContainerd() {
-		if ok, _ := root.Exists(bootstrap.ContainerdSocket(cfg)); ok {
-			ctr := []string{"--address", root.Path(bootstrap.ContainerdSocket(cfg)), "--namespace", "k8s.io"}
-			out, err := r.Output(ctx, cfg.Binaries.Ctr, append(ctr, "tasks", "ls", "-q")...)
-			if err != nil {
-				warns = append(warns, fmt.Sprintf("list containers: %v", err))
+	if sock := strings.TrimPrefix(cfg.Kubelet.ContainerRuntimeEndpoint, "unix://"); sock != "" {
+		if ok, _ := root.Exists(sock); ok {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			if _, err := removeAllPods(pctx, root.Path(sock)); err != nil {
+				warns = append(warns, fmt.Sprintf("remove the pods: %v", err))
 			}
-			for _, id := range strings.Fields(string(out)) {
-				if _, err := r.Output(ctx, cfg.Binaries.Ctr, append(ctr, "tasks", "rm", "-f", id)...); err != nil {
-					warns = append(warns, fmt.Sprintf("kill container %s: %v", id, err))
-				}
-			}
-			out, _ = r.Output(ctx, cfg.Binaries.Ctr, append(ctr, "containers", "ls", "-q")...)
-			if ids := strings.Fields(string(out)); len(ids) > 0 {
-				if _, err := r.Output(ctx, cfg.Binaries.Ctr, append(append(ctr, "containers", "rm"), ids...)...); err != nil {
-					warns = append(warns, fmt.Sprintf("remove containers: %v", err))
-				}
-			}
+			cancel()
 		}
 	}
 	// The pod network: the node's own range is in its CNI config; the
@@ -559,4 +554,51 @@ func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd R
 		}
 	}
 	return warns
+}
+
+// removeAllPods stops and removes every pod sandbox the CRI runtime at
+// socket knows (its containers go with it) and returns how many.
+func removeAllPods(ctx context.Context, socket string) (int, error) {
+	conn, err := grpc.NewClient("passthrough:///localhost",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	rs := runtimeapi.NewRuntimeServiceClient(conn)
+	list, err := rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("list pod sandboxes at %s: %w", socket, err)
+	}
+	var errs []error
+	n := 0
+	for _, sb := range list.Items {
+		name := sb.GetMetadata().GetNamespace() + "/" + sb.GetMetadata().GetName()
+		if _, err := rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, fmt.Errorf("stop pod %s: %w", name, err))
+			continue
+		}
+		if _, err := rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod %s: %w", name, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// timeoutRunner bounds every command it runs.
+type timeoutRunner struct {
+	r units.Runner
+	d time.Duration
+}
+
+func (t timeoutRunner) Output(ctx context.Context, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.r.Output(ctx, name, args...)
 }

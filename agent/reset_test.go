@@ -3,13 +3,21 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -234,8 +242,44 @@ func (r *scriptedRunner) Output(_ context.Context, name string, args ...string) 
 	return nil, nil
 }
 
+// fakeCRI is a CRI runtime with pod sandboxes, as containerd answers.
+type fakeCRI struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	mu      sync.Mutex
+	pods    map[string]bool // id -> running
+	stopped []string
+}
+
+func (f *fakeCRI) ListPodSandbox(context.Context, *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var items []*runtimeapi.PodSandbox
+	for id := range f.pods {
+		items = append(items, &runtimeapi.PodSandbox{Id: id, Metadata: &runtimeapi.PodSandboxMetadata{Name: id, Namespace: "ecommerce"}})
+	}
+	return &runtimeapi.ListPodSandboxResponse{Items: items}, nil
+}
+
+func (f *fakeCRI) StopPodSandbox(_ context.Context, r *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pods[r.PodSandboxId] = false
+	f.stopped = append(f.stopped, r.PodSandboxId)
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+func (f *fakeCRI) RemovePodSandbox(_ context.Context, r *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pods[r.PodSandboxId] {
+		return nil, fmt.Errorf("pod %s is running", r.PodSandboxId)
+	}
+	delete(f.pods, r.PodSandboxId)
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
 // TestResetRemovesPods: on a node that ran pods, reset stops the kubelet,
-// kills and deletes every container while containerd still runs, and
+// stops and removes every pod over CRI while the runtime still runs, and
 // takes down the pod network (masquerade rule, bridge, routes to the
 // other nodes' pods, not other routes).
 func TestResetRemovesPods(t *testing.T) {
@@ -245,16 +289,26 @@ func TestResetRemovesPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, data := range map[string][]byte{bootstrap.CNIConfFile: conf, bootstrap.ContainerdSocket(cfg): nil} {
-		if _, err := root.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := root.WriteFile(bootstrap.CNIConfFile, conf, 0o644); err != nil {
+		t.Fatal(err)
 	}
+	sock := root.Path(bootstrap.ContainerdSocket(cfg))
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cri := &fakeCRI{pods: map[string]bool{"aaa": true, "bbb": true}}
+	srv := grpc.NewServer()
+	runtimeapi.RegisterRuntimeServiceServer(srv, cri)
+	go srv.Serve(ln)
+	defer srv.Stop()
+
 	sd := &resetSystemd{loaded: map[string]string{bootstrap.KubeletUnit: "active", bootstrap.ContainerdUnit: "active"}}
 	r := &scriptedRunner{answers: map[string]string{
-		"tasks ls -q":      "aaa\nbbb\n",
-		"containers ls -q": "aaa\nbbb\nccc\n",
-		"route show root":  "10.244.1.0/24 via 10.77.0.12 dev eth0\n10.244.2.0/24 via 10.77.0.13 dev eth0\n",
+		"route show root": "10.244.1.0/24 via 10.77.0.12 dev eth0\n10.244.2.0/24 via 10.77.0.13 dev eth0\n",
 	}}
 	warns := removePods(context.Background(), root, cfg, sd, r)
 	if len(warns) > 0 {
@@ -263,8 +317,10 @@ func TestResetRemovesPods(t *testing.T) {
 	if !slices.Equal(sd.calls, []string{"stop kubelet.service"}) {
 		t.Errorf("systemd calls %q, want the kubelet stopped first", sd.calls)
 	}
+	if len(cri.pods) != 0 || len(cri.stopped) != 2 {
+		t.Errorf("pods left %v, stopped %v", cri.pods, cri.stopped)
+	}
 	want := []string{
-		"tasks ls -q", "tasks rm -f aaa", "tasks rm -f bbb", "containers ls -q", "containers rm aaa bbb ccc",
 		"iptables -w 5 -t nat -D POSTROUTING -s 10.244.3.0/24 ! -d 10.244.0.0/16",
 		"ip link delete cni0", "ip -o route show root 10.244.0.0/16",
 		"ip route del 10.244.1.0/24", "ip route del 10.244.2.0/24",

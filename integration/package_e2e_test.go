@@ -17,7 +17,7 @@ import (
 )
 
 // debs returns the packages in $name's directory (the Makefile builds
-// them): the agent's and the Kubernetes companion.
+// them): the agent's, the Kubernetes and the containerd packages.
 func debs(t *testing.T, name string) []string {
 	t.Helper()
 	dir := os.Getenv(name)
@@ -25,8 +25,8 @@ func debs(t *testing.T, name string) []string {
 		t.Fatalf("$%s is not set: run the e2e suite with `make e2e`, which builds the packages", name)
 	}
 	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if err != nil || len(paths) != 2 {
-		t.Fatalf("want 2 packages in %s, found %v (%v)", dir, paths, err)
+	if err != nil || len(paths) != 3 {
+		t.Fatalf("want 3 packages in %s, found %v (%v)", dir, paths, err)
 	}
 	slices.Sort(paths)
 	return paths
