@@ -493,11 +493,7 @@ func managedUnits(cfg *config.Config, st *State) []string {
 		}
 	}
 	if st.NodeUnits {
-		for _, name := range nodeUnits {
-			if name != bootstrap.ContainerdUnit || cfg.ManagesContainerd() {
-				u = append(u, name)
-			}
-		}
+		u = append(u, nodeUnits(cfg)...)
 	}
 	return u
 }

@@ -18,12 +18,26 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/apilb"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/nodecheck"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
-// nodeUnits are the units every node runs for its kubelet, in start order.
-var nodeUnits = []string{bootstrap.ContainerdUnit, bootstrap.KubeletUnit}
+// nodeUnits are the units the node side runs, in start order: containerd
+// unless the operator runs the runtime, the kubelet, and on a worker
+// kube-proxy (a control-plane node starts it with its control plane).
+func nodeUnits(cfg *config.Config) []string {
+	var u []string
+	if cfg.ManagesContainerd() {
+		u = append(u, bootstrap.ContainerdUnit)
+	}
+	u = append(u, bootstrap.KubeletUnit)
+	if !cfg.IsControlPlane() {
+		u = append(u, bootstrap.KubeProxyUnit)
+	}
+	return u
+}
 
 // NodeStatus is this node's kubelet side as the status shows it: the
 // container runtime, the images imported, the Node's readiness and the
@@ -142,11 +156,7 @@ func (n *node) start(ctx context.Context, written []bootstrap.Written) error {
 	} else if len(changed) > 0 {
 		d.d.Log.Info("set kernel parameters the kubelet needs", "sysctls", changed)
 	}
-	names := nodeUnits
-	if !cfg.IsControlPlane() {
-		// kube-proxy runs with the control plane's units there.
-		names = append(slices.Clone(nodeUnits), bootstrap.KubeProxyUnit)
-	}
+	names := nodeUnits(cfg)
 	var specs []units.Spec
 	for _, s := range bootstrap.ComponentUnits(cfg, nil) {
 		if slices.Contains(names, s.Name) {
@@ -201,7 +211,10 @@ func (n *node) start(ctx context.Context, written []bootstrap.Written) error {
 	if len(fails) > 0 {
 		return fmt.Errorf("the kubelet cannot start until this is fixed: %s", strings.Join(fails, "; "))
 	}
-	for _, name := range names[1:] { // containerd is up
+	for _, name := range names {
+		if name == bootstrap.ContainerdUnit {
+			continue // up already
+		}
 		done, err := d.bringUp(ctx, name, restart)
 		if err != nil {
 			return err
@@ -344,7 +357,7 @@ func (n *node) network(ctx context.Context, kubeconfig string) error {
 	}
 	if res, err := d.d.Root.WriteFile(bootstrap.CNIConfFile, conf, 0o644); err != nil {
 		return err
-	} else if res.String() != "unchanged" {
+	} else if res != hostfs.Unchanged {
 		d.d.Log.Info("wrote the pod network's config", "path", bootstrap.CNIConfFile, "pod_cidr", podCIDR)
 	}
 	if n.masq != podCIDR.String() {
@@ -357,15 +370,18 @@ func (n *node) network(ctx context.Context, kubeconfig string) error {
 	return errors.Join(errs...)
 }
 
-// masqueradeComment marks the agent's NAT rule.
-const masqueradeComment = "ecom-agent: pods to outside the cluster's pod range"
+// masqueradeRule is the agent's NAT rule (after iptables' -t nat -A/-C/-D)
+// for a node's pod CIDR inside the cluster's pod range.
+func masqueradeRule(podCIDR, clusterCIDR string) []string {
+	return []string{"POSTROUTING", "-s", podCIDR, "!", "-d", clusterCIDR,
+		"-m", "comment", "--comment", "ecom-agent: pods to outside the cluster's pod range", "-j", "MASQUERADE"}
+}
 
 // masquerade makes traffic from this node's pods to anywhere but the
 // cluster's pods leave with the node's address; pod-to-pod traffic keeps
 // its addresses.
 func (n *node) masquerade(ctx context.Context, podCIDR netip.Prefix) error {
-	rule := []string{"POSTROUTING", "-s", podCIDR.Masked().String(), "!", "-d", n.d.d.Config.Network.PodCIDR.String(),
-		"-m", "comment", "--comment", masqueradeComment, "-j", "MASQUERADE"}
+	rule := masqueradeRule(podCIDR.Masked().String(), n.d.d.Config.Network.PodCIDR.String())
 	if _, err := n.d.run(ctx, "iptables", append([]string{"-w", "5", "-t", "nat", "-C"}, rule...)...); err == nil {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -18,13 +17,12 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/nodecheck"
 	"github.com/ecom-platform/ecom-agent/quorum"
 	"github.com/ecom-platform/ecom-agent/token"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -515,7 +513,7 @@ func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd R
 			warns = append(warns, fmt.Sprintf("stop %s: %v", bootstrap.KubeletUnit, err))
 		}
 	}
-	if sock := strings.TrimPrefix(cfg.Kubelet.ContainerRuntimeEndpoint, "unix://"); sock != "" {
+	if sock := bootstrap.ContainerdSocket(cfg); sock != "" {
 		if ok, _ := root.Exists(sock); ok {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			if _, err := removeAllPods(pctx, root.Path(sock)); err != nil {
@@ -539,8 +537,7 @@ func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd R
 	}
 	if json.Unmarshal(data, &conf) == nil && len(conf.Plugins) > 0 && len(conf.Plugins[0].IPAM.Ranges) > 0 && len(conf.Plugins[0].IPAM.Ranges[0]) > 0 {
 		podCIDR := conf.Plugins[0].IPAM.Ranges[0][0].Subnet
-		r.Output(ctx, "iptables", "-w", "5", "-t", "nat", "-D", "POSTROUTING", "-s", podCIDR, "!", "-d", cfg.Network.PodCIDR.String(),
-			"-m", "comment", "--comment", masqueradeComment, "-j", "MASQUERADE")
+		r.Output(ctx, "iptables", append([]string{"-w", "5", "-t", "nat", "-D"}, masqueradeRule(podCIDR, cfg.Network.PodCIDR.String())...)...)
 	}
 	r.Output(ctx, "ip", "link", "delete", "cni0")
 	out, err := r.Output(ctx, "ip", "-o", "route", "show", "root", cfg.Network.PodCIDR.String())
@@ -559,12 +556,7 @@ func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd R
 // removeAllPods stops and removes every pod sandbox the CRI runtime at
 // socket knows (its containers go with it) and returns how many.
 func removeAllPods(ctx context.Context, socket string) (int, error) {
-	conn, err := grpc.NewClient("passthrough:///localhost",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}))
+	conn, err := nodecheck.DialCRI(socket)
 	if err != nil {
 		return 0, err
 	}

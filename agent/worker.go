@@ -1,15 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,8 +88,7 @@ func (c *cluster) handleNodeCerts(_ context.Context, r peer.Request) (any, error
 	if err != nil {
 		return nil, peer.Errorf(peer.CodeBadRequest, "kubelet certificate: %v", err)
 	}
-	proxy, err := ca.SignRequest(pki.CertSpec{Name: "kube-proxy", CA: pki.CA, CommonName: "system:kube-proxy",
-		Usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, req.ProxyCSR, opts)
+	proxy, err := ca.SignRequest(pki.KubeProxyClientCert(), req.ProxyCSR, opts)
 	if err != nil {
 		return nil, peer.Errorf(peer.CodeBadRequest, "kube-proxy certificate: %v", err)
 	}
@@ -166,11 +160,12 @@ func workerCredentialsValid(d *Daemon) bool {
 // the CA certificate, the two identities and their kubeconfigs.
 func (d *Daemon) fetchWorkerCredentials(ctx context.Context) error {
 	cfg := d.d.Config
-	kubeletKey, kubeletCSR, err := newCSR("system:node:"+cfg.NodeName, []string{"system:nodes"})
+	opts := bootstrap.PKIOptions(cfg)
+	kubeletKey, kubeletCSR, err := pki.NewRequest("system:node:"+cfg.NodeName, []string{"system:nodes"}, opts)
 	if err != nil {
 		return err
 	}
-	proxyKey, proxyCSR, err := newCSR("system:kube-proxy", nil)
+	proxyKey, proxyCSR, err := pki.NewRequest("system:kube-proxy", nil, opts)
 	if err != nil {
 		return err
 	}
@@ -205,7 +200,7 @@ func (d *Daemon) fetchWorkerCredentials(ctx context.Context) error {
 func (d *Daemon) installWorkerCredentials(resp nodeCertsResponse, kubeletKey, proxyKey []byte) error {
 	cfg := d.d.Config
 	root := d.d.Root
-	ca, err := parseOneCert(resp.CACert)
+	ca, err := pki.ParseCertPEM(resp.CACert)
 	if err != nil {
 		return fmt.Errorf("the cluster CA a control-plane agent sent: %w", err)
 	}
@@ -218,7 +213,7 @@ func (d *Daemon) installWorkerCredentials(resp nodeCertsResponse, kubeletKey, pr
 		name string
 		pem  []byte
 	}{{"kubelet", resp.KubeletCert}, {"kube-proxy", resp.ProxyCert}} {
-		cert, err := parseOneCert(c.pem)
+		cert, err := pki.ParseCertPEM(c.pem)
 		if err != nil {
 			return fmt.Errorf("the %s certificate a control-plane agent sent: %w", c.name, err)
 		}
@@ -274,18 +269,8 @@ func controlPlaneMembers(ms []gossip.Member) []gossip.Member {
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b gossip.Member) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b gossip.Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // apiEndpoints are the API servers the load balancer spreads to: every
@@ -322,35 +307,6 @@ func workerHealthTLS(d *Daemon) (*tls.Config, error) {
 			return &c, nil
 		},
 	}, nil
-}
-
-// newCSR generates an ECDSA P-256 key and a certificate signing request
-// for it; it returns both in PEM.
-func newCSR(cn string, orgs []string) (keyPEM, csrPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: cn, Organization: orgs},
-	}, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
-}
-
-func parseOneCert(data []byte) (*x509.Certificate, error) {
-	block, _ := pem.Decode(bytes.TrimSpace(data))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("not a PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
 }
 
 // workerSide is a worker's state in the watch loop: its credentials, the

@@ -88,12 +88,7 @@ func CRI(ctx context.Context, o Options) (*Runtime, []Failure) {
 
 	ctx, cancel := context.WithTimeout(ctx, o.timeout())
 	defer cancel()
-	conn, err := grpc.NewClient("passthrough:///localhost",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}))
+	conn, err := DialCRI(sock)
 	if err != nil {
 		return nil, fail(check, fmt.Sprintf("%s: %v", ep, err), "report this as a bug in ecom-agent")
 	}
@@ -210,4 +205,15 @@ func majorVersion(v string) (int, bool) {
 	}
 	n, err := strconv.Atoi(v)
 	return n, err == nil
+}
+
+// DialCRI returns a gRPC client connection to the CRI runtime listening
+// on the unix socket at path (it connects on first use).
+func DialCRI(path string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///localhost",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}))
 }

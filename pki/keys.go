@@ -185,3 +185,38 @@ func CAHash(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// NewRequest generates a key of opts' algorithm and a certificate signing
+// request for it with the given subject, for a node whose certificate a
+// CA on another node signs (a worker's kubelet): the key never leaves
+// this node. It returns both in PEM.
+func NewRequest(commonName string, organization []string, opts Options) (keyPEM, csrPEM []byte, err error) {
+	opts, err = opts.resolve()
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := generateKey(opts.KeyAlgorithm)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: commonName, Organization: organization},
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate request for %s: %w", commonName, err)
+	}
+	keyPEM, err = marshalKeyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keyPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// ParseCertPEM returns the first certificate in data.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) {
+	certs, err := parseCertsPEM(data)
+	if err != nil {
+		return nil, err
+	}
+	return certs[0], nil
+}

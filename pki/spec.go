@@ -191,9 +191,15 @@ func KubeconfigCerts(n Node) []CertSpec {
 			Organization: []string{AgentGroup}, Usages: clientAuth()},
 		// Kubernetes' default policy binds system:node-proxier to this
 		// user.
-		{Name: "kube-proxy", CA: CA, CommonName: "system:kube-proxy", Usages: clientAuth()},
+		KubeProxyClientCert(),
 		KubeletClientCert(n),
 	}
+}
+
+// KubeProxyClientCert returns kube-proxy's client certificate: Kubernetes'
+// default policy binds system:node-proxier to this user.
+func KubeProxyClientCert() CertSpec {
+	return CertSpec{Name: "kube-proxy", CA: CA, CommonName: "system:kube-proxy", Usages: clientAuth()}
 }
 
 // KubeletClientCert returns the kubelet's client certificate, the one
