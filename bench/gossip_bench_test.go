@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,10 +119,20 @@ func gossipRun(b *testing.B, n int) gossipFigure {
 		nodes[i] = g
 	}
 	defer func() {
+		var wg sync.WaitGroup
 		for _, g := range nodes {
-			_ = g.Shutdown()
+			wg.Go(func() { _ = g.Shutdown() })
 		}
+		wg.Wait()
 	}()
+	// N agents share this process's heap, where each would have its
+	// own: one heap N times as large would collect garbage far less often
+	// (or, shared by the collector's pacing, far more) than N processes.
+	// Collect as N processes would: none of them below Go's 4 MiB
+	// minimum heap target, so the whole at N × 4 MiB (plus the bench's
+	// own), with GOGC's proportional pacing off.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(int64(n)*4<<20 + 64<<20))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	// The same three seeds for everyone, as one cloud-init file gives.
 	seeds := []string{nodes[0].Addr().String(), nodes[1].Addr().String(), nodes[2].Addr().String()}
 	ctx, cancel := context.WithCancel(context.Background())

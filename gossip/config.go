@@ -142,14 +142,12 @@ func (c *Config) joinPort() int {
 }
 
 // memberlistConfig builds memberlist's configuration around our delegates.
-func (c *Config) memberlistConfig(t timing, key []byte, logger *log.Logger, meta memberlist.Delegate, tbl *table) (*memberlist.Config, error) {
+// tr is the transport, already listening: memberlist's BindAddr and
+// BindPort only serve its own transport and are left alone.
+func (c *Config) memberlistConfig(t timing, key []byte, logger *log.Logger, meta memberlist.Delegate, tbl *table, tr *transport) (*memberlist.Config, error) {
 	keyring, err := memberlist.NewKeyring(nil, key)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
-	}
-	bind := c.BindAddr
-	if !bind.IsValid() {
-		bind = c.AdvertiseAddr
 	}
 	mc := t.memberlist()
 	mc.Name = c.NodeName
@@ -157,10 +155,14 @@ func (c *Config) memberlistConfig(t timing, key []byte, logger *log.Logger, meta
 	mc.Keyring = keyring
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
-	mc.BindAddr = bind.String()
-	mc.BindPort = c.Port
+	mc.Transport = tr
 	mc.AdvertiseAddr = c.AdvertiseAddr.String()
-	mc.AdvertisePort = c.Port
+	mc.AdvertisePort = tr.port
+	// Compression (LZW) makes a fresh 64 KiB table for every packet sent
+	// and lets no more messages into a packet (memberlist fills packets
+	// before compressing them): on a LAN it costs every node CPU and
+	// garbage to save bytes that are cheap.
+	mc.EnableCompression = false
 	mc.DeadNodeReclaimTime = t.deadNodeReclaim
 	mc.Logger = logger
 	mc.LogOutput = nil
@@ -169,4 +171,13 @@ func (c *Config) memberlistConfig(t timing, key []byte, logger *log.Logger, meta
 	mc.Conflict = tbl
 	mc.Ping = tbl
 	return mc, nil
+}
+
+// bindAddr is the address gossip listens on: BindAddr, or AdvertiseAddr
+// when BindAddr is not set.
+func (c *Config) bindAddr() netip.Addr {
+	if c.BindAddr.IsValid() {
+		return c.BindAddr
+	}
+	return c.AdvertiseAddr
 }

@@ -84,13 +84,19 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g.table = newTable(cfg.NodeName, g.t.deadNodeReclaim, logger)
 	bridge := &logBridge{log: logger.With("component", "memberlist"), onSuspect: g.table.suspect}
-	mc, err := g.cfg.memberlistConfig(g.t, key, log.New(bridge, "", 0), metaDelegate{g}, g.table)
+	tr, err := newTransport(netip.AddrPortFrom(cfg.bindAddr(), uint16(cfg.Port)), logger.With("component", "memberlist"))
 	if err != nil {
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	mc, err := g.cfg.memberlistConfig(g.t, key, log.New(bridge, "", 0), metaDelegate{g}, g.table, tr)
+	if err != nil {
+		_ = tr.Shutdown()
 		return nil, err
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		return nil, fmt.Errorf("start gossip on %s: %w", netip.AddrPortFrom(cfg.AdvertiseAddr, uint16(cfg.Port)), err)
+		_ = tr.Shutdown()
+		return nil, fmt.Errorf("start gossip on %s: %w", netip.AddrPortFrom(cfg.AdvertiseAddr, uint16(tr.port)), err)
 	}
 	g.ml = ml
 	g.addr = nodeAddr(ml.LocalNode())
