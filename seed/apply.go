@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -110,20 +112,23 @@ func Apply(ctx context.Context, cfg *rest.Config, set *Set, prev *Report, o Appl
 	}
 	foundationDone := false
 	var crds []int // indexes in rep.Objects of the CRDs applied
-	for _, m := range ordered(set.Manifests) {
-		if !foundationDone && !isFoundation(m.gvk().GroupKind()) {
+	for _, tier := range tiers(set.Manifests) {
+		if !foundationDone && !isFoundation(tier[0].gvk().GroupKind()) {
 			a.awaitCRDs(ctx, &rep, crds, o.CRDTimeout)
 			a.mapper.Reset()
 			foundationDone = true
 		}
-		obj, err := a.applyOne(ctx, m)
+		objs, err := a.applyTier(ctx, tier)
+		for _, obj := range objs {
+			gk := schema.FromAPIVersionAndKind(obj.APIVersion, obj.Kind).GroupKind()
+			if isCRD(gk) && obj.Result != Failed && obj.Result != Skipped {
+				crds = append(crds, len(rep.Objects))
+			}
+			rep.Objects = append(rep.Objects, obj)
+		}
 		if err != nil {
 			return stop(err)
 		}
-		if isCRD(m.gvk().GroupKind()) && obj.Result != Failed && obj.Result != Skipped {
-			crds = append(crds, len(rep.Objects))
-		}
-		rep.Objects = append(rep.Objects, obj)
 	}
 	if !foundationDone {
 		a.awaitCRDs(ctx, &rep, crds, o.CRDTimeout)
@@ -180,6 +185,46 @@ func reason(err error) string {
 		return st.Status().Message
 	}
 	return err.Error()
+}
+
+// tierWorkers is how many objects of one tier are applied at once. Objects
+// of a tier do not depend on each other, and one at a time a pass is a
+// chain of round trips (a read, a dry run, a write) while the API server
+// and etcd wait; client-go's rate limit (QPS 50, burst 100) still bounds
+// the whole.
+const tierWorkers = 8
+
+// applyTier applies the manifests of one tier, tierWorkers at a time, and
+// returns their results in the tier's order. When the pass is stopped
+// (ctx or the guard), it returns the results of the objects that were
+// done, in the tier's order, and the first error.
+func (a *applier) applyTier(ctx context.Context, tier []Manifest) ([]Object, error) {
+	objs := make([]Object, len(tier))
+	errs := make([]error, len(tier))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(tierWorkers, len(tier)) {
+		wg.Go(func() {
+			for i := range next {
+				objs[i], errs[i] = a.applyOne(ctx, tier[i])
+			}
+		})
+	}
+	for i := range tier {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var done []Object
+	var first error
+	for i, err := range errs {
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		done = append(done, objs[i])
+	}
+	return done, first
 }
 
 // applyOne applies one manifest. The error is only for a stopped pass; an

@@ -77,6 +77,22 @@ func ordered(ms []Manifest) []Manifest {
 	return out
 }
 
+// tiers returns the manifests in apply order, grouped by tier: a tier's
+// objects may be applied together, a tier only after the one before it.
+func tiers(ms []Manifest) [][]Manifest {
+	var out [][]Manifest
+	last := -1
+	for _, m := range ordered(ms) {
+		r := rank(m.gvk().GroupKind())
+		if r != last {
+			out = append(out, nil)
+			last = r
+		}
+		out[len(out)-1] = append(out[len(out)-1], m)
+	}
+	return out
+}
+
 // hpaTargets returns the set keys of the Deployments and StatefulSets of
 // the set that a HorizontalPodAutoscaler of the set scales: their
 // spec.replicas is applied only when they are created.

@@ -67,6 +67,37 @@ func TestOrder(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
+
+	// The same order in tiers, a tier's objects together.
+	var gotTiers [][]string
+	for _, tier := range tiers(set.Manifests) {
+		var names []string
+		for _, m := range tier {
+			names = append(names, m.Object.GetName())
+		}
+		gotTiers = append(gotTiers, names)
+	}
+	wantTiers := [][]string{
+		{"crd", "ns"},
+		{"rb", "sa"},
+		{"secret", "cm"},
+		{"pc"},
+		{"lr", "rq"},
+		{"pvc"},
+		{"svc"},
+		{"deploy", "sts", "ds"},
+		{"pdb"},
+		{"hpa"},
+		{"np"},
+		{"vpa", "widget", "not-core"},
+		{"hook"},
+	}
+	if diff := cmp.Diff(wantTiers, gotTiers); diff != "" {
+		t.Errorf("tiers (-want +got):\n%s", diff)
+	}
+	if got := tiers(nil); len(got) != 0 {
+		t.Errorf("tiers(nil) = %v", got)
+	}
 }
 
 func TestHPATargets(t *testing.T) {
