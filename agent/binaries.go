@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/version"
@@ -73,9 +74,71 @@ func CheckBinaries(ctx context.Context, root *hostfs.Root, cfg *config.Config) (
 	return out, CheckSkew(cfg.KubernetesVersion, got)
 }
 
-// binaryVersion runs "PATH --version" and returns the version it prints
-// ("Kubernetes v1.37.2" gives "v1.37.2").
+// fileIdentity tells one version of a file from another without reading
+// it: a package upgrade replaces the file (a new inode) and a rebuild
+// rewrites it (a new size or modification time).
+type fileIdentity struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+}
+
+func identify(path string) (fileIdentity, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileIdentity{}, false
+	}
+	return fileIdentity{dev: st.Dev, ino: st.Ino, size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, true
+}
+
+// versions remembers what each program printed for --version, by path and
+// file identity: the control plane's programs are large static binaries
+// that take a while to start on a busy node, and their version is asked
+// at the preflight, while the node waits for its peers, and again when
+// the control plane starts.
+var versions struct {
+	sync.Mutex
+	m map[string]versionSeen
+}
+
+type versionSeen struct {
+	id      fileIdentity
+	version string
+}
+
+// binaryVersion returns the version "PATH --version" prints ("Kubernetes
+// v1.37.2" gives "v1.37.2"), asking the program only when the file is not
+// the one last asked.
 func binaryVersion(ctx context.Context, path string) (string, error) {
+	id, ok := identify(path)
+	if ok {
+		versions.Lock()
+		seen, hit := versions.m[path]
+		versions.Unlock()
+		if hit && seen.id == id {
+			return seen.version, nil
+		}
+	}
+	v, err := runVersion(ctx, path)
+	if err != nil || !ok {
+		return v, err
+	}
+	// The file may have changed while it ran: remember the version only
+	// for the identity it had before and still has.
+	if now, ok := identify(path); ok && now == id {
+		versions.Lock()
+		if versions.m == nil {
+			versions.m = map[string]versionSeen{}
+		}
+		versions.m[path] = versionSeen{id: id, version: v}
+		versions.Unlock()
+	}
+	return v, nil
+}
+
+// runVersion runs "PATH --version" and returns the version it prints.
+func runVersion(ctx context.Context, path string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "--version").Output()

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
@@ -79,5 +81,63 @@ func TestCheckBinaries(t *testing.T) {
 	}
 	if _, err := CheckBinaries(context.Background(), root, cfg); err == nil || !strings.Contains(err.Error(), "does not run") {
 		t.Fatalf("broken scheduler: error %v", err)
+	}
+}
+
+// The programs' --version is asked once per file: again only when the
+// file is replaced or rewritten.
+func TestBinaryVersionRemembered(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kube-apiserver")
+	runs := filepath.Join(dir, "runs")
+	write := func(ver string) {
+		t.Helper()
+		script := "#!/bin/sh\necho run >> " + runs + "\necho Kubernetes " + ver + "\n"
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil { // as a package upgrade does
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "run\n")
+	}
+	ask := func(want string, wantRuns int) {
+		t.Helper()
+		v, err := binaryVersion(context.Background(), path)
+		if err != nil || v != want {
+			t.Fatalf("binaryVersion = %q, %v; want %q", v, err, want)
+		}
+		if got := count(); got != wantRuns {
+			t.Fatalf("the program ran %d times, want %d", got, wantRuns)
+		}
+	}
+	write("v1.37.2")
+	ask("v1.37.2", 1)
+	ask("v1.37.2", 1) // remembered
+	write("v1.37.10") // replaced: a new file
+	ask("v1.37.10", 2)
+	ask("v1.37.10", 2)
+	// Rewritten in place with the same size: a new modification time.
+	time.Sleep(20 * time.Millisecond)
+	script, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, []byte(strings.Replace(string(script), "v1.37.10", "v1.37.11", 1)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ask("v1.37.11", 3)
+	// A program that fails is asked again every time.
+	if err := os.WriteFile(path, []byte("#!/bin/sh\necho run >> "+runs+"\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := binaryVersion(context.Background(), path); err == nil {
+			t.Fatal("a failing program gave a version")
+		}
+	}
+	if got := count(); got != 5 {
+		t.Fatalf("the failing program ran %d times, want 5 in all", got)
 	}
 }

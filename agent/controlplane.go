@@ -22,6 +22,13 @@ import (
 // until workers join.
 var controlPlaneUnits = []string{bootstrap.APIServerUnit, bootstrap.ControllerManagerUnit, bootstrap.SchedulerUnit, bootstrap.KubeProxyUnit}
 
+// apiClientUnits are the control-plane units that are clients of the
+// local API server. They start once it is ready: started beside it, they
+// retry against a server that is not there yet and then list every
+// resource the moment it answers, competing for the CPU with the server
+// (and, on a new cluster, with its peers') while it finishes starting.
+var apiClientUnits = controlPlaneUnits[1:]
+
 // ControlPlaneStatus is the local API server's state as the status shows
 // it.
 type ControlPlaneStatus struct {
@@ -65,7 +72,12 @@ type controlPlane struct {
 	d *Daemon
 
 	mu      sync.Mutex
-	started time.Time // units started (zero: not yet)
+	started time.Time // kube-apiserver started (zero: not yet)
+	// clients is true once the API server's clients (apiClientUnits)
+	// were started; restart lists those of them to restart when they
+	// start, because their config changed.
+	clients bool
+	restart []string
 	status  ControlPlaneStatus
 	// diagnosed is when the last diagnosis of an overdue control plane
 	// was made (zero: none since it was last ready).
@@ -130,7 +142,47 @@ func (cp *controlPlane) start(ctx context.Context, written []bootstrap.Written) 
 		return err
 	}
 	restart := slices.Concat(changes.Written, changes.Stale, bootstrap.ChangedUnits(written, controlPlaneUnits))
-	for _, name := range controlPlaneUnits {
+	if err := cp.bringUp(ctx, controlPlaneUnits[:1], restart, false); err != nil {
+		return err
+	}
+	cp.mu.Lock()
+	cp.started = d.d.Now()
+	cp.status.Error = ""
+	cp.restart = restart
+	cp.mu.Unlock()
+	return nil
+}
+
+// startClients starts (or restarts, when their config changed) the API
+// server's clients, once, and waits for their start jobs (they are
+// Type=simple: a job ends once the process runs), so that a node that
+// says api-ready runs its whole control plane.
+func (cp *controlPlane) startClients(ctx context.Context) error {
+	cp.mu.Lock()
+	done, restart := cp.clients, cp.restart
+	cp.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := cp.bringUp(ctx, apiClientUnits, restart, true); err != nil {
+		return err
+	}
+	cp.mu.Lock()
+	cp.clients, cp.restart = true, nil
+	cp.mu.Unlock()
+	return nil
+}
+
+// bringUp starts the named units, or restarts those among restart that
+// run. With wait, it returns once their jobs ended; without, the jobs run
+// in the background (kube-apiserver is Type=notify: its start job lasts
+// until it is ready). A failed job is logged, and systemd keeps
+// restarting the unit.
+func (cp *controlPlane) bringUp(ctx context.Context, names, restart []string, wait bool) error {
+	d := cp.d
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, name := range names {
 		done, err := d.bringUp(ctx, name, restart)
 		if err != nil {
 			return err
@@ -138,16 +190,17 @@ func (cp *controlPlane) start(ctx context.Context, written []bootstrap.Written) 
 		if done == nil {
 			continue
 		}
-		go func() {
+		report := func() {
 			if err := <-done; err != nil && ctx.Err() == nil {
 				d.d.Log.Warn("unit job failed; systemd keeps restarting it", "unit", name, "err", err)
 			}
-		}()
+		}
+		if wait {
+			wg.Go(report)
+		} else {
+			go report()
+		}
 	}
-	cp.mu.Lock()
-	cp.started = d.d.Now()
-	cp.status.Error = ""
-	cp.mu.Unlock()
 	return nil
 }
 
@@ -207,7 +260,6 @@ func (cp *controlPlane) probe(ctx context.Context) {
 	switch {
 	case err == nil && !wasReady:
 		d.d.Log.Info("kube-apiserver is ready", "took", now.Sub(cp.started).Round(time.Millisecond).String())
-		d.setPhase(PhaseAPIReady)
 	case err != nil && wasReady:
 		d.d.Log.Warn("kube-apiserver is no longer ready", "readyz", err.Error())
 	case overdue:
@@ -215,6 +267,14 @@ func (cp *controlPlane) probe(ctx context.Context) {
 	}
 	if err != nil {
 		return
+	}
+	if err := cp.startClients(ctx); err != nil {
+		cp.setError("start the API server's clients: " + err.Error())
+		return
+	}
+	// api-ready: the API server is ready and its clients run.
+	if d.phase() == PhaseEtcdReady {
+		d.setPhase(PhaseAPIReady)
 	}
 	cp.afterReady(ctx, cfg)
 }
@@ -225,7 +285,13 @@ func (cp *controlPlane) diagnose(ctx context.Context, readyErr error, first bool
 	d := cp.d
 	timeout := d.d.Config.APIServer.ReadyTimeout.Duration
 	culprit, state := bootstrap.APIServerUnit, ""
-	for _, name := range controlPlaneUnits {
+	started := controlPlaneUnits[:1]
+	cp.mu.Lock()
+	if cp.clients {
+		started = controlPlaneUnits
+	}
+	cp.mu.Unlock()
+	for _, name := range started {
 		st, err := d.sd.Status(ctx, name)
 		if err != nil {
 			continue

@@ -183,6 +183,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.cp = newControlPlane(d)
 	defer func() { d.cp.stop() }()
 	d.node = newNode(d)
+	if d.d.Config.IsControlPlane() {
+		// Ask the Kubernetes programs for their versions now, while
+		// the node waits for its peers: they are remembered, and the
+		// control plane's start then runs none of these large programs
+		// on a node busy starting etcd.
+		go func() { _, _ = CheckBinaries(ctx, d.d.Root, d.d.Config) }()
+	}
 	// The agent is up: it answers status and its peers. Waiting for
 	// peers, or for etcd to reach quorum, is its normal work, so systemd
 	// (and boot, and cloud-init after it) never waits on it.
@@ -213,17 +220,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
+const (
+	// watchInterval is the pace of the watch loop's full pass.
+	watchInterval = 2 * time.Second
+	// startingInterval is the pace of a starting control plane's steps:
+	// from kube-apiserver's start to its first /readyz.
+	startingInterval = 500 * time.Millisecond
+)
+
 // watch keeps the node healthy once converged: gossip metadata, commit
 // forwarding, the membership reconciler and the published status. It
 // returns true when the node must converge again (its etcd data was set
 // aside), false when ctx ends.
 func (d *Daemon) watch(ctx context.Context) bool {
-	tick := time.NewTicker(2 * time.Second)
+	tick := time.NewTicker(startingInterval)
 	defer tick.Stop()
 	last := d.d.Now()
 	// The first check comes an interval after start: converging has just
 	// re-rendered, which re-issues what is inside the renewal window.
 	lastRenewCheck := d.d.Now()
+	lastPass := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -231,6 +247,16 @@ func (d *Daemon) watch(ctx context.Context) bool {
 		case <-tick.C:
 		}
 		d.beat()
+		if time.Since(lastPass) < watchInterval-startingInterval/2 {
+			// Between full passes, only a control plane that is
+			// starting takes a step: its API server's readiness is
+			// what the clients, the kubelet and the seeding wait for.
+			if d.d.Config.IsControlPlane() && d.phase() == PhaseEtcdReady {
+				d.cp.tick(ctx, d.written)
+			}
+			continue
+		}
+		lastPass = time.Now()
 		if d.d.Config.IsControlPlane() && d.phase().EtcdServing() {
 			if again := d.cluster.maintain(ctx); again {
 				d.stopControlPlane(ctx)
