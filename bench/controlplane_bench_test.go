@@ -67,9 +67,10 @@ func (s samples) print(b *testing.B) {
 func debs(b *testing.B) []string {
 	dir := os.Getenv("ECOM_DEB_DIR")
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if len(paths) != 2 {
-		b.Fatalf("want the 2 packages in $ECOM_DEB_DIR (%q): run `make bench`", dir)
+	if len(paths) != 3 {
+		b.Fatalf("want the 3 packages (the agent, Kubernetes, containerd) in $ECOM_DEB_DIR (%q), found %v: run `make bench`", dir, paths)
 	}
+	slices.Sort(paths)
 	return paths
 }
 
@@ -98,7 +99,7 @@ func BenchmarkControlPlane(b *testing.B) {
 	for i := 0; i < runs; i++ {
 		agentRun(b, s)
 		bareRun(b, s)
-		bareEtcdRun(b, s)
+		bareClusterRun(b, s)
 	}
 	b.StopTimer()
 	s.print(b)
@@ -108,6 +109,7 @@ func BenchmarkControlPlane(b *testing.B) {
 		}
 	}
 	ratio("agent: join to quorum (3 voters)", "bare: 3 etcd started by hand to a 3-voter quorum")
+	ratio("agent: quorum to /readyz on all 3", "bare: 3 kube-apiservers started at once to /readyz on all 3")
 	ratio("agent: quorum to /readyz on all 3", "bare: kube-apiserver start to /readyz")
 	ratio("agent: first /readyz to seeded", "bare: seed.Apply of the platform")
 }

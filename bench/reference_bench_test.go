@@ -8,7 +8,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io/fs"
-	"net/netip"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,19 +20,26 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/integration/kubetest"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
-	"github.com/ecom-platform/ecom-agent/pki"
 )
 
-// bareEtcdRun is figure 1's reference: on three fresh test hosts, a bare
-// 3-member etcd with a static initial-cluster, started by hand at the same
-// moment with the same binary (ecom-agent etcd), the same mutual TLS and
-// the same ports; timed from the start to every member answering with
-// one leader. The certificates are made beforehand (an admin copying them
-// around by hand, which the agent saves them).
-func bareEtcdRun(b *testing.B, s samples) {
+// bareClusterRun is the reference of figures 1 and 2, by hand on three
+// fresh test hosts: every file rendered beforehand by the agent's own
+// renderer (one set of CAs, service-account keys and encryption key for
+// all, as an admin copying them around would have), then a bare 3-member
+// etcd with a static initial-cluster started on all three at the same
+// moment with the same binary (ecom-agent etcd), mutual TLS and ports,
+// timed to every member answering with one leader; then the three
+// kube-apiservers started at once with the agent's flags, timed to /readyz
+// on all three.
+func bareClusterRun(b *testing.B, s samples) {
 	bin := os.Getenv("ECOM_AGENT_BIN")
 	if bin == "" {
 		b.Fatal("$ECOM_AGENT_BIN is not set: run `make bench`")
@@ -40,37 +48,65 @@ func bareEtcdRun(b *testing.B, s samples) {
 	hosts := env.Start(b, 3)
 	defer func() { _ = env.Close() }()
 
-	// One CA, every node's certificates, made with the agent's own PKI.
-	var caDir string
-	var initial []string
-	for i, h := range hosts {
+	peers := map[string]string{}
+	var initial, etcdURLs []string
+	for _, h := range hosts {
+		peers[h.Name()] = fmt.Sprintf("https://%s:2380", h.Addr())
 		initial = append(initial, fmt.Sprintf("%s=https://%s:2380", h.Name(), h.Addr()))
+		etcdURLs = append(etcdURLs, fmt.Sprintf("https://%s:2379", h.Addr()))
+	}
+	apiserverBin := filepath.Join(kubetest.BinDir(bareVersion(b)), "kube-apiserver")
+	var firstDir string
+	cfgs := make([]*config.Config, len(hosts))
+	for i, h := range hosts {
+		cfg, err := config.Parse([]byte(fmt.Sprintf(`cluster_name = "bare"
+role = "control-plane"
+node_name = %q
+advertise_address = %q
+cluster_secret = "bench-secret-0123456789abcdef0123456789"
+expect = 3
+`, h.Name(), h.Addr())), "bare.toml", config.LoadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfgs[i] = cfg
 		dir := b.TempDir()
-		if caDir != "" {
-			copyTree(b, filepath.Join(caDir, "etc/kubernetes/pki"), filepath.Join(dir, "etc/kubernetes/pki"), func(name string) bool {
-				return strings.Contains(filepath.Base(name), "ca.") || strings.HasPrefix(filepath.Base(name), "sa.")
+		if firstDir != "" {
+			copyTree(b, filepath.Join(firstDir, "etc/kubernetes"), filepath.Join(dir, "etc/kubernetes"), func(name string) bool {
+				base := filepath.Base(name)
+				return strings.Contains(base, "ca.") || strings.HasPrefix(base, "sa.") || strings.Contains(name, "/encryption/")
 			})
 		} else {
-			caDir = dir
+			firstDir = dir
 		}
 		root, err := hostfs.New(dir)
 		if err != nil {
 			b.Fatal(err)
 		}
-		node := pki.Node{Name: h.Name(), AdvertiseIP: h.Addr(), ServiceIP: netip.MustParseAddr("10.96.0.1"), ClusterDomain: "cluster.local"}
-		if _, err := pki.EnsureControlPlane(pki.NewStore(root, pki.Options{}), node); err != nil {
+		r := bootstrap.NewRenderer(cfg, root, slog.New(slog.DiscardHandler))
+		r.SkipUnitFiles = true
+		r.Membership = bootstrap.EtcdMembership{State: "new", Token: "bare", Peers: peers}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err = r.Run(ctx)
+		cancel()
+		if err != nil {
 			b.Fatal(err)
 		}
-		for _, f := range []string{"ca.crt", "server.crt", "server.key", "peer.crt", "peer.key", "healthcheck-client.crt", "healthcheck-client.key"} {
-			if err := h.CopyIn(filepath.Join(dir, "etc/kubernetes/pki/etcd", f), "/etc/kubernetes/pki/etcd/"+f, 0o600); err != nil {
-				b.Fatal(err)
-			}
+		copyIn(b, h, filepath.Join(dir, "etc/kubernetes"), "/etc/kubernetes")
+		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+		_, err = h.Run(ctx, "mkdir", "-p", "-m", "0700", filepath.Dir(bootstrap.AuditLogFile))
+		cancel()
+		if err != nil {
+			b.Fatal(err)
 		}
 		if err := h.CopyIn(bin, "/usr/local/bin/ecom-agent", 0o755); err != nil {
 			b.Fatal(err)
 		}
-		_ = i
+		if err := h.CopyIn(apiserverBin, "/usr/local/bin/kube-apiserver", 0o755); err != nil {
+			b.Fatal(err)
+		}
 	}
+
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, h := range hosts {
@@ -92,7 +128,7 @@ func bareEtcdRun(b *testing.B, s samples) {
 		})
 	}
 	wg.Wait()
-	cli := bareClient(b, caDir, hosts)
+	cli := bareClient(b, firstDir, hosts)
 	defer cli.Close()
 	deadline := start.Add(2 * time.Minute)
 	for {
@@ -105,6 +141,83 @@ func bareEtcdRun(b *testing.B, s samples) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.add("bare: 3 etcd started by hand to a 3-voter quorum", time.Since(start))
+
+	// The three API servers at once, each with the agent's flags for
+	// its node and every etcd member.
+	start = time.Now()
+	for i, h := range hosts {
+		local := fmt.Sprintf("https://%s:2379", h.Addr())
+		args := bootstrap.APIServerFlags(cfgs[i], bootstrap.EtcdServers(local, etcdURLs)).Args()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			res, err := h.Run(ctx, append([]string{"systemd-run", "--unit=bare-apiserver", "--collect", "/usr/local/bin/kube-apiserver"}, args...)...)
+			if err != nil {
+				b.Errorf("start kube-apiserver on %s: %v %s", h.Name(), err, res.Stderr)
+			}
+		})
+	}
+	wg.Wait()
+	admin, err := clientcmd.BuildConfigFromFlags("", filepath.Join(firstDir, bootstrap.SuperAdminKubeconfig))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ready := map[string]bool{}
+	deadline = start.Add(3 * time.Minute)
+	for len(ready) < len(hosts) {
+		if time.Now().After(deadline) {
+			b.Fatalf("the bare kube-apiservers were not all ready in 3 minutes (ready: %v)", ready)
+		}
+		for i, h := range hosts {
+			if !ready[h.Name()] && readyz(admin, fmt.Sprintf("https://%s:%d", h.Addr(), cfgs[i].APIServer.Port)) {
+				ready[h.Name()] = true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.add("bare: 3 kube-apiservers started at once to /readyz on all 3", time.Since(start))
+}
+
+// bareVersion is the Kubernetes version the agent's config defaults to.
+func bareVersion(b *testing.B) string {
+	cfg, err := config.Parse([]byte(kubetest.BaseConfig), "base.toml", config.LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg.KubernetesVersion
+}
+
+// readyz asks host's /readyz with the admin's credentials.
+func readyz(admin *rest.Config, host string) bool {
+	c := rest.CopyConfig(admin)
+	c.Host = host
+	c.Timeout = time.Second
+	hc, err := rest.HTTPClientFor(c)
+	if err != nil {
+		return false
+	}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(host + "/readyz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// copyIn copies the local tree from into the host at to, keys and all
+// (0600).
+func copyIn(b *testing.B, h *testhost.Host, from, to string) {
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		return h.CopyIn(p, filepath.Join(to, rel), 0o600)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 // commonLeader returns the leader every member reports, 0 unless all
