@@ -52,6 +52,9 @@ type Config struct {
 	// Logger receives gossip's log and memberlist's, bridged. Nil
 	// discards them.
 	Logger *slog.Logger
+
+	// tune, when set (tests), changes the chosen timings.
+	tune func(*timing)
 }
 
 // timing holds the intervals that differ between production and tests.
@@ -107,10 +110,14 @@ func fastTiming() timing {
 }
 
 func (c *Config) timing() timing {
+	t := lanTiming()
 	if c.Fast {
-		return fastTiming()
+		t = fastTiming()
 	}
-	return lanTiming()
+	if c.tune != nil {
+		c.tune(&t)
+	}
+	return t
 }
 
 // check reports the first problem with c.

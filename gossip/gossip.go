@@ -51,6 +51,9 @@ type Gossip struct {
 	// joinMu guards joinErr, the last failed join while alone.
 	joinMu  sync.Mutex
 	joinErr error
+
+	// publish wakes the publisher: the metadata changed.
+	publish chan struct{}
 }
 
 // New starts gossip: it listens on the configured address and port, but
@@ -64,10 +67,11 @@ func New(cfg Config) (*Gossip, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gossip{
-		cfg:  cfg,
-		t:    cfg.timing(),
-		log:  logger,
-		done: make(chan struct{}),
+		cfg:     cfg,
+		t:       cfg.timing(),
+		log:     logger,
+		done:    make(chan struct{}),
+		publish: make(chan struct{}, 1),
 	}
 	g.cfg.Join = append([]string(nil), cfg.Join...)
 	g.meta = cfg.Meta
@@ -100,8 +104,34 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g.ml = ml
 	g.addr = nodeAddr(ml.LocalNode())
+	go g.publisher()
 	logger.Info("gossip listening", "addr", g.addr, "cluster", cfg.ClusterName)
 	return g, nil
+}
+
+// publisher broadcasts this node's metadata each time it changes, one
+// broadcast at a time: memberlist's UpdateNode returns only once its
+// broadcast was sent as often as its retransmit limit asks (a few gossip
+// rounds) or the timeout passed, and the agent changes its metadata on
+// its critical path (every bootstrap phase), which must not wait for
+// that. Changes made during a broadcast go out together in the next:
+// UpdateNode reads the current metadata when it is called.
+func (g *Gossip) publisher() {
+	for {
+		select {
+		case <-g.done:
+			return
+		case <-g.publish:
+		}
+		if g.isStopped() {
+			return
+		}
+		if err := g.ml.UpdateNode(g.t.broadcastTimeout); err != nil && !g.isStopped() {
+			// Not an error for anyone: the update is ours already
+			// and spreads with the next push/pull.
+			g.log.Warn("metadata update not confirmed by any peer yet", "counter", g.LocalMeta().Counter, "err", err)
+		}
+	}
 }
 
 // Addr returns the gossip address this node advertises, with the port the
@@ -127,8 +157,9 @@ func (g *Gossip) LocalMeta() Meta {
 // the other nodes. update gets a copy; NodeName, ClusterName and Counter
 // are managed here and changes to them are ignored. If the result does
 // not encode (too long, bad characters) nothing changes and the error
-// says why. Waiting for the broadcast is bounded; nodes that missed it
-// get the change at the next state exchange.
+// says why. It does not wait for the broadcast, which goes out in the
+// background; nodes that missed it get the change at the next state
+// exchange.
 func (g *Gossip) SetLocalMeta(update func(*Meta)) error {
 	g.metaMu.Lock()
 	defer g.metaMu.Unlock()
@@ -148,10 +179,9 @@ func (g *Gossip) setMetaLocked(update func(*Meta)) error {
 	}
 	g.meta = m
 	g.encoded.Store(&b)
-	if err := g.ml.UpdateNode(g.t.broadcastTimeout); err != nil {
-		// Not an error for the caller: the update is ours already and
-		// spreads with the next push/pull.
-		g.log.Warn("metadata update not confirmed by any peer yet", "counter", m.Counter, "err", err)
+	select {
+	case g.publish <- struct{}{}:
+	default: // a broadcast is pending already; it will carry this
 	}
 	return nil
 }

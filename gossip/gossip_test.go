@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 func TestThreeNodesConvergeInAnyStartOrder(t *testing.T) {
@@ -125,6 +127,56 @@ func TestMetadataUpdatePropagates(t *testing.T) {
 	if got := b.LocalMeta(); got.Phase != "etcd-ready" || got.Counter != 2 {
 		t.Errorf("a refused update changed the metadata to %+v", got)
 	}
+}
+
+// SetLocalMeta does not wait for the broadcast: the agent changes its
+// metadata at every bootstrap phase, on its critical path. Here no
+// broadcast can finish (gossip rounds and probes an hour apart, no
+// timeout): the change is ours at once and reaches the peer by state
+// exchange.
+func TestMetadataUpdateDoesNotWaitForTheBroadcast(t *testing.T) {
+	t.Parallel()
+	slow := func(c Config) Config {
+		c.tune = func(t *timing) {
+			base := t.memberlist
+			t.memberlist = func() *memberlist.Config {
+				mc := base()
+				// Broadcasts ride on gossip rounds and on probes.
+				mc.GossipInterval = time.Hour
+				mc.ProbeInterval = time.Hour
+				return mc
+			}
+			t.broadcastTimeout = time.Hour
+		}
+		return c
+	}
+	a := mustStart(t, slow(testConfig("a", 0)))
+	b := mustStart(t, slow(testConfig("b", 0, a.Addr().String())))
+	waitFor(t, "two nodes to join", func() error { return seesAlive(a, b) })
+
+	returned := make(chan error, 1)
+	go func() { returned <- b.SetLocalMeta(func(m *Meta) { m.Phase = "etcd-ready" }) }()
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("SetLocalMeta waited for a broadcast that cannot finish")
+	}
+	if got := b.LocalMeta(); got.Phase != "etcd-ready" {
+		t.Fatalf("LocalMeta after the update = %+v", got)
+	}
+	waitFor(t, "the new phase to reach a by state exchange", func() error {
+		m, err := member(a, "b")
+		if err != nil {
+			return err
+		}
+		if m.Meta.Phase != "etcd-ready" {
+			return fmt.Errorf("a sees b's phase as %q", m.Meta.Phase)
+		}
+		return nil
+	})
 }
 
 func TestHardStopIsSuspectThenDeadAndTheNameIsReclaimable(t *testing.T) {
