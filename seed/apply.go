@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +50,7 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 
 type applier struct {
 	dyn     dynamic.Interface
+	disc    discovery.DiscoveryInterface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
 	log     *slog.Logger
 	guard   func() error
@@ -99,6 +101,7 @@ func Apply(ctx context.Context, cfg *rest.Config, set *Set, prev *Report, o Appl
 	}
 	a := &applier{
 		dyn:     dyn,
+		disc:    dc,
 		mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 		log:     log,
 		guard:   o.Guard,
@@ -458,6 +461,13 @@ func (a *applier) awaitCRDs(ctx context.Context, rep *Report, idx []int, timeout
 			}
 			established, rejected, msg := crdConditions(crd)
 			switch {
+			case established && !a.discovered(crd):
+				// Established comes before the API server's
+				// discovery lists the new kind; the mapper reads
+				// discovery once after this wait, and a kind it
+				// misses then is skipped as not served.
+				last[i] = "Established, not in discovery yet"
+				still = append(still, i)
 			case established:
 			case rejected:
 				o.Result, o.Reason = Failed, "CRD names not accepted: "+msg
@@ -488,6 +498,33 @@ func (a *applier) awaitCRDs(ctx context.Context, rep *Report, idx []int, timeout
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// discovered reports whether discovery, as the mapper reads it (the
+// aggregated document), lists the CRD's kind in every version it serves.
+func (a *applier) discovered(crd *unstructured.Unstructured) bool {
+	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+	plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	_, lists, err := a.disc.ServerGroupsAndResources()
+	if err != nil && !discovery.IsGroupDiscoveryFailedError(err) {
+		return false
+	}
+	for _, v := range versions {
+		vm, _ := v.(map[string]any)
+		name, _ := vm["name"].(string)
+		if served, _ := vm["served"].(bool); !served || name == "" {
+			continue
+		}
+		listed := slices.ContainsFunc(lists, func(l *metav1.APIResourceList) bool {
+			return l.GroupVersion == group+"/"+name &&
+				slices.ContainsFunc(l.APIResources, func(r metav1.APIResource) bool { return r.Name == plural })
+		})
+		if !listed {
+			return false
+		}
+	}
+	return true
 }
 
 func crdConditions(crd *unstructured.Unstructured) (established, rejected bool, msg string) {
