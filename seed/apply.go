@@ -11,9 +11,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -204,20 +204,15 @@ const tierWorkers = 8
 func (a *applier) applyTier(ctx context.Context, tier []Manifest) ([]Object, error) {
 	objs := make([]Object, len(tier))
 	errs := make([]error, len(tier))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(tierWorkers, len(tier)) {
-		wg.Go(func() {
-			for i := range next {
-				objs[i], errs[i] = a.applyOne(ctx, tier[i])
-			}
+	var g errgroup.Group
+	g.SetLimit(tierWorkers)
+	for i, m := range tier {
+		g.Go(func() error {
+			objs[i], errs[i] = a.applyOne(ctx, m)
+			return nil
 		})
 	}
-	for i := range tier {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait()
 	var done []Object
 	var first error
 	for i, err := range errs {
@@ -451,6 +446,15 @@ func (a *applier) awaitCRDs(ctx context.Context, rep *Report, idx []int, timeout
 	last := map[int]string{}
 	for len(pending) > 0 && ctx.Err() == nil {
 		var still []int
+		// Discovery is read at most once a round, for every CRD.
+		var lists []*metav1.APIResourceList
+		read := false
+		discovered := func(crd *unstructured.Unstructured) bool {
+			if !read {
+				lists, read = a.discovery(), true
+			}
+			return listed(crd, lists)
+		}
 		for _, i := range pending {
 			o := &rep.Objects[i]
 			crd, err := a.dyn.Resource(crdGVR).Get(ctx, o.Name, metav1.GetOptions{})
@@ -461,7 +465,7 @@ func (a *applier) awaitCRDs(ctx context.Context, rep *Report, idx []int, timeout
 			}
 			established, rejected, msg := crdConditions(crd)
 			switch {
-			case established && !a.discovered(crd):
+			case established && !discovered(crd):
 				// Established comes before the API server's
 				// discovery lists the new kind; the mapper reads
 				// discovery once after this wait, and a kind it
@@ -500,27 +504,33 @@ func (a *applier) awaitCRDs(ctx context.Context, rep *Report, idx []int, timeout
 	}
 }
 
-// discovered reports whether discovery, as the mapper reads it (the
-// aggregated document), lists the CRD's kind in every version it serves.
-func (a *applier) discovered(crd *unstructured.Unstructured) bool {
+// discovery returns the API server's resource lists as the mapper reads
+// them (the aggregated document); nil when it cannot be read.
+func (a *applier) discovery() []*metav1.APIResourceList {
+	_, lists, err := a.disc.ServerGroupsAndResources()
+	if err != nil && !discovery.IsGroupDiscoveryFailedError(err) {
+		return nil
+	}
+	return lists
+}
+
+// listed reports whether lists hold the CRD's kind in every version it
+// serves.
+func listed(crd *unstructured.Unstructured, lists []*metav1.APIResourceList) bool {
 	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
 	plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
 	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
-	_, lists, err := a.disc.ServerGroupsAndResources()
-	if err != nil && !discovery.IsGroupDiscoveryFailedError(err) {
-		return false
-	}
 	for _, v := range versions {
 		vm, _ := v.(map[string]any)
 		name, _ := vm["name"].(string)
 		if served, _ := vm["served"].(bool); !served || name == "" {
 			continue
 		}
-		listed := slices.ContainsFunc(lists, func(l *metav1.APIResourceList) bool {
+		found := slices.ContainsFunc(lists, func(l *metav1.APIResourceList) bool {
 			return l.GroupVersion == group+"/"+name &&
 				slices.ContainsFunc(l.APIResources, func(r metav1.APIResource) bool { return r.Name == plural })
 		})
-		if !listed {
+		if !found {
 			return false
 		}
 	}
