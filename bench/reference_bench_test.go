@@ -55,7 +55,6 @@ func bareClusterRun(b *testing.B, s samples) {
 		initial = append(initial, fmt.Sprintf("%s=https://%s:2380", h.Name(), h.Addr()))
 		etcdURLs = append(etcdURLs, fmt.Sprintf("https://%s:2379", h.Addr()))
 	}
-	apiserverBin := filepath.Join(kubetest.BinDir(bareVersion(b)), "kube-apiserver")
 	var firstDir string
 	cfgs := make([]*config.Config, len(hosts))
 	for i, h := range hosts {
@@ -102,6 +101,7 @@ expect = 3
 		if err := h.CopyIn(bin, "/usr/local/bin/ecom-agent", 0o755); err != nil {
 			b.Fatal(err)
 		}
+		apiserverBin := filepath.Join(kubetest.BinDir(cfg.KubernetesVersion), "kube-apiserver")
 		if err := h.CopyIn(apiserverBin, "/usr/local/bin/kube-apiserver", 0o755); err != nil {
 			b.Fatal(err)
 		}
@@ -178,15 +178,6 @@ expect = 3
 	s.add("bare: 3 kube-apiservers started at once to /readyz on all 3", time.Since(start))
 }
 
-// bareVersion is the Kubernetes version the agent's config defaults to.
-func bareVersion(b *testing.B) string {
-	cfg, err := config.Parse([]byte(kubetest.BaseConfig), "base.toml", config.LoadOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return cfg.KubernetesVersion
-}
-
 // readyz asks host's /readyz with the admin's credentials.
 func readyz(admin *rest.Config, host string) bool {
 	c := rest.CopyConfig(admin)
@@ -208,16 +199,9 @@ func readyz(admin *rest.Config, host string) bool {
 // copyIn copies the local tree from into the host at to, keys and all
 // (0600).
 func copyIn(b *testing.B, h *testhost.Host, from, to string) {
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
+	eachFile(b, from, func(string) bool { return true }, func(p, rel string) error {
 		return h.CopyIn(p, filepath.Join(to, rel), 0o600)
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
 }
 
 // commonLeader returns the leader every member reports, 0 unless all
@@ -282,11 +266,7 @@ func bareClient(b *testing.B, dir string, hosts []*testhost.Host) *clientv3.Clie
 
 // copyTree copies the files under from that keep() accepts.
 func copyTree(b *testing.B, from, to string, keep func(string) bool) {
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !keep(p) {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
+	eachFile(b, from, keep, func(p, rel string) error {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
@@ -295,6 +275,18 @@ func copyTree(b *testing.B, from, to string, keep func(string) bool) {
 			return err
 		}
 		return os.WriteFile(filepath.Join(to, rel), data, 0o600)
+	})
+}
+
+// eachFile calls f with the path, and the path relative to from, of every
+// file under from that keep() accepts.
+func eachFile(b *testing.B, from string, keep func(string) bool, f func(p, rel string) error) {
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !keep(p) {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		return f(p, rel)
 	})
 	if err != nil {
 		b.Fatal(err)
