@@ -38,8 +38,11 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/config/configtest"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/nodestate"
 	"github.com/ecom-platform/ecom-agent/quorum"
+	"github.com/ecom-platform/ecom-agent/status"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -128,29 +131,28 @@ func runDaemonProc(specFile string) int {
 	var sender atomic.Bool
 	deps := Deps{
 		Config: cfg, Root: root, Log: log,
-		Systemd:    func(context.Context) (Systemd, error) { return sd, nil },
-		Socket:     filepath.Join(spec.Dir, "agent.sock"),
-		Timing:     procTiming(),
-		FastGossip: true,
-		Hook: func(point, detail string) {
-			if spec.OneCommit && point == "send-commit" {
-				// The first sender of a commit is the seed: its first
-				// send goes, the others stall.
-				if !sender.Load() && once(spec.Shared, "first-commit-send") {
-					sender.Store(true)
-				} else if sender.Load() {
-					log.Warn("test: stalling the commit", "to", detail)
-					select {}
-				}
+		Systemd: func(context.Context) (Systemd, error) { return sd, nil },
+		Socket:  filepath.Join(spec.Dir, "agent.sock"),
+		Test:    TestHooks{Timing: procTiming(), FastGossip: true},
+	}
+	deps.Test.Quorum.Point = func(point, detail string) {
+		if spec.OneCommit && point == "send-commit" {
+			// The first sender of a commit is the seed: its first
+			// send goes, the others stall.
+			if !sender.Load() && once(spec.Shared, "first-commit-send") {
+				sender.Store(true)
+			} else if sender.Load() {
+				log.Warn("test: stalling the commit", "to", detail)
+				select {}
 			}
-			if point == spec.CrashAt && (!spec.OneCommit || sender.Load()) && once(spec.Shared, "crashed") {
-				log.Warn("test: crashing", "point", point, "detail", detail)
-				os.Exit(3)
-			}
-		},
+		}
+		if point == spec.CrashAt && (!spec.OneCommit || sender.Load()) && once(spec.Shared, "crashed") {
+			log.Warn("test: crashing", "point", point, "detail", detail)
+			os.Exit(3)
+		}
 	}
 	if len(spec.Hide) > 0 {
-		deps.ViewFilter = func(peers []quorum.Peer) []quorum.Peer {
+		deps.Test.Quorum.ViewFilter = func(peers []quorum.Peer) []quorum.Peer {
 			if time.Now().After(spec.Until) {
 				return peers
 			}
@@ -340,11 +342,11 @@ func newProcCluster(t *testing.T, n, expect int) *procCluster {
 	// Every node has its own loopback address and the same gossip, RPC
 	// and peer ports, like hosts sharing one config; only the etcd
 	// client port differs, since each etcd also listens on 127.0.0.1.
-	gossipPort, rpcPort, peerPort := freePort(t), freePort(t), freePort(t)
+	gossipPort, rpcPort, peerPort := configtest.FreePort(t), configtest.FreePort(t), configtest.FreePort(t)
 	clients := make([]int, n)
 	var join []string
 	for i := range n {
-		clients[i] = freePort(t)
+		clients[i] = configtest.FreePort(t)
 		join = append(join, fmt.Sprintf("127.0.10.%d:%d", i+1, gossipPort))
 	}
 	for i := range n {
@@ -446,10 +448,10 @@ func (n *procNode) killAll() {
 	}
 }
 
-func (n *procNode) status() (Status, error) {
+func (n *procNode) status() (status.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return QueryStatus(ctx, filepath.Join(n.dir, "agent.sock"))
+	return status.QueryStatus(ctx, filepath.Join(n.dir, "agent.sock"))
 }
 
 // view is what the test sees of the cluster: the cluster ID each serving
@@ -470,7 +472,7 @@ func (c *procCluster) view() view {
 		if err != nil {
 			continue
 		}
-		if st.Phase == PhaseStandby {
+		if st.Phase == nodestate.PhaseStandby {
 			v.standby = append(v.standby, n.name)
 		}
 		if st.Etcd == nil || st.Etcd.Leader == "" {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ecom-platform/ecom-agent/nodestate"
 )
 
 // iterations is how many randomized runs a race case makes
@@ -76,7 +78,7 @@ func TestRealQuorumSeedKilledAfterPromises(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	seed.start(t)
 	c.await(2*time.Minute, "one 3-voter cluster and a standby after the seed's crash", formed(4))
-	if st, err := seed.status(); err != nil || (st.Phase != PhaseStandby && st.Etcd == nil) {
+	if st, err := seed.status(); err != nil || (st.Phase != nodestate.PhaseStandby && st.Etcd == nil) {
 		t.Errorf("the crashed seed %s: %+v %v", seed.name, st.Phase, err)
 	}
 }

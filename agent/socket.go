@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // serveSocket serves the control API on a unix socket readable by root
@@ -53,7 +53,7 @@ func serveSocket(ctx context.Context, path string, h http.Handler) (<-chan error
 
 // socketHandler serves GET /v1/status and POST /v1/renew (a JSON list of
 // certificate names, or ["all"]; it answers when the pass is over).
-func socketHandler(get func() Status, renew func(names []string) RenewResult) http.Handler {
+func socketHandler(get func() status.Status, renew func(names []string) status.RenewResult) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -69,50 +69,4 @@ func socketHandler(get func() Status, renew func(names []string) RenewResult) ht
 		_ = json.NewEncoder(w).Encode(renew(names))
 	})
 	return mux
-}
-
-// RequestRenewal asks the daemon to renew certificates now and waits for
-// the pass (it may wait for other nodes' renewals first).
-func RequestRenewal(ctx context.Context, socketPath string, names []string) (RenewResult, error) {
-	body, _ := json.Marshal(names)
-	var res RenewResult
-	err := socketCall(ctx, socketPath, http.MethodPost, "/v1/renew", body, renewLockTimeout+5*time.Minute, &res)
-	return res, err
-}
-
-// QueryStatus asks the daemon listening on socketPath for its status.
-func QueryStatus(ctx context.Context, socketPath string) (Status, error) {
-	var s Status
-	err := socketCall(ctx, socketPath, http.MethodGet, "/v1/status", nil, 10*time.Second, &s)
-	return s, err
-}
-
-// socketCall makes one request to the daemon's control socket and decodes
-// its JSON answer into out.
-func socketCall(ctx context.Context, socketPath, method, path string, body []byte, timeout time.Duration, out any) error {
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socketPath)
-		},
-	}}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the daemon at %s: %w", socketPath, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("daemon's answer: %w", err)
-	}
-	return nil
 }

@@ -20,11 +20,11 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/integration/demo"
 	"github.com/ecom-platform/ecom-agent/integration/kubetest"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 	"github.com/ecom-platform/ecom-agent/seed"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // samples collects one figure's runs. Durations are kept as they are;
@@ -74,12 +74,12 @@ func debs(b *testing.B) []string {
 	return paths
 }
 
-// status reads a host's status; errors count as "not yet".
-func status(h *testhost.Host) (agent.Status, bool) {
+// hostStatus reads a host's status; errors count as "not yet".
+func hostStatus(h *testhost.Host) (status.Status, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res, _ := h.Run(ctx, "ecom-agent", "status", "-o", "json")
-	var st agent.Status
+	var st status.Status
 	return st, json.Unmarshal([]byte(res.Stdout), &st) == nil
 }
 
@@ -166,7 +166,7 @@ func agentRun(b *testing.B, s samples) {
 	deadline := start.Add(10 * time.Minute)
 	for (seeded.IsZero() || len(ready) < 3) && time.Now().Before(deadline) {
 		for _, h := range hosts {
-			st, ok := status(h)
+			st, ok := hostStatus(h)
 			if !ok {
 				continue
 			}

@@ -50,3 +50,10 @@ func PodNetworkConfig(podCIDR, clusterCIDR netip.Prefix) ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+// MasqueradeRule is the agent's NAT rule (after iptables' -t nat -A/-C/-D)
+// for a node's pod CIDR inside the cluster's pod range.
+func MasqueradeRule(podCIDR, clusterCIDR string) []string {
+	return []string{"POSTROUTING", "-s", podCIDR, "!", "-d", clusterCIDR,
+		"-m", "comment", "--comment", "ecom-agent: pods to outside the cluster's pod range", "-j", "MASQUERADE"}
+}

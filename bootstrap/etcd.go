@@ -19,14 +19,27 @@ import (
 // membership, which etcd refuses to start from; that is deliberate: only
 // the quorum phase may fill it in.
 type EtcdMembership struct {
-	// State is "new" for a member of the founding set, "existing" for one
-	// that joins a running cluster.
-	State string
+	// State is EtcdStartNew for a member of the founding set,
+	// EtcdStartExisting for one that joins a running cluster or starts
+	// from its data.
+	State EtcdStart
 	// Token is the initial-cluster-token, fresh for every cluster.
 	Token string
 	// Peers maps member name to peer URL, this node included.
 	Peers map[string]string
 }
+
+// EtcdStart is etcd's initial-cluster-state: how a member starts.
+type EtcdStart string
+
+// The ways an etcd member starts.
+const (
+	// EtcdStartNew founds a cluster with exactly the decided members.
+	EtcdStartNew EtcdStart = "new"
+	// EtcdStartExisting joins a running cluster (or starts from data,
+	// when etcd ignores the initial membership).
+	EtcdStartExisting EtcdStart = "existing"
+)
 
 // etcdConfig mirrors the keys of etcd's YAML config file (embed.Config's
 // JSON tags). Only what the agent sets is listed; etcd's loader fills in
@@ -75,7 +88,7 @@ func EtcdPeerURL(addr netip.Addr, port int) string {
 
 // EtcdConfig builds the YAML config of the local etcd member.
 func EtcdConfig(cfg *config.Config, m EtcdMembership) ([]byte, error) {
-	if m.State != "" && m.State != "new" && m.State != "existing" {
+	if m.State != "" && m.State != EtcdStartNew && m.State != EtcdStartExisting {
 		return nil, fmt.Errorf("etcd membership state %q: want new or existing", m.State)
 	}
 	loopback := netip.MustParseAddr("127.0.0.1")
@@ -119,7 +132,7 @@ func EtcdConfig(cfg *config.Config, m EtcdMembership) ([]byte, error) {
 		}
 		// A member joining a running cluster learns it from its peers;
 		// only a founding member needs the cluster token.
-		if m.State == "" || (m.State == "new" && m.Token == "") {
+		if m.State == "" || (m.State == EtcdStartNew && m.Token == "") {
 			return nil, fmt.Errorf("etcd membership needs a state, and a token for a new cluster")
 		}
 		var parts []string
@@ -130,7 +143,7 @@ func EtcdConfig(cfg *config.Config, m EtcdMembership) ([]byte, error) {
 			parts = append(parts, n+"="+m.Peers[n])
 		}
 		c.InitialCluster = strings.Join(parts, ",")
-		c.InitialClusterState = m.State
+		c.InitialClusterState = string(m.State)
 		c.InitialClusterToken = m.Token
 	}
 	// Operator extra flags override the agent's tunables (never the keys

@@ -50,3 +50,8 @@ const (
 
 // PKI file paths, relative to PKIDir's logical path.
 func pkiPath(name string) string { return PKIDir + "/" + name }
+
+// APILoadBalancerPort is where every worker's agent serves the API load
+// balancer on 127.0.0.1: the kubelet and kube-proxy of a worker talk to
+// https://127.0.0.1:6444, which spreads to the healthy API servers.
+const APILoadBalancerPort = 6444

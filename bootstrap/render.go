@@ -76,17 +76,19 @@ func PKINode(cfg *config.Config) pki.Node {
 	}
 }
 
-// Phase is one named, idempotent step of rendering a node: it reuses what
-// matches, refuses what conflicts and creates what is missing.
-type Phase struct {
+// RenderPhase is one named, idempotent step of rendering a node: it
+// reuses what matches, refuses what conflicts and creates what is
+// missing. (A node's own phases, waiting-for-peers to api-ready, are
+// nodestate.Phase.)
+type RenderPhase struct {
 	Name string
 	Run  func(r *Renderer, ctx context.Context) error
 }
 
 // Phases lists the phases for this node's role, in order.
-func (r *Renderer) Phases() []Phase {
+func (r *Renderer) Phases() []RenderPhase {
 	if r.cfg.IsControlPlane() {
-		return []Phase{
+		return []RenderPhase{
 			{"pki", (*Renderer).phasePKI},
 			{"kubeconfigs", (*Renderer).phaseKubeconfigs},
 			{"kubelet-certs", (*Renderer).phaseKubeletCerts},
@@ -100,7 +102,7 @@ func (r *Renderer) Phases() []Phase {
 	}
 	// A worker holds no CA key: its kubelet certificates and kubeconfig
 	// are issued by a control-plane agent when it joins.
-	return []Phase{
+	return []RenderPhase{
 		{"containerd-config", (*Renderer).phaseContainerdConfig},
 		{"kube-proxy-config", (*Renderer).phaseKubeProxyConfig},
 		{"kubelet-config", (*Renderer).phaseKubeletConfig},

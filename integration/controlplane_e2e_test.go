@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
+	"github.com/ecom-platform/ecom-agent/nodestate"
 )
 
 // kubectl runs the pinned kubectl on a host with admin.conf.
@@ -464,7 +464,7 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 				return fmt.Errorf("voters %v, learners %v (%v)", voters, learners, err)
 			}
 			st, _ := statusJSON(t, h)
-			if st.Node.ID == before.Node.ID || st.Phase != agent.PhaseAPIReady {
+			if st.Node.ID == before.Node.ID || st.Phase != nodestate.PhaseAPIReady {
 				return fmt.Errorf("%s: node ID %s (before %s), phase %s", h.Name(), st.Node.ID, before.Node.ID, st.Phase)
 			}
 			return nil

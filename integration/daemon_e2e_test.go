@@ -17,8 +17,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // etcdOverTLS connects from the test process, across the test network, to
@@ -57,7 +57,7 @@ func etcdOverTLS(t *testing.T, hs ...*testhost.Host) *clientv3.Client {
 	return cli
 }
 
-func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
+func statusJSON(t *testing.T, h *testhost.Host) (status.Status, int) {
 	t.Helper()
 	// status exits 1 when degraded and 2 when down, by design; only a
 	// failure to run it at all is fatal here.
@@ -65,14 +65,14 @@ func statusJSON(t *testing.T, h *testhost.Host) (agent.Status, int) {
 	if err != nil && res.ExitCode < 0 {
 		t.Fatal(err)
 	}
-	var st agent.Status
+	var st status.Status
 	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil {
 		t.Fatalf("status -o json on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
 	}
 	// Every status document the tests read holds to the documented
 	// schema, in every state the tests drive a node through.
 	if err := statusSchema(t).Validate(mustUnmarshalJSON(t, res.Stdout)); err != nil {
-		t.Errorf("status -o json on %s does not validate against agent/status.schema.json: %v\n%s", h.Name(), err, res.Stdout)
+		t.Errorf("status -o json on %s does not validate against status/status.schema.json: %v\n%s", h.Name(), err, res.Stdout)
 	}
 	return st, res.ExitCode
 }
@@ -88,7 +88,7 @@ func statusSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
 	schemaOnce.Do(func() {
 		var doc any
-		if schemaErr = json.Unmarshal(agent.StatusSchema, &doc); schemaErr != nil {
+		if schemaErr = json.Unmarshal(status.StatusSchema, &doc); schemaErr != nil {
 			return
 		}
 		c := jsonschema.NewCompiler()
@@ -159,10 +159,16 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 			if !strings.Contains(out, "Status: \"healthy") {
 				t.Errorf("systemctl status on %s lacks the STATUS= text:\n%s", h.Name(), out)
 			}
-			st, code := statusJSON(t, h)
-			if code != 0 || st.Verdict != agent.Healthy || st.Source != "daemon" || st.Etcd == nil || len(st.Etcd.Members) != 1 {
-				t.Errorf("status on %s: exit %d, %+v", h.Name(), code, st)
-			}
+			// The node side (containerd, the kubelet) may still be
+			// starting after the line first said healthy: the status
+			// says so until its Node is Ready.
+			await(t, 2*time.Minute, "a healthy status on "+h.Name(), func() error {
+				st, code := statusJSON(t, h)
+				if code != 0 || st.Verdict != status.Healthy || st.Source != "daemon" || st.Etcd == nil || len(st.Etcd.Members) != 1 {
+					return fmt.Errorf("status on %s: exit %d, %+v", h.Name(), code, st)
+				}
+				return nil
+			})
 		}
 	})
 
@@ -189,7 +195,7 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		for _, u := range []string{"kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "kube-proxy.service"} {
 			await(t, time.Minute, u+" active", activeIs(h, u, "active"))
 		}
-		var st agent.Status
+		var st status.Status
 		await(t, 2*time.Minute, "a seeding report with no failure", func() error {
 			st, _ = statusJSON(t, h)
 			if st.ControlPlane == nil || !st.ControlPlane.Ready {
@@ -209,12 +215,15 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 				t.Errorf("kubectl get -n ecommerce lacks %s:\n%s", want, out)
 			}
 		}
-		metrics := h.MustRun(t, "curl", "-sf", "http://127.0.0.1:7948/metrics")
-		for _, want := range []string{"ecom_agent_verdict 0", "ecom_agent_apiserver_ready 1", `ecom_agent_phase{phase="api-ready"} 1`, "ecom_agent_seed_leader 1"} {
-			if !strings.Contains(metrics, want) {
-				t.Errorf("/metrics lacks %q", want)
+		await(t, 2*time.Minute, "/metrics of a healthy node", func() error {
+			metrics := h.MustRun(t, "curl", "-sf", "http://127.0.0.1:7948/metrics")
+			for _, want := range []string{"ecom_agent_verdict 0", "ecom_agent_apiserver_ready 1", `ecom_agent_phase{phase="api-ready"} 1`, "ecom_agent_seed_leader 1"} {
+				if !strings.Contains(metrics, want) {
+					return fmt.Errorf("/metrics lacks %q", want)
+				}
 			}
-		}
+			return nil
+		})
 		// The agent's identity is its own user, bound by the bootstrap
 		// RBAC; admin.conf is not system:masters.
 		who := h.MustRun(t, kubeBinDir+"/kubectl", "--kubeconfig", "/etc/kubernetes/ecom-agent.conf", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")

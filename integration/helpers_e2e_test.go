@@ -18,6 +18,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/images"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 var (
@@ -191,4 +192,14 @@ func activeIs(h *testhost.Host, unit, want string) func() error {
 		}
 		return nil
 	}
+}
+
+// hasCondition reports whether a component of the node reports reason.
+func hasCondition(st status.Status, reason status.Reason) bool {
+	for _, c := range st.Conditions {
+		if c.Reason == reason {
+			return true
+		}
+	}
+	return false
 }

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
+	"github.com/ecom-platform/ecom-agent/nodestate"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // joinConfig is a control-plane config with every host of hosts as a
@@ -97,7 +98,7 @@ func TestQuorumFormsOnce(t *testing.T) {
 		await(t, time.Minute, "ecom-agent active on "+h.Name(), activeIs(h, "ecom-agent.service", "active"))
 		await(t, 30*time.Second, h.Name()+" waiting for one more node", func() error {
 			st, code := statusJSON(t, h)
-			if code != 1 || st.Phase != agent.PhaseWaiting || !strings.Contains(st.Waiting, "1 more control-plane node") {
+			if code != 1 || st.Phase != nodestate.PhaseWaiting || !hasCondition(st, status.ReasonWaitForNodes) {
 				return fmt.Errorf("exit %d, phase %s, waiting %q", code, st.Phase, st.Waiting)
 			}
 			if len(st.Gossip) != 2 {
@@ -166,8 +167,8 @@ func TestQuorumFormsOnce(t *testing.T) {
 	}
 	await(t, time.Minute, "the fourth node on standby", func() error {
 		st, _ := statusJSON(t, standby)
-		if !strings.Contains(st.Waiting, "standby") && !strings.Contains(st.Waiting, "not a member") {
-			return fmt.Errorf("%s: phase %s, waiting %q", standby.Name(), st.Phase, st.Waiting)
+		if !hasCondition(st, status.ReasonStandby) {
+			return fmt.Errorf("%s: phase %s, conditions %+v", standby.Name(), st.Phase, st.Conditions)
 		}
 		if res, _ := run(standby, "test", "-e", "/var/lib/etcd/member"); res.ExitCode == 0 {
 			return fmt.Errorf("%s holds etcd data", standby.Name())
@@ -297,8 +298,8 @@ func TestQuorumFormsOnce(t *testing.T) {
 		}
 		await(t, 3*time.Minute, dead.Name()+" standing by with its old data aside", func() error {
 			st, _ := statusJSON(t, dead)
-			if !strings.Contains(st.Waiting, "standby") && !strings.Contains(st.Waiting, "not a member") {
-				return fmt.Errorf("phase %s, waiting %q", st.Phase, st.Waiting)
+			if !hasCondition(st, status.ReasonStandby) {
+				return fmt.Errorf("phase %s, conditions %+v", st.Phase, st.Conditions)
 			}
 			res, _ := run(dead, "sh", "-c", "ls -d /var/lib/etcd.aside-*/member")
 			if res.ExitCode != 0 {
@@ -366,7 +367,7 @@ func TestQuorumFormsOnce(t *testing.T) {
 			}
 			// The reinstalled host is back in, as a voter or, if the
 			// other standby was picked to fill the gap, as standby.
-			if hs, _ := statusJSON(t, h); hs.Phase != agent.PhaseEtcdReady && hs.Phase != agent.PhaseStandby {
+			if hs, _ := statusJSON(t, h); hs.Phase != nodestate.PhaseEtcdReady && hs.Phase != nodestate.PhaseStandby {
 				return fmt.Errorf("%s: phase %s, waiting %q", h.Name(), hs.Phase, hs.Waiting)
 			}
 			return nil

@@ -279,7 +279,7 @@ func TestSystemd(t *testing.T) {
 		}
 		e.apply(echo)
 		e.ctl(nil, "start", "echo.service")
-		e.await("echo.service", "finished", func(s units.UnitStatus) bool { return s.ActiveState == "inactive" })
+		e.await("echo.service", "finished", func(s units.UnitStatus) bool { return s.ActiveState == units.Inactive })
 		var lines []string
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -306,7 +306,7 @@ func TestSystemd(t *testing.T) {
 		e.apply(crash)
 		var seen []units.UnitStatus
 		e.ctl(&seen, "watch-start", "crash.service")
-		if len(seen) < 2 || seen[0].ActiveState != "inactive" || !seen[len(seen)-1].Failed() {
+		if len(seen) < 2 || seen[0].ActiveState != units.Inactive || !seen[len(seen)-1].Failed() {
 			t.Errorf("watch saw %+v, want inactive … failed", seen)
 		}
 	})
@@ -343,7 +343,7 @@ func TestSystemd(t *testing.T) {
 		for _, n := range []string{"alpha.service", "beta.service"} {
 			e.await(n, "running after boot", units.UnitStatus.Running)
 		}
-		if st := e.status("boom.service"); st.ActiveState != "inactive" {
+		if st := e.status("boom.service"); st.ActiveState != units.Inactive {
 			t.Errorf("boom.service (not enabled) after boot: %+v", st)
 		}
 	})
@@ -353,7 +353,7 @@ func TestSystemd(t *testing.T) {
 		names := []string{"alpha.service", "beta.service", "boom.service", "echo.service", "crash.service"}
 		e.ctl(nil, append([]string{"remove"}, names...)...)
 		for _, n := range names {
-			if st := e.status(n); st.LoadState != "not-found" || st.ActiveState != "inactive" {
+			if st := e.status(n); st.LoadState != "not-found" || st.ActiveState != units.Inactive {
 				t.Errorf("%s after remove: %+v", n, st)
 			}
 			if out, _ := e.run("systemctl", "show", "-p", "LoadState", n); strings.TrimSpace(out) != "LoadState=not-found" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // JobResult is the result systemd reports for a finished job.
@@ -139,3 +140,7 @@ func (m *Manager) RestartIfChanged(ctx context.Context, changes Changes) ([]stri
 	}
 	return restarted, errors.Join(errs...)
 }
+
+// JobWait bounds how long the agent waits for one start, stop or restart
+// job of a unit it runs.
+const JobWait = 2 * time.Minute

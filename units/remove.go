@@ -28,7 +28,7 @@ func (m *Manager) Remove(ctx context.Context, names []string) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", n, err))
 			continue
 		}
-		if st.ActiveState != "inactive" && st.ActiveState != "failed" {
+		if st.ActiveState != Inactive && st.ActiveState != Failed {
 			if err := m.Stop(ctx, n); err != nil {
 				errs = append(errs, fmt.Errorf("remove: %w", err))
 			}

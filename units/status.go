@@ -7,6 +7,19 @@ import (
 	"time"
 )
 
+// ActiveState is a unit's high-level state as systemd reports it.
+type ActiveState string
+
+// The unit states systemd reports.
+const (
+	Active       ActiveState = "active"
+	Activating   ActiveState = "activating"
+	Deactivating ActiveState = "deactivating"
+	Inactive     ActiveState = "inactive"
+	Failed       ActiveState = "failed"
+	Reloading    ActiveState = "reloading"
+)
+
 // UnitStatus is the state of a unit as systemd reports it.
 type UnitStatus struct {
 	Name string `json:"name"`
@@ -14,7 +27,7 @@ type UnitStatus struct {
 	LoadState string `json:"load_state"`
 	// ActiveState is "active", "activating", "deactivating", "inactive",
 	// "failed" or "reloading".
-	ActiveState string `json:"active_state"`
+	ActiveState ActiveState `json:"active_state"`
 	// SubState is the service's own state: "running", "exited", "dead",
 	// "auto-restart", "start-pre", ...
 	SubState string `json:"sub_state"`
@@ -44,11 +57,11 @@ type UnitStatus struct {
 
 // Running reports whether the service is active with its main process up.
 func (s UnitStatus) Running() bool {
-	return s.ActiveState == "active" && s.SubState == "running"
+	return s.ActiveState == Active && s.SubState == "running"
 }
 
 // Failed reports whether the unit is in the failed state.
-func (s UnitStatus) Failed() bool { return s.ActiveState == "failed" }
+func (s UnitStatus) Failed() bool { return s.ActiveState == Failed }
 
 // Exists reports whether systemd has a unit file for the unit.
 func (s UnitStatus) Exists() bool { return s.LoadState != "not-found" && s.LoadState != "" }
@@ -78,7 +91,7 @@ func (m *Manager) Status(ctx context.Context, name string) (UnitStatus, error) {
 	st := UnitStatus{
 		Name:             name,
 		LoadState:        str(up["LoadState"]),
-		ActiveState:      str(up["ActiveState"]),
+		ActiveState:      ActiveState(str(up["ActiveState"])),
 		SubState:         str(up["SubState"]),
 		UnitFileState:    str(up["UnitFileState"]),
 		ActiveEnterTime:  usecTime(up["ActiveEnterTimestamp"]),

@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/pki"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // caWarning is how far ahead check-expiration warns about a CA's expiry:
@@ -48,7 +48,7 @@ inside the renewal window (pki.renew_before).`,
 				args = []string{"all"}
 			}
 			fmt.Fprintf(c.stderr, "renewing %s (waits for the cluster's renewal lock)...\n", strings.Join(args, ", "))
-			res, err := agent.RequestRenewal(cmd.Context(), socket, args)
+			res, err := status.RequestRenewal(cmd.Context(), socket, args)
 			if err != nil {
 				return fmt.Errorf("%w; renewal restarts units, so the agent does it: is ecom-agent.service running?", err)
 			}

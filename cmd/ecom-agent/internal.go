@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/buildinfo"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -54,7 +54,7 @@ build), so the same commit gives the same bytes.`,
 			return doc.GenManTree(root, &doc.GenManHeader{
 				Section: "1",
 				Date:    &date,
-				Source:  "ecom-agent " + agent.Version,
+				Source:  "ecom-agent " + buildinfo.Version,
 				Manual:  "ecom-agent manual",
 			}, args[0])
 		},

@@ -11,10 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/nodestate"
+	"github.com/ecom-platform/ecom-agent/preflight"
+	"github.com/ecom-platform/ecom-agent/status"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -58,7 +60,7 @@ failed (nothing started); 4 --timeout passed
 			}
 			ctx := cmd.Context()
 			start := time.Now()
-			if st, err := agent.QueryStatus(ctx, socket); err == nil && reached(cfg, st) {
+			if st, err := status.QueryStatus(ctx, socket); err == nil && reached(cfg, st) {
 				fmt.Fprintf(c.stdout, "already joined: %s\n", summary(st))
 				return nil
 			}
@@ -70,7 +72,7 @@ failed (nothing started); 4 --timeout passed
 				// On a half-joined node the agent's own units hold the
 				// ports: only a fresh node has them checked.
 				fresh, _ := root.Exists(bootstrap.AgentStateFile)
-				if failed := agent.Preflight(ctx, root, cfg, !fresh); len(failed) > 0 {
+				if failed := preflight.Preflight(ctx, root, cfg, !fresh); len(failed) > 0 {
 					fmt.Fprintf(c.stderr, "ecom-agent: %d preflight check(s) failed; nothing was started:\n", len(failed))
 					for _, f := range failed {
 						fmt.Fprintf(c.stderr, "  %s\n", strings.ReplaceAll(f.String(), "\n", "\n  "))
@@ -120,7 +122,7 @@ func (c *cli) startAgent(ctx context.Context, root *hostfs.Root) error {
 	if err != nil {
 		return err
 	}
-	if st.ActiveState == "active" {
+	if st.ActiveState == units.Active {
 		return nil
 	}
 	jctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -135,7 +137,7 @@ func (c *cli) awaitJoined(ctx context.Context, p *progress, cfg *config.Config, 
 	var last string
 	var refusedSince time.Time
 	for {
-		st, err := agent.QueryStatus(ctx, socket)
+		st, err := status.QueryStatus(ctx, socket)
 		line := ""
 		switch {
 		case err != nil:
@@ -178,20 +180,20 @@ func (c *cli) awaitJoined(ctx context.Context, p *progress, cfg *config.Config, 
 }
 
 // reached reports whether the node is where join takes it.
-func reached(cfg *config.Config, st agent.Status) bool {
+func reached(cfg *config.Config, st status.Status) bool {
 	if cfg.IsControlPlane() {
 		// A standby is where a control-plane node beyond the cluster's
 		// size belongs: the reconciler adds it when a member is missing.
 		// Otherwise it is there once its etcd member serves in a
 		// cluster with a leader and its kube-apiserver is ready.
-		return st.Phase == agent.PhaseStandby || (st.Phase == agent.PhaseAPIReady && st.Etcd != nil && st.Etcd.Leader != "")
+		return st.Phase == nodestate.PhaseStandby || (st.Phase == nodestate.PhaseAPIReady && st.Etcd != nil && st.Etcd.Leader != "")
 	}
-	return st.Phase == agent.PhaseWorkerIdle
+	return st.Phase == nodestate.PhaseWorkerWaiting
 }
 
-func summary(st agent.Status) string {
+func summary(st status.Status) string {
 	s := fmt.Sprintf("%s (%s) phase %s", st.Node.Name, st.Node.Role, st.Phase)
-	if st.Phase == agent.PhaseStandby {
+	if st.Phase == nodestate.PhaseStandby {
 		s += ": " + st.Waiting
 	}
 	if st.Etcd != nil {

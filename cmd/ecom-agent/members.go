@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 func (c *cli) membersCommand() *cobra.Command {
@@ -24,7 +24,7 @@ gossip view lives in its memory (use status when the daemon is down).`,
 			if output != "table" && output != "json" {
 				return usageError{fmt.Errorf("--output %q: want table or json", output)}
 			}
-			st, err := agent.QueryStatus(cmd.Context(), socket)
+			st, err := status.QueryStatus(cmd.Context(), socket)
 			if err != nil {
 				return withCode(exitFailure, fmt.Errorf("the agent does not answer (%v): members needs the running daemon; "+
 					"check `systemctl status ecom-agent` or run `ecom-agent status`", err))

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/reset"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -70,13 +70,13 @@ without a terminal to confirm on; 1 anything else.`,
 				return fmt.Errorf("connect to systemd: %w", err)
 			}
 			defer m.Close()
-			rep, err := agent.Reset(ctx, agent.ResetOptions{
+			rep, err := reset.Reset(ctx, reset.Options{
 				Root: root, Config: cfg, Systemd: m, Runner: units.ExecRunner{},
 				Force: force, DryRun: dryRun,
 				Progress: func(s string) { fmt.Fprintln(c.stderr, s+"...") },
 			})
 			printReset(c.stdout, rep, err == nil)
-			var unsafe *agent.UnsafeError
+			var unsafe *reset.UnsafeError
 			if errors.As(err, &unsafe) {
 				return withCode(exitUnsafe, err)
 			}
@@ -93,7 +93,7 @@ without a terminal to confirm on; 1 anything else.`,
 
 // printReset prints what reset did, one line per thing, so an operator
 // can check it and a script can grep it.
-func printReset(w io.Writer, r agent.ResetReport, done bool) {
+func printReset(w io.Writer, r reset.Report, done bool) {
 	verb := func(done, would string) string {
 		if r.DryRun {
 			return would
@@ -126,6 +126,9 @@ func printReset(w io.Writer, r agent.ResetReport, done bool) {
 	}
 	for _, m := range r.Warnings {
 		fmt.Fprintf(w, "warning:  %s\n", m)
+	}
+	for _, st := range r.Steps {
+		fmt.Fprintf(w, "step      %s\n", st)
 	}
 	if done && !r.DryRun {
 		fmt.Fprintf(w, "%s is reset; `ecom-agent join` joins it again as a new node\n", r.Node)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ecom-platform/ecom-agent/agent"
+	"github.com/ecom-platform/ecom-agent/buildinfo"
 	"github.com/ecom-platform/ecom-agent/config"
 )
 
@@ -80,7 +80,7 @@ func (c *cli) rootCommand() *cobra.Command {
 cluster PKI, renders the configs of etcd, the control plane and the kubelet,
 runs them as systemd units, forms the etcd quorum with its peers by gossip,
 and seeds the platform's workloads once the API server is healthy.`,
-		Version:       agent.Version,
+		Version:       buildinfo.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -120,7 +120,7 @@ func (c *cli) versionCommand() *cobra.Command {
 		Use:   "version",
 		Short: "Print the agent's version",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(c.stdout, "ecom-agent %s\n", agent.Version)
+			fmt.Fprintf(c.stdout, "ecom-agent %s\n", buildinfo.Version)
 			return nil
 		},
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/status"
+	"github.com/ecom-platform/ecom-agent/status/collect"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
@@ -44,7 +46,7 @@ only added within a version); --schema prints its JSON Schema. --watch
 redraws it until interrupted.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if schema {
-				_, err := c.stdout.Write(agent.StatusSchema)
+				_, err := c.stdout.Write(status.StatusSchema)
 				return err
 			}
 			if output != "table" && output != "json" && output != "yaml" {
@@ -86,15 +88,15 @@ redraws it until interrupted.`,
 }
 
 // queryStatus asks the daemon, and falls back to reading the node itself.
-func (c *cli) queryStatus(ctx context.Context, socket string) agent.Status {
-	st, daemonErr := agent.QueryStatus(ctx, socket)
+func (c *cli) queryStatus(ctx context.Context, socket string) status.Status {
+	st, daemonErr := status.QueryStatus(ctx, socket)
 	if daemonErr == nil {
 		return st
 	}
 	cfg, err := c.loadConfig()
 	if err != nil {
-		return agent.Status{
-			SchemaVersion: agent.StatusSchemaVersion, Source: "none", Verdict: agent.Down,
+		return status.Status{
+			SchemaVersion: status.StatusSchemaVersion, Source: "none", Verdict: status.Down,
 			Reasons: []string{"the agent daemon does not answer (" + daemonErr.Error() + ") and the config cannot be read: " + err.Error()},
 		}
 	}
@@ -107,13 +109,13 @@ func (c *cli) queryStatus(ctx context.Context, socket string) agent.Status {
 		defer m.Close()
 		sd = m
 	}
-	st = agent.LocalStatus(ctx, cfg, root, sd)
+	st = collect.Local(ctx, cfg, root, sd)
 	st.Reasons = append(st.Reasons, "the agent daemon does not answer: "+daemonErr.Error())
 	return st
 }
 
 // writeStatus renders the status as a table, JSON or YAML.
-func writeStatus(w io.Writer, st agent.Status, output string, colour bool) error {
+func writeStatus(w io.Writer, st status.Status, output string, colour bool) error {
 	switch output {
 	case "json":
 		enc := json.NewEncoder(w)
@@ -135,11 +137,11 @@ func writeStatus(w io.Writer, st agent.Status, output string, colour bool) error
 }
 
 // verdictCode is status's exit: 0 healthy, 1 degraded, 2 down or unknown.
-func verdictCode(st agent.Status) error {
+func verdictCode(st status.Status) error {
 	switch st.Verdict {
-	case agent.Healthy:
+	case status.Healthy:
 		return nil
-	case agent.Degraded:
+	case status.Degraded:
 		return withCode(statusDegraded, errSilent)
 	default:
 		return withCode(statusDown, errSilent)
@@ -154,22 +156,22 @@ func isTerminal(w any) bool {
 }
 
 // paint colours a verdict for a terminal: green, yellow, red.
-func paint(verdict string, colour bool) string {
-	text := strings.ToUpper(verdict)
+func paint(verdict status.Verdict, colour bool) string {
+	text := strings.ToUpper(string(verdict))
 	if !colour {
 		return text
 	}
 	code := "31" // red: down or unknown
 	switch verdict {
-	case agent.Healthy:
+	case status.Healthy:
 		code = "32"
-	case agent.Degraded:
+	case status.Degraded:
 		code = "33"
 	}
 	return "\x1b[1;" + code + "m" + text + "\x1b[0m"
 }
 
-func printStatus(w io.Writer, s agent.Status, colour bool) {
+func printStatus(w io.Writer, s status.Status, colour bool) {
 	verdict := paint(s.Verdict, colour)
 	fmt.Fprintf(w, "%s  %s (%s) in cluster %s: %s\n", verdict, s.Node.Name, s.Node.Role, s.Node.Cluster, reasonOrOK(s))
 	for i, r := range s.Reasons {
@@ -197,7 +199,7 @@ func printStatus(w io.Writer, s agent.Status, colour bool) {
 		}
 		tw.Flush()
 		for _, u := range s.Units {
-			if len(u.Journal) > 0 && u.ActiveState != "active" {
+			if len(u.Journal) > 0 && u.ActiveState != units.Active {
 				fmt.Fprintf(w, "\nlast lines of %s:\n", u.Name)
 				for _, l := range u.Journal {
 					fmt.Fprintf(w, "  %s\n", l)
@@ -274,7 +276,7 @@ func days(d time.Duration) string {
 
 // printKubelet prints the node's kubelet side: its Node's readiness, the
 // runtime, the pod network, the images and a worker's API load balancer.
-func printKubelet(w io.Writer, s agent.Status) {
+func printKubelet(w io.Writer, s status.Status) {
 	k := s.Kubelet
 	if k == nil {
 		return
@@ -306,7 +308,7 @@ func printKubelet(w io.Writer, s agent.Status) {
 			}
 			eps = append(eps, fmt.Sprintf("%s %s (%d conns)", e.Address, h, e.Connections))
 		}
-		fmt.Fprintf(w, "API via         127.0.0.1:%d -> %s\n", agent.APILoadBalancerPort, strings.Join(eps, ", "))
+		fmt.Fprintf(w, "API via         127.0.0.1:%d -> %s\n", bootstrap.APILoadBalancerPort, strings.Join(eps, ", "))
 	}
 	for _, p := range k.Preflight {
 		fmt.Fprintf(w, "  %s\n", p)
@@ -318,7 +320,7 @@ func printKubelet(w io.Writer, s agent.Status) {
 
 // printControlPlane prints the local API server's readiness and the
 // cluster's last seeding pass.
-func printControlPlane(w io.Writer, s agent.Status) {
+func printControlPlane(w io.Writer, s status.Status) {
 	if cp := s.ControlPlane; cp != nil {
 		fmt.Fprintln(w)
 		switch {
@@ -374,7 +376,7 @@ func printControlPlane(w io.Writer, s agent.Status) {
 }
 
 // printMembers prints the gossip view as a table, like `consul members`.
-func printMembers(w io.Writer, ms []agent.GossipMember) {
+func printMembers(w io.Writer, ms []status.GossipMember) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tSTATE\tSINCE\tPHASE\tETCD CLUSTER\tAGENT")
 	for _, m := range ms {
@@ -395,7 +397,7 @@ func orDash(s string) string {
 	return s
 }
 
-func reasonOrOK(s agent.Status) string {
+func reasonOrOK(s status.Status) string {
 	if len(s.Reasons) == 0 {
 		return "all checks pass"
 	}

@@ -8,22 +8,23 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/apilb"
+	"github.com/ecom-platform/ecom-agent/nodestate"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
-func sampleStatus() agent.Status {
-	return agent.Status{
-		SchemaVersion: agent.StatusSchemaVersion, Source: "daemon", Verdict: agent.Degraded,
+func sampleStatus() status.Status {
+	return status.Status{
+		SchemaVersion: status.StatusSchemaVersion, Source: "daemon", Verdict: status.Degraded,
 		Reasons: []string{"seeding: 1 object(s) failed to apply (see seed.problems)"},
-		Node:    agent.Node{Name: "cp-1", Role: "control-plane", Cluster: "shop"},
-		Phase:   agent.PhaseAPIReady,
-		ControlPlane: &agent.ControlPlaneStatus{
+		Node:    status.Node{Name: "cp-1", Role: "control-plane", Cluster: "shop"},
+		Phase:   nodestate.PhaseAPIReady,
+		ControlPlane: &status.ControlPlaneStatus{
 			Ready: true, ReadySince: time.Date(2026, 11, 30, 4, 0, 0, 0, time.UTC),
-			Binaries: []agent.Binary{{Name: "kube-apiserver", Path: "/usr/bin/kube-apiserver", Version: "v1.37.2"}},
+			Binaries: []status.Binary{{Name: "kube-apiserver", Path: "/usr/bin/kube-apiserver", Version: "v1.37.2"}},
 		},
-		Certificates: &agent.CertSummary{Count: 25, Nearest: "etcd/peer", NearestNotAfter: time.Now().Add(100*24*time.Hour + time.Hour)},
-		Seed: &agent.SeedStatus{
+		Certificates: &status.CertSummary{Count: 25, Nearest: "etcd/peer", NearestNotAfter: time.Now().Add(100*24*time.Hour + time.Hour)},
+		Seed: &status.SeedStatus{
 			Enabled: true, Leader: true, Seeder: "cp-1", Finished: time.Now().Add(-time.Minute),
 			Counts:   map[string]int{"created": 70, "skipped": 1, "failed": 1},
 			Problems: []string{"VerticalPodAutoscaler ecommerce/backend (71-vpa.yaml): skipped: not served"},
@@ -65,11 +66,11 @@ func TestStatusYAMLIsTheJSONDocument(t *testing.T) {
 	if err := writeStatus(&buf, sampleStatus(), "yaml", false); err != nil {
 		t.Fatal(err)
 	}
-	var back agent.Status
+	var back status.Status
 	if err := yaml.Unmarshal(buf.Bytes(), &back); err != nil {
 		t.Fatalf("%v\n%s", err, buf.String())
 	}
-	if back.Seed == nil || back.Seed.Counts["created"] != 70 || back.ControlPlane == nil || !back.ControlPlane.Ready || back.Phase != agent.PhaseAPIReady {
+	if back.Seed == nil || back.Seed.Counts["created"] != 70 || back.ControlPlane == nil || !back.ControlPlane.Ready || back.Phase != nodestate.PhaseAPIReady {
 		t.Errorf("round trip lost fields: %+v", back)
 	}
 	if !strings.Contains(buf.String(), "schema_version: 1") {
@@ -80,7 +81,7 @@ func TestStatusYAMLIsTheJSONDocument(t *testing.T) {
 func TestStatusTableShowsKubelet(t *testing.T) {
 	s := sampleStatus()
 	s.Node.Role = "worker"
-	s.Kubelet = &agent.NodeStatus{
+	s.Kubelet = &status.NodeStatus{
 		KubeletStarted: true, Reason: "KubeletNotReady: cni plugin not initialized",
 		Runtime: "containerd v2.4.2 (CRI v1)", PodCIDR: "10.244.3.0/24",
 		Routes: []string{"10.244.0.0/24 via 10.77.0.11", "10.244.1.0/24 via 10.77.0.12"},

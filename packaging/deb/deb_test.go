@@ -115,7 +115,7 @@ func regexpLine(list, prefix, suffix string) bool {
 func buildAgentBinary(t *testing.T, version, out string) {
 	t.Helper()
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-s -w -X github.com/ecom-platform/ecom-agent/agent.Version="+version,
+		"-ldflags", "-s -w -X github.com/ecom-platform/ecom-agent/buildinfo.Version="+version,
 		"-o", out, "./cmd/ecom-agent")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

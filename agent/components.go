@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"github.com/ecom-platform/ecom-agent/agent/component"
+	"github.com/ecom-platform/ecom-agent/agent/controlplane"
+	"github.com/ecom-platform/ecom-agent/agent/etcdmember"
+	"github.com/ecom-platform/ecom-agent/agent/membership"
+	"github.com/ecom-platform/ecom-agent/agent/node"
+	"github.com/ecom-platform/ecom-agent/agent/render"
+	"github.com/ecom-platform/ecom-agent/agent/renewal"
+	"github.com/ecom-platform/ecom-agent/agent/workercreds"
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+)
+
+// build makes the node's components for its role, in start order (see
+// docs/architecture.md), and the runner that steps them.
+//
+// Control-plane node: membership (gossip, RPC, formation) -> render ->
+// etcd member -> control plane -> node side; renewal once etcd serves.
+// Worker: membership -> render -> worker credentials (and the API load
+// balancer) -> node side.
+func (d *Daemon) build() (*component.Runner, error) {
+	cfg, root, log := d.deps.Config, d.deps.Root, d.deps.Log
+	members, err := membership.New(membership.Deps{
+		Config: cfg, Root: root, Log: log, Store: d.store, Systemd: d.sd, Now: d.deps.Now,
+		Timing: d.deps.Test.Timing, FastGossip: d.deps.Test.FastGossip, Hooks: d.deps.Test.Quorum,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.members = members
+	files := render.New(cfg, root, log.With("component", render.Name), d.store)
+	nodeDeps := node.Deps{
+		Config: cfg, Root: root, Log: log.With("component", node.Name), Store: d.store, Systemd: d.sd,
+		Run: d.deps.Run, Written: files.Written, Members: members.Members,
+	}
+	var entries []component.Entry
+	if cfg.IsControlPlane() {
+		members.Handle(workercreds.MethodNodeCerts, (&workercreds.Signer{
+			Config: cfg, Root: root, Log: log.With("component", "signer"), Now: d.deps.Now, Members: members.Members,
+		}).Handle)
+		etcd := etcdmember.New(etcdmember.Deps{
+			Config: cfg, Root: root, Log: log.With("component", etcdmember.Name), Store: d.store,
+			Systemd: d.sd, Membership: members, Written: files.Written,
+		})
+		cp := controlplane.New(controlplane.Deps{
+			Config: cfg, Root: root, Log: log.With("component", controlplane.Name), Store: d.store,
+			Systemd: d.sd, Now: d.deps.Now, Written: files.Written,
+		})
+		// The kubelet registers with the local API server, so the node
+		// side starts once that one is ready.
+		nodeDeps.Kubeconfig = bootstrap.AgentKubeconfig
+		d.renewal = renewal.New(renewal.Deps{
+			Config: cfg, Root: root, Log: log.With("component", renewal.Name), Store: d.store,
+			Systemd: d.sd, Now: d.deps.Now, Refreshed: d.refresh,
+		})
+		entries = []component.Entry{
+			{Component: members},
+			{Component: files, Needs: members},
+			{Component: etcd, Needs: files},
+			{Component: cp, Needs: etcd},
+			{Component: node.New(nodeDeps), Needs: cp},
+			{Component: d.renewal, Needs: etcd},
+		}
+	} else {
+		worker := workercreds.New(workercreds.Deps{
+			Config: cfg, Root: root, Log: log.With("component", workercreds.Name), Systemd: d.sd,
+			Now: d.deps.Now, Members: members.Members, Client: members.Client(),
+		})
+		nodeDeps.Kubeconfig = bootstrap.KubeProxyKubeconfig
+		nodeDeps.LoadBalancer = worker.LoadBalancer
+		entries = []component.Entry{
+			{Component: members},
+			{Component: files, Needs: members},
+			{Component: worker, Needs: files},
+			{Component: node.New(nodeDeps), Needs: worker},
+		}
+	}
+	return component.NewRunner(log, entries...), nil
+}

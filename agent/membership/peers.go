@@ -1,0 +1,84 @@
+package membership
+
+import (
+	"net/netip"
+
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/etcdclient"
+	"github.com/ecom-platform/ecom-agent/gossip"
+	"github.com/ecom-platform/ecom-agent/quorum"
+	"github.com/ecom-platform/ecom-agent/status"
+)
+
+func gossipMembers(ms []gossip.Member) []status.GossipMember {
+	out := make([]status.GossipMember, 0, len(ms))
+	for _, m := range ms {
+		g := status.GossipMember{
+			Name: m.Name, Address: m.Addr.Addr().String(), Role: string(m.Meta.Role), State: m.State.String(),
+			Since: m.Since, Phase: m.Meta.Phase, Version: m.Meta.Version,
+		}
+		if m.Meta.EtcdClusterID != 0 {
+			g.EtcdClusterID = etcdclient.HexID(m.Meta.EtcdClusterID)
+		}
+		if m.MetaErr != nil {
+			g.Error = m.MetaErr.Error()
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// quorumStatus maps gossip liveness to the quorum package's.
+func quorumStatus(s gossip.State) quorum.Status {
+	switch s {
+	case gossip.StateAlive:
+		return quorum.StatusAlive
+	case gossip.StateSuspect:
+		return quorum.StatusSuspect
+	case gossip.StateDead:
+		return quorum.StatusDead
+	case gossip.StateLeft:
+		return quorum.StatusLeft
+	}
+	return quorum.StatusDead
+}
+
+// quorumPeers maps the gossip view to the quorum package's peers. A
+// member's etcd peer URL is its gossip address with this cluster's etcd
+// peer port: every node of a cluster runs the same configuration. Members
+// whose metadata does not decode are left out.
+func quorumPeers(cfg *config.Config, ms []gossip.Member) []quorum.Peer {
+	var out []quorum.Peer
+	for _, m := range ms {
+		if m.MetaErr != nil || m.Meta.NodeID == "" {
+			continue
+		}
+		out = append(out, quorum.Peer{
+			Member: quorum.Member{
+				ID:      quorum.NodeID(m.Meta.NodeID),
+				Name:    m.Name,
+				PeerURL: bootstrap.EtcdPeerURL(m.Addr.Addr(), cfg.Etcd.PeerPort),
+			},
+			ControlPlane: m.Meta.Role == config.RoleControlPlane,
+			ClusterName:  m.Meta.ClusterName,
+			Expect:       m.Meta.Expect,
+			ClusterID:    m.Meta.EtcdClusterID,
+			HasEtcdState: m.Meta.HasEtcdData,
+			CommitID:     m.Meta.CommitID,
+			Status:       quorumStatus(m.State),
+			Since:        m.Since,
+		})
+	}
+	return out
+}
+
+// rpcAddrOf returns the RPC endpoint a node advertises, by node ID.
+func rpcAddrOf(ms []gossip.Member, id quorum.NodeID) (netip.AddrPort, string, bool) {
+	for _, m := range ms {
+		if m.MetaErr == nil && quorum.NodeID(m.Meta.NodeID) == id && m.Meta.RPCAddr.IsValid() {
+			return m.Meta.RPCAddr, m.Name, true
+		}
+	}
+	return netip.AddrPort{}, "", false
+}

@@ -1,0 +1,187 @@
+package membership
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/etcdclient"
+	"github.com/ecom-platform/ecom-agent/quorum"
+	"github.com/ecom-platform/ecom-agent/units"
+)
+
+// reconcileState is what the reconciler remembers between turns, in
+// memory: an agent that starts over (or a new leader's agent) begins with
+// nothing, which only makes it more careful (a member must be seen
+// inactive for a while again before it counts as gone).
+type reconcileState struct {
+	inactive   map[uint64]time.Time
+	lastChange time.Time
+	last       string
+	alert      string
+}
+
+// etcdMembers reads the member list through the local member and probes
+// every started member's client URL, so each member's Active says whether
+// its etcd answers right now.
+func (m *Membership) etcdMembers(ctx context.Context) ([]quorum.EtcdMember, error) {
+	cli, err := m.etcd.Get(m.root, m.cfg)
+	if err != nil {
+		return nil, err
+	}
+	v, err := etcdclient.ReadView(ctx, cli)
+	return v.Members, err
+}
+
+// next to the etcd leader acts; the others only watch.
+func (m *Membership) reconcile(ctx context.Context) {
+	cli, err := m.etcd.Get(m.root, m.cfg)
+	if err != nil {
+		return
+	}
+	v, err := etcdclient.ReadView(ctx, cli)
+	m.mu.Lock()
+	if err != nil {
+		m.localClusterID, m.leader = 0, false
+	} else {
+		m.localClusterID, m.leader = v.ClusterID, v.LeaderLocal
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return
+	}
+	// Every member's agent tracks since when each member is unreachable,
+	// not only the leader's: when leadership moves, the new reconciler
+	// knows how long a member has been gone.
+	now := m.now()
+	rec := m.rec
+	for i := range v.Members {
+		em := &v.Members[i]
+		if em.Active {
+			delete(rec.inactive, em.ID)
+			continue
+		}
+		if _, ok := rec.inactive[em.ID]; !ok {
+			rec.inactive[em.ID] = now
+		}
+		em.InactiveSince = rec.inactive[em.ID]
+	}
+	if !v.LeaderLocal {
+		return
+	}
+	a := quorum.Reconcile(quorum.ReconcileInput{
+		Self: m.self(), Members: v.Members, Peers: m.peersNow(),
+		LastChange: rec.lastChange, Now: now, Timing: m.timing,
+	})
+	if s := a.String(); s != rec.last {
+		rec.last = s
+		m.log.Info("etcd membership", "action", s)
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch a := a.(type) {
+	case quorum.Alert:
+		m.mu.Lock()
+		rec.alert = a.Reason
+		m.mu.Unlock()
+		m.log.Warn("etcd membership needs an operator", "reason", a.Reason)
+		return
+	case quorum.AddLearner:
+		_, err = cli.MemberAddAsLearner(actx, []string{a.Member.PeerURL})
+	case quorum.Promote:
+		_, err = cli.MemberPromote(actx, a.MemberID)
+	case quorum.Remove:
+		_, err = cli.MemberRemove(actx, a.MemberID)
+	default:
+		m.mu.Lock()
+		rec.alert = ""
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Lock()
+	rec.alert = ""
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Warn("etcd membership change refused", "action", a.String(), "err", err)
+		return
+	}
+	rec.lastChange = now
+	m.mu.Lock()
+	m.changes[actionName(a)]++
+	m.mu.Unlock()
+	m.log.Info("etcd membership changed", "action", a.String())
+}
+
+// Removed reports whether etcd's journal says this member was removed
+// from its cluster.
+func (m *Membership) Removed(ctx context.Context) bool {
+	if m.sd == nil {
+		return false
+	}
+	st, err := m.sd.Status(ctx, bootstrap.EtcdUnit)
+	if err != nil || st.ActiveState == units.Active && st.NRestarts == 0 {
+		return false
+	}
+	lines, _ := m.sd.Journal(ctx, bootstrap.EtcdUnit, 50)
+	for _, l := range lines {
+		if strings.Contains(l, "has been permanently removed from the cluster") || strings.Contains(l, "member was removed") {
+			return true
+		}
+	}
+	return false
+}
+
+// actionName is a membership change's kind, for metrics.
+func actionName(a quorum.Action) string {
+	switch a.(type) {
+	case quorum.AddLearner:
+		return "add-learner"
+	case quorum.Promote:
+		return "promote"
+	case quorum.Remove:
+		return "remove"
+	}
+	return "other"
+}
+
+// maintain is one turn of a control-plane node's upkeep once its etcd
+// runs: refresh the gossip metadata (the cluster ID joiners look for),
+// forward the commit to members that missed it, run the reconciler, and
+// notice when this member was removed or its commit orphaned: its etcd
+// data is then set aside, and the node starts over.
+func (m *Membership) maintain(ctx context.Context) {
+	m.reconcile(ctx)
+	m.publishMeta()
+	peers := m.peersNow()
+	now := m.now()
+	m.store.Lock()
+	defer m.store.Unlock()
+	local := m.localLocked(peers)
+	dec := quorum.Decide(quorum.Input{Local: local, Peers: peers, Now: now, Joined: m.joined, Timing: m.timing})
+	if local.ClusterID == 0 {
+		// The commit's cluster has no leader yet: members that missed
+		// the commit are needed. Once it runs, latecomers join it.
+		m.forwardLocked(ctx, dec.Forward, now)
+	}
+	if aside, ok := dec.Step.(quorum.SetAside); ok {
+		if err := m.setAsideLocked(ctx, aside.Reason, true); err != nil {
+			m.log.Error("set aside", "err", err)
+			return
+		}
+		return
+	}
+	if m.Removed(ctx) {
+		removed, reason, next := quorum.OnRemoved(local, quorum.RemovalEvidence{EtcdSaysRemoved: true})
+		if removed {
+			m.log.Warn("this etcd member was removed from the cluster", "reason", reason)
+			if err := m.setAsideLocked(ctx, reason, false); err != nil {
+				m.log.Error("set aside", "err", err)
+				return
+			}
+			m.store.Locked().Quorum = next
+			_ = m.store.SaveLocked()
+			return
+		}
+	}
+}

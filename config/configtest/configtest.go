@@ -1,0 +1,82 @@
+// Package configtest builds configs and host roots for the tests of the
+// agent's components.
+package configtest
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+)
+
+// Parse parses a test config and moves the node onto loopback, where the
+// test can bind gossip and the RPC endpoint (a config may not name a
+// loopback address: other nodes could not reach it).
+func Parse(t testing.TB, toml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(toml), "test.toml", config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdvertiseAddress = netip.MustParseAddr("127.0.0.1")
+	return cfg
+}
+
+// ControlPlaneTOML is a control-plane node's config of a three-node
+// cluster, with free ports on loopback for gossip and the agent's RPC
+// endpoint.
+func ControlPlaneTOML(t testing.TB) string {
+	return fmt.Sprintf(`
+cluster_name = "shop-test"
+role = "control-plane"
+node_name = "cp-1"
+advertise_address = "10.77.0.11"
+cluster_secret = "test-secret-0123456789abcdef0123456789"
+[gossip]
+port = %d
+rpc_port = %d
+`, FreePort(t), FreePort(t))
+}
+
+// ControlPlane is ControlPlaneTOML parsed.
+func ControlPlane(t testing.TB) *config.Config { return Parse(t, ControlPlaneTOML(t)) }
+
+// Worker is a worker's config beside ControlPlane's nodes.
+func Worker(t testing.TB) *config.Config {
+	toml := strings.Replace(ControlPlaneTOML(t), `role = "control-plane"`, `role = "worker"`, 1)
+	return Parse(t, strings.Replace(toml, `node_name = "cp-1"`, `node_name = "w-1"`, 1))
+}
+
+// FreePort returns a TCP and UDP port free on 127.0.0.1 right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			_ = pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// Root is a host root in a temporary directory.
+func Root(t testing.TB) *hostfs.Root {
+	t.Helper()
+	r, err := hostfs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
