@@ -158,7 +158,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return d.fail("build the components", err)
 	}
 	if err := d.members.Start(ctx); err != nil {
-		_ = d.members.Stop(context.Background())
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.members.Stop(sctx)
+		cancel()
 		return d.fail("gossip", err)
 	}
 	// From here on the status is the components'.

@@ -98,7 +98,7 @@ func (m *Membership) proposeLocked(ctx context.Context, local quorum.LocalState,
 	m.log.Info("quorum: proposing", "proposal", p.String())
 	m.cond.Set(status.ReasonProposing, "promises for "+p.String())
 	for _, mb := range p.Members[1:] {
-		go func() {
+		m.wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, p.TTL/2)
 			defer cancel()
 			var rep quorum.PromiseReply
@@ -112,7 +112,7 @@ func (m *Membership) proposeLocked(ctx context.Context, local quorum.LocalState,
 			}
 			m.store.Unlock()
 			m.poke()
-		}()
+		})
 	}
 	return nil
 }
@@ -129,11 +129,11 @@ func (m *Membership) tallyLocked(ctx context.Context, local quorum.LocalState, n
 			return err
 		}
 		for _, mb := range o.To {
-			go func() {
+			m.wg.Go(func() {
 				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
 				_ = m.call(ctx, mb.ID, methodRelease, o.Release, nil)
-			}()
+			})
 		}
 		return nil
 	case quorum.Decided:
@@ -172,7 +172,7 @@ func (m *Membership) commitLocked(ctx context.Context, local quorum.LocalState, 
 	msg := commitMessage{Commit: commit, Shared: sealed}
 	for _, mb := range commit.Proposal.Members[1:] {
 		m.lastFwd[mb.ID] = m.now()
-		go m.sendCommit(ctx, mb, msg)
+		m.wg.Go(func() { m.sendCommit(ctx, mb, msg) })
 	}
 	return nil
 }
@@ -205,7 +205,7 @@ func (m *Membership) forwardLocked(ctx context.Context, to []quorum.Member, now 
 			continue
 		}
 		m.lastFwd[mb.ID] = now
-		go m.sendCommit(ctx, mb, msg)
+		m.wg.Go(func() { m.sendCommit(ctx, mb, msg) })
 	}
 }
 

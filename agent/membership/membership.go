@@ -77,10 +77,12 @@ type Membership struct {
 	// g is set once by Start.
 	g        *gossip.Gossip
 	stopOnce sync.Once
-	srv      *peer.Server
-	cli      *peer.Client
-	joined   time.Time
-	wake     chan struct{}
+	// wg tracks every goroutine membership starts: Stop waits for them.
+	wg     sync.WaitGroup
+	srv    *peer.Server
+	cli    *peer.Client
+	joined time.Time
+	wake   chan struct{}
 
 	// Guarded by the store's lock.
 	rnd      *rand.Rand
@@ -220,11 +222,11 @@ func (m *Membership) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent RPC endpoint: %w", err)
 	}
-	go func() {
+	m.wg.Go(func() {
 		if err := m.srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
 			m.log.Error("agent RPC endpoint stopped", "err", err)
 		}
-	}()
+	})
 
 	m.store.Lock()
 	meta := m.metaLocked()
@@ -241,9 +243,9 @@ func (m *Membership) Start(ctx context.Context) error {
 	}
 	m.g = g
 	m.joined = m.now()
-	go g.Run(ctx)
+	m.wg.Go(func() { g.Run(ctx) })
 	changed, cancel := g.Subscribe()
-	go func() {
+	m.wg.Go(func() {
 		defer cancel()
 		for {
 			select {
@@ -253,13 +255,13 @@ func (m *Membership) Start(ctx context.Context) error {
 				m.poke()
 			}
 		}
-	}()
+	})
 	return nil
 }
 
 // Stop leaves gossip gracefully, so peers see "left" rather than a
 // failure, and closes the clients. Only the first call does anything.
-func (m *Membership) Stop(context.Context) error {
+func (m *Membership) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() {
 		if m.g != nil {
 			if err := m.g.Leave(3 * time.Second); err != nil {
@@ -270,7 +272,15 @@ func (m *Membership) Stop(context.Context) error {
 		m.cli.Close()
 		m.etcd.Close()
 	})
-	return nil
+	// Every goroutine ends with the daemon's context or its own timeout.
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("membership's goroutines did not end: %w", ctx.Err())
+	}
 }
 
 // Step takes one turn: on a control-plane node without an etcd
