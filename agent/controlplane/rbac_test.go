@@ -15,6 +15,7 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/integration/kubetest"
+	"github.com/ecom-platform/ecom-agent/kubeclient"
 )
 
 // TestBootstrapRBACOnARealAPIServer: before the bootstrap RBAC, admin.conf
@@ -25,7 +26,7 @@ func TestBootstrapRBACOnARealAPIServer(t *testing.T) {
 	c := kubetest.Start(t)
 	ctx := context.Background()
 
-	if err := probeReadyz(ctx, c.AnonymousConfig()); err != nil {
+	if err := kubeclient.Readyz(ctx, c.AnonymousConfig()); err != nil {
 		t.Fatalf("probeReadyz on a ready server: %v", err)
 	}
 	can := func(conf string, verb, resource string) bool {
@@ -74,7 +75,7 @@ func TestBootstrapRBACOnARealAPIServer(t *testing.T) {
 	}
 
 	c.Stop()
-	if err := probeReadyz(ctx, c.AnonymousConfig()); err == nil || !strings.Contains(err.Error(), "/readyz") {
+	if err := kubeclient.Readyz(ctx, c.AnonymousConfig()); err == nil || !strings.Contains(err.Error(), "/readyz") {
 		t.Errorf("probeReadyz on a stopped server: %v", err)
 	}
 }
@@ -90,7 +91,7 @@ func TestProbeReadyzNamesTheFailingChecks(t *testing.T) {
 			"[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n[-]autoregister-completion failed: reason withheld\nreadyz check failed\n")
 	}))
 	defer srv.Close()
-	err := probeReadyz(context.Background(), &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
+	err := kubeclient.Readyz(context.Background(), &rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
 	want := "/readyz 500, failing: etcd, informer-sync, poststarthook/rbac/bootstrap-roles, and 1 more"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %q", err, want)

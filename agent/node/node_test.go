@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,8 +25,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
-	"github.com/ecom-platform/ecom-agent/config"
-	"github.com/ecom-platform/ecom-agent/gossip"
+	"github.com/ecom-platform/ecom-agent/config/configtest"
+	"github.com/ecom-platform/ecom-agent/nodestate"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // fakeExec records the host programs the agent runs; commands whose
@@ -36,14 +38,14 @@ type fakeExec struct {
 	fail []string
 }
 
-func (f *fakeExec) run(_ context.Context, name string, args ...string) ([]byte, error) {
+func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byte, error) {
 	line := strings.Join(append([]string{name}, args...), " ")
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ran = append(f.ran, line)
 	for _, p := range f.fail {
 		if strings.HasPrefix(line, p) {
-			return []byte("exit status 1: " + line), &net.OpError{Op: "exec", Err: io.EOF}
+			return nil, fmt.Errorf("exit status 1: %s", line)
 		}
 	}
 	return nil, nil
@@ -55,6 +57,16 @@ func (f *fakeExec) lines() []string {
 	out := slices.Clone(f.ran)
 	f.ran = nil
 	return out
+}
+
+// report is the node side's part of the status.
+func report(n *Node) status.NodeStatus {
+	var s status.Status
+	n.Report(&s)
+	if s.Kubelet == nil {
+		return status.NodeStatus{}
+	}
+	return *s.Kubelet
 }
 
 func testNode(name, podCIDR, ip string, ready bool) *corev1.Node {
@@ -77,21 +89,21 @@ func testNode(name, podCIDR, ip string, ready bool) *corev1.Node {
 // address, one masquerade rule; a node that goes takes its route along;
 // nothing is run again when nothing changed.
 func TestNodeNetwork(t *testing.T) {
-	cfg := parse(t, cpConfig(t))
+	cfg := configtest.ControlPlane(t)
 	cfg.Role = "worker"
-	root := testRoot(t)
+	root := configtest.Root(t)
 	ex := &fakeExec{}
-	d := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Exec: ex.run})
-	n := newNode(d)
+	store := nodestate.NewStore(root, &nodestate.State{NodeUnits: true}, nil)
+	n := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: store, Run: ex})
 	cs := fake.NewClientset(
 		testNode(cfg.NodeName, "", "10.77.0.11", false),
 		testNode("cp-2", "10.244.1.0/24", "10.77.0.12", true),
 	)
-	n.cs, n.csFrom = cs, "kubeconfig"
+	n.cs = cs
 	ctx := context.Background()
 
 	// No pod CIDR yet: routes to the others, no CNI config.
-	if err := n.network(ctx, "kubeconfig"); err != nil {
+	if err := n.network(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := root.Exists(bootstrap.CNIConfFile); ok {
@@ -100,7 +112,7 @@ func TestNodeNetwork(t *testing.T) {
 	if got, want := ex.lines(), []string{"ip route replace 10.244.1.0/24 via 10.77.0.12"}; !slices.Equal(got, want) {
 		t.Errorf("ran %q, want %q", got, want)
 	}
-	st := n.Status()
+	st := report(n)
 	if st.Ready || !strings.Contains(st.Reason, "cni plugin not initialized") {
 		t.Errorf("status %+v", st)
 	}
@@ -111,7 +123,7 @@ func TestNodeNetwork(t *testing.T) {
 	if _, err := cs.CoreV1().Nodes().Update(ctx, self, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.network(ctx, "kubeconfig"); err != nil {
+	if err := n.network(ctx); err != nil {
 		t.Fatal(err)
 	}
 	data, err := root.ReadFile(bootstrap.CNIConfFile)
@@ -136,7 +148,7 @@ func TestNodeNetwork(t *testing.T) {
 	}
 
 	// Nothing changed: nothing runs.
-	if err := n.network(ctx, "kubeconfig"); err != nil {
+	if err := n.network(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if ran := ex.lines(); len(ran) != 0 {
@@ -150,13 +162,13 @@ func TestNodeNetwork(t *testing.T) {
 	if _, err := cs.CoreV1().Nodes().Create(ctx, testNode("cp-3", "10.244.2.0/24", "10.77.0.13", true), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.network(ctx, "kubeconfig"); err != nil {
+	if err := n.network(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := ex.lines(), []string{"ip route replace 10.244.2.0/24 via 10.77.0.13", "ip route del 10.244.1.0/24"}; !slices.Equal(got, want) {
 		t.Errorf("ran %q, want %q", got, want)
 	}
-	if st := n.Status(); !slices.Equal(st.Routes, []string{"10.244.2.0/24 via 10.77.0.13"}) || st.PodCIDR != "10.244.0.0/24" {
+	if st := report(n); !slices.Equal(st.Routes, []string{"10.244.2.0/24 via 10.77.0.13"}) || st.PodCIDR != "10.244.0.0/24" {
 		t.Errorf("status %+v", st)
 	}
 
@@ -165,12 +177,12 @@ func TestNodeNetwork(t *testing.T) {
 	if _, err := cs.CoreV1().Nodes().Create(ctx, testNode("w-9", "10.244.3.0/24", "10.77.0.19", true), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.network(ctx, "kubeconfig"); err == nil || !strings.Contains(err.Error(), "route 10.244.3.0/24 via 10.77.0.19") {
+	if err := n.network(ctx); err == nil || !strings.Contains(err.Error(), "route 10.244.3.0/24 via 10.77.0.19") {
 		t.Errorf("error %v, want the failed route named", err)
 	}
 	ex.lines()
 	ex.fail = nil
-	if err := n.network(ctx, "kubeconfig"); err != nil {
+	if err := n.network(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := ex.lines(); !slices.Equal(got, []string{"ip route replace 10.244.3.0/24 via 10.77.0.19"}) {
@@ -238,32 +250,5 @@ func TestCheckServingCSR(t *testing.T) {
 	c.Spec.Usages = append(c.Spec.Usages, certv1.UsageClientAuth)
 	if err := checkServingCSR(c, nodes, gossip); err == nil || !strings.Contains(err.Error(), `usage "client auth"`) {
 		t.Errorf("client auth: %v", err)
-	}
-}
-
-// A worker gets certificates for its own name only: an alive worker of
-// the gossip view, asking from the address it gossips from.
-func TestCheckWorkerCaller(t *testing.T) {
-	ms := []gossip.Member{
-		{Name: "w-1", Addr: netip.MustParseAddrPort("10.77.0.21:7946"), State: gossip.StateAlive, Meta: gossip.Meta{Role: config.RoleWorker}},
-		{Name: "w-2", Addr: netip.MustParseAddrPort("10.77.0.22:7946"), State: gossip.StateDead, Meta: gossip.Meta{Role: config.RoleWorker}},
-		{Name: "cp-1", Addr: netip.MustParseAddrPort("10.77.0.11:7946"), State: gossip.StateAlive, Meta: gossip.Meta{Role: config.RoleControlPlane}},
-	}
-	for _, tc := range []struct {
-		name, from, want string
-	}{
-		{"w-1", "10.77.0.21", ""},
-		{"w-1", "10.77.0.22", `node "w-1" gossips from 10.77.0.21 but asked from 10.77.0.22`},
-		{"w-2", "10.77.0.22", `node "w-2" is not an alive member`},
-		{"w-9", "10.77.0.21", `node "w-9" is not an alive member`},
-		{"cp-1", "10.77.0.11", `node "cp-1" is not a worker`},
-	} {
-		err := checkWorkerCaller(ms, tc.name, netip.MustParseAddr(tc.from))
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("%s from %s: refused: %v", tc.name, tc.from, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%s from %s: got %v, want %q", tc.name, tc.from, err, tc.want)
-		}
 	}
 }
