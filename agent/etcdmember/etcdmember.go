@@ -50,6 +50,9 @@ type Deps struct {
 	Membership Membership
 	// Written is what the node's last render wrote.
 	Written func() []bootstrap.Written
+	// Serving asks the local member whether it serves; nil asks etcd
+	// (its status through the healthcheck client).
+	Serving func(ctx context.Context) error
 }
 
 // Member runs the local etcd member.
@@ -72,7 +75,24 @@ var (
 )
 
 // New returns the component.
-func New(d Deps) *Member { return &Member{d: d, cond: component.NewCondition(Name)} }
+func New(d Deps) *Member {
+	m := &Member{d: d, cond: component.NewCondition(Name)}
+	if m.d.Serving == nil {
+		m.d.Serving = m.serving
+	}
+	return m
+}
+
+// serving asks the local etcd member for its status.
+func (m *Member) serving(ctx context.Context) error {
+	cli, err := etcdclient.Local(m.d.Root, m.d.Config)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	_, err = etcdclient.Status(ctx, cli)
+	return err
+}
 
 // Name names the component.
 func (m *Member) Name() string { return Name }
@@ -91,13 +111,7 @@ func (m *Member) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	cli, err := etcdclient.Local(m.d.Root, m.d.Config)
-	if err != nil {
-		return err
-	}
-	_, serr := etcdclient.Status(ctx, cli)
-	cli.Close()
-	if serr == nil {
+	if m.d.Serving(ctx) == nil {
 		m.mu.Lock()
 		m.ready = true
 		m.mu.Unlock()

@@ -1,0 +1,156 @@
+package membership
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/config/configtest"
+	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/nodestate"
+	"github.com/ecom-platform/ecom-agent/quorum"
+	"github.com/ecom-platform/ecom-agent/status"
+	"github.com/ecom-platform/ecom-agent/units"
+)
+
+// etcdUnit plays systemd for the etcd unit: its state and journal.
+type etcdUnit struct {
+	st      units.UnitStatus
+	journal []string
+	stopped int
+}
+
+func (f *etcdUnit) Stop(context.Context, string) error { f.stopped++; return nil }
+func (f *etcdUnit) Status(context.Context, string) (units.UnitStatus, error) {
+	return f.st, nil
+}
+func (f *etcdUnit) Journal(context.Context, string, int) ([]string, error) { return f.journal, nil }
+
+// started builds and starts the membership of cfg's node on loopback.
+func started(t *testing.T, cfg *config.Config) (*Membership, *nodestate.Store, *hostfs.Root, *etcdUnit) {
+	t.Helper()
+	root := configtest.Root(t)
+	store := nodestate.NewStore(root, &nodestate.State{NodeID: uuid.NewString(), Phase: nodestate.PhaseStarting}, nil)
+	sd := &etcdUnit{st: units.UnitStatus{Name: bootstrap.EtcdUnit, ActiveState: units.Active}}
+	m, err := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: store,
+		Systemd: sd, FastGossip: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := m.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := m.Stop(sctx); err != nil {
+			t.Error(err)
+		}
+		if err := m.Stop(sctx); err != nil {
+			t.Errorf("a second Stop: %v", err)
+		}
+	})
+	return m, store, root, sd
+}
+
+// expect = 1: one step decides a one-member cluster, new or, with a WAL
+// on disk, from the data.
+func TestSingleMemberDecision(t *testing.T) {
+	for _, wal := range []bool{false, true} {
+		cfg := configtest.ControlPlane(t)
+		cfg.Expect = 1
+		m, store, root, _ := started(t, cfg)
+		if wal {
+			if err := root.MkdirAll(bootstrap.EtcdDataDir+"/member/wal", 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m.Ready() {
+			t.Fatal("ready before a decision")
+		}
+		if err := m.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		dec := store.Etcd()
+		want := bootstrap.EtcdStartNew
+		if wal {
+			want = bootstrap.EtcdStartExisting
+		}
+		if !m.Ready() || dec == nil || dec.State != want || dec.Token == "" || len(dec.Peers) != 1 || dec.Peers[cfg.NodeName] == "" {
+			t.Errorf("wal %v: ready %v, decision %+v, want %s with this node only", wal, m.Ready(), dec, want)
+		}
+	}
+}
+
+// expect = 3, alone: the node waits for two more, says so by reason, and
+// shows itself in the gossip view.
+func TestWaitsForPeers(t *testing.T) {
+	m, store, _, _ := started(t, configtest.ControlPlane(t))
+	if err := m.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m.Ready() || store.Phase() != nodestate.PhaseWaiting {
+		t.Fatalf("ready %v, phase %s", m.Ready(), store.Phase())
+	}
+	var s status.Status
+	m.Report(&s)
+	if len(s.Conditions) != 1 || s.Conditions[0].Component != Name || s.Conditions[0].Reason != status.ReasonWaitForNodes {
+		t.Errorf("conditions %+v", s.Conditions)
+	}
+	if len(s.Gossip) != 1 || s.Gossip[0].Name != "cp-1" {
+		t.Errorf("gossip view %+v", s.Gossip)
+	}
+}
+
+// A worker takes no part in etcd: it is ready at once.
+func TestWorkerIsReady(t *testing.T) {
+	m, store, _, _ := started(t, configtest.Worker(t))
+	if !m.Ready() {
+		t.Fatal("a worker's membership is not ready")
+	}
+	if err := m.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if store.Etcd() != nil {
+		t.Error("a worker decided an etcd membership")
+	}
+}
+
+// etcd's word that this member was removed counts only from a unit that
+// restarted or stopped.
+func TestRemoved(t *testing.T) {
+	m, _, _, sd := started(t, configtest.ControlPlane(t))
+	ctx := context.Background()
+	sd.journal = []string{"etcd: the member has been permanently removed from the cluster"}
+	if m.Removed(ctx) {
+		t.Error("removed, said a running etcd that never restarted")
+	}
+	sd.st.NRestarts = 2
+	if !m.Removed(ctx) {
+		t.Error("not removed, with the line in the journal of a restarting etcd")
+	}
+	sd.journal = []string{"etcd: ready to serve"}
+	if m.Removed(ctx) {
+		t.Error("removed, with no such line")
+	}
+}
+
+func TestWaitReasonsAreDistinct(t *testing.T) {
+	seen := map[status.Reason]quorum.WaitReason{}
+	for r := quorum.WaitForNodes; r <= quorum.WaitAsStandby; r++ {
+		got := waitReason(r)
+		if prev, ok := seen[got]; ok {
+			t.Errorf("waits %d and %d share reason %s", prev, r, got)
+		}
+		seen[got] = r
+	}
+}
