@@ -15,7 +15,6 @@ import (
 	"golang.org/x/term"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ecom-platform/ecom-agent/agent"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/status"
@@ -101,7 +100,7 @@ func (c *cli) queryStatus(ctx context.Context, socket string) status.Status {
 		}
 	}
 	root, _ := hostfs.New("/")
-	var sd agent.Systemd
+	var sd collect.Systemd
 	m, err := units.Connect(ctx, root, units.Options{})
 	if err != nil {
 		fmt.Fprintf(c.stderr, "cannot reach systemd either: %v\n", err)
