@@ -50,7 +50,7 @@ func (d *Daemon) build() (*component.Runner, error) {
 		// The kubelet registers with the local API server, so the node
 		// side starts once that one is ready.
 		nodeDeps.Kubeconfig = bootstrap.AgentKubeconfig
-		d.renewal = renewal.New(renewal.Deps{
+		renew := renewal.New(renewal.Deps{
 			Config: cfg, Root: root, Log: log.With("component", renewal.Name), Store: d.store,
 			Systemd: d.sd, Now: d.deps.Now, Refreshed: d.refresh,
 		})
@@ -60,7 +60,7 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: etcd, Needs: files},
 			{Component: cp, Needs: etcd},
 			{Component: node.New(nodeDeps), Needs: cp},
-			{Component: d.renewal, Needs: etcd},
+			{Component: renew, Needs: etcd},
 		}
 	} else {
 		worker := workercreds.New(workercreds.Deps{

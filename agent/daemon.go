@@ -79,7 +79,6 @@ type Daemon struct {
 	store   *nodestate.Store
 	sd      Systemd
 	members *membership.Membership
-	renewal *renewal.Renewal // nil on workers
 	started time.Time
 
 	// heartbeat is the unix-nano time the daemon last made progress; the
@@ -288,10 +287,24 @@ func (d *Daemon) Status() status.Status {
 
 // renew runs a renewal pass on demand (the control socket's /v1/renew).
 func (d *Daemon) renew(names []string) status.RenewResult {
-	if d.renewal == nil {
-		return status.RenewResult{At: d.deps.Now(), Error: "certificates are renewed on control-plane nodes; a worker asks a control-plane agent for its own"}
+	d.mu.Lock()
+	r := d.runner
+	d.mu.Unlock()
+	var renew *renewal.Renewal
+	if r != nil {
+		for _, c := range r.Components() {
+			if rc, ok := c.(*renewal.Renewal); ok {
+				renew = rc
+			}
+		}
 	}
-	return d.renewal.Renew(context.Background(), names, "on demand: "+strings.Join(names, ", "))
+	switch {
+	case !d.deps.Config.IsControlPlane():
+		return status.RenewResult{At: d.deps.Now(), Error: "certificates are renewed on control-plane nodes; a worker asks a control-plane agent for its own"}
+	case renew == nil:
+		return status.RenewResult{At: d.deps.Now(), Error: "the agent is starting; try again in a moment"}
+	}
+	return renew.Renew(context.Background(), names, "on demand: "+strings.Join(names, ", "))
 }
 
 // notifyLine sends systemd the one line `systemctl status ecom-agent`
