@@ -90,7 +90,8 @@ type Metrics struct {
 	// address); "" turns them off.
 	Address string `toml:"address"`
 	// Pprof also serves Go's profiler at /debug/pprof/ there (default
-	// off): for finding where the agent spends its CPU or memory.
+	// off): for finding where the agent spends its CPU or memory. Only
+	// on a loopback address: the profiler shows the agent's memory.
 	Pprof bool `toml:"pprof"`
 }
 

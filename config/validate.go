@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -86,8 +87,14 @@ func (l *loader) validatePKI(c *Config) {
 			fmtDuration(d), fmtDuration(minReplaceDeadAfter))
 	}
 	if a := c.Metrics.Address; a != "" {
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || port == "" {
 			l.add("metrics.address", "%q is not HOST:PORT; write it like \":7948\" (every address) or \"127.0.0.1:7948\", or \"\" to turn metrics off", a)
+		} else if ip, perr := netip.ParseAddr(host); c.Metrics.Pprof && (perr != nil || !ip.IsLoopback()) {
+			// The profiler shows the agent's heap and goroutines, keys
+			// included, to whoever reaches it.
+			l.add("metrics.pprof", "the profiler would be served on %q, which is not a loopback address: it shows the agent's memory to whoever reaches it; "+
+				"set metrics.address to \"127.0.0.1:PORT\" (and tunnel to it) or turn pprof off", a)
 		}
 	}
 	if d := c.APIServer.ReadyTimeout.Duration; d <= 0 {

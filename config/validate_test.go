@@ -30,6 +30,10 @@ func TestBadInput(t *testing.T) {
 		{"key case differs", withBase(`[Gossip]`, `port = 7946`), "Gossip", 4, `did you mean "gossip"?`},
 		{"unknown key in dotted table", withBase(`pki.key_algo = "rsa-2048"`), "pki.key_algo", 4, `did you mean "pki.key_algorithm"?`},
 
+		// The profiler only on loopback.
+		{"pprof on every address", withBase(`[metrics]`, `address = ":7948"`, `pprof = true`), "metrics.pprof", 6, "not a loopback address"},
+		{"pprof on a node address", withBase(`[metrics]`, `address = "10.0.0.11:7948"`, `pprof = true`), "metrics.pprof", 6, "turn pprof off"},
+
 		// Wrong types.
 		{"string for int", withBase(`expect = "3"`), "expect", 4, "expected an integer, got a string; write it without quotes: expect = 3"},
 		{"int for string", withBase(`kubernetes_version = 1`), "kubernetes_version", 4, "expected a string, got an integer; put it in double quotes"},
@@ -139,6 +143,8 @@ func TestValidInput(t *testing.T) {
 		{"extra flags", "[apiserver.extra_flags]\naudit-log-maxage = \"30\"\n\"feature-gates\" = \"A=true,B=false\""},
 		{"small pod CIDR with node mask", "[network]\npod_cidr = \"10.244.0.0/25\"\n[controller_manager.extra_flags]\nnode-cidr-mask-size = \"26\""},
 		{"private secret file permissions allowed by name", `kubernetes_version = "v1.38.0"`},
+		{"pprof on loopback", "[metrics]\naddress = \"127.0.0.1:7948\"\npprof = true"},
+		{"metrics on every address without pprof", "[metrics]\naddress = \":7948\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := Parse([]byte(doc(append(base[:len(base):len(base)], tc.extra)...)), "config.toml", oneHost()); err != nil {
