@@ -50,6 +50,10 @@ type EtcdDecision struct {
 	Token     string              `json:"token"`
 	Peers     map[string]string   `json:"peers"` // member name -> peer URL
 	DecidedAt time.Time           `json:"decided_at"`
+	// Served is when the member first served with this decision: from
+	// then on its data must be there, and a member without it is a
+	// node that lost its data, not a new one.
+	Served time.Time `json:"served,omitzero"`
 }
 
 // Membership returns the decision as the renderer wants it.

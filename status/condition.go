@@ -28,6 +28,9 @@ const (
 	// ReasonWaitForControlPlane: no control-plane node in the gossip view
 	// for a worker's API load balancer.
 	ReasonWaitForControlPlane Reason = "WaitForControlPlane"
+	// ReasonDataLost: etcd's data is gone or unreadable on a node whose
+	// member served; an operator must act.
+	ReasonDataLost Reason = "DataLost"
 	// ReasonFailed: a step failed; the component retries.
 	ReasonFailed Reason = "Failed"
 )

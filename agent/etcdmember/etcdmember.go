@@ -116,6 +116,14 @@ func (m *Member) Step(ctx context.Context) error {
 		m.ready = true
 		m.mu.Unlock()
 		m.cond.Clear()
+		if err := m.d.Store.Update(func(st *nodestate.State) error {
+			if st.Etcd != nil && st.Etcd.Served.IsZero() {
+				st.Etcd.Served = time.Now()
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 		_, err := m.d.Store.SetPhase(nodestate.PhaseEtcdReady)
 		return err
 	}
@@ -129,6 +137,10 @@ func (m *Member) Step(ctx context.Context) error {
 // cluster can take as long as its peers take to come up: the job runs on
 // its own, and Step watches etcd itself.
 func (m *Member) start(ctx context.Context) error {
+	if err := m.checkData(); err != nil {
+		m.cond.Refuse(status.ReasonDataLost, err.Error())
+		return err
+	}
 	if _, err := m.d.Store.SetPhase(nodestate.PhaseEtcdStart); err != nil {
 		return err
 	}
@@ -145,6 +157,27 @@ func (m *Member) start(ctx context.Context) error {
 	m.applied, m.jobDone, m.polls = true, done, 0
 	m.mu.Unlock()
 	return nil
+}
+
+// checkData refuses to start etcd on data it cannot read, and on a node
+// whose member served before but whose data is gone (an unmounted disk, a
+// wiped directory): etcd would found a new, empty cluster under a "new"
+// decision, or fail to rejoin under an "existing" one. Either way an
+// operator must decide.
+func (m *Member) checkData() error {
+	dir := m.d.Root.Path(bootstrap.EtcdDataDir)
+	has, err := nodestate.HasEtcdData(m.d.Root)
+	if err != nil {
+		return fmt.Errorf("cannot read etcd's data in %s (%v): etcd is not started on data the agent cannot read; fix the disk or its permissions, then restart ecom-agent", dir, err)
+	}
+	dec := m.d.Store.Etcd()
+	if has || dec == nil || dec.Served.IsZero() {
+		return nil
+	}
+	return fmt.Errorf("etcd's data is gone: this member served since %s, but %s holds no write-ahead log (an unmounted disk, or lost data); "+
+		"etcd is not started, lest it found a new, empty cluster: mount the data back and restart ecom-agent, "+
+		"or take the node out with `ecom-agent reset --force` and join it again as a new member",
+		dec.Served.UTC().Format(time.RFC3339), dir)
 }
 
 // waiting says whom the member waits for (with its start job's failure,

@@ -229,3 +229,54 @@ func TestMemberServes(t *testing.T) {
 		t.Error("a serving member keeps a condition")
 	}
 }
+
+// A member that served before and finds its data gone starts nothing:
+// it refuses, saying what happened and what to run (etcd under a "new"
+// decision would found a second, empty cluster).
+func TestMemberRefusesLostData(t *testing.T) {
+	m, sd, _, store, _, _ := member(t, 3)
+	m.d.Serving = silent
+	if err := store.Update(func(st *nodestate.State) error { st.Etcd.Served = time.Now(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Step(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "etcd's data is gone") || !strings.Contains(err.Error(), "ecom-agent reset --force") {
+		t.Fatalf("step: %v", err)
+	}
+	if len(sd.applied)+len(sd.started) != 0 {
+		t.Errorf("applied %q, started %q after the data was lost", sd.applied, sd.started)
+	}
+	if c, _ := m.cond.Get(); c.Reason != status.ReasonDataLost || !c.Refused {
+		t.Errorf("condition %+v", c)
+	}
+}
+
+// Data the agent cannot read is not "no data": etcd is not started.
+func TestMemberRefusesUnreadableData(t *testing.T) {
+	m, sd, _, _, _, root := member(t, 3)
+	m.d.Serving = silent
+	if _, err := root.Remove(bootstrap.EtcdDataDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.WriteFile(bootstrap.EtcdDataDir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Step(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot read etcd's data") {
+		t.Fatalf("step: %v", err)
+	}
+	if len(sd.started) != 0 {
+		t.Errorf("started %q on unreadable data", sd.started)
+	}
+}
+
+// The first time the member serves is recorded with its decision.
+func TestMemberRecordsServing(t *testing.T) {
+	m, _, _, store, _, _ := member(t, 1)
+	m.d.Serving = func(context.Context) error { return nil }
+	if err := m.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if dec := store.Etcd(); !m.Ready() || dec.Served.IsZero() {
+		t.Errorf("ready %v, served %v", m.Ready(), dec.Served)
+	}
+}

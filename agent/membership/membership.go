@@ -393,11 +393,22 @@ func (m *Membership) metaLocked() gossip.Meta {
 	if st.Quorum.Commit != nil {
 		meta.CommitID = st.Quorum.Commit.ID()
 	}
-	meta.HasEtcdData, _ = nodestate.HasEtcdData(m.root)
+	meta.HasEtcdData = m.hasEtcdData()
 	m.mu.Lock()
 	meta.EtcdClusterID = m.localClusterID
 	m.mu.Unlock()
 	return meta
+}
+
+// hasEtcdData reports whether this node holds etcd data. Data it cannot
+// read counts as data: such a node must never found a cluster.
+func (m *Membership) hasEtcdData() bool {
+	has, err := nodestate.HasEtcdData(m.root)
+	if err != nil {
+		m.log.Warn("cannot read etcd's data directory; counting it as holding data", "err", err)
+		return true
+	}
+	return has
 }
 
 // publishMeta refreshes the gossip metadata if it changed.
@@ -433,7 +444,7 @@ func (m *Membership) self() quorum.Self {
 // localLocked is what the protocol knows about this node, given the view.
 func (m *Membership) localLocked(peers []quorum.Peer) quorum.LocalState {
 	self := m.self()
-	has, _ := nodestate.HasEtcdData(m.root)
+	has := m.hasEtcdData()
 	seenID, seenCommit := quorum.Seen(self, peers)
 	m.mu.Lock()
 	id := m.localClusterID

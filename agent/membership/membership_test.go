@@ -154,3 +154,25 @@ func TestWaitReasonsAreDistinct(t *testing.T) {
 		seen[got] = r
 	}
 }
+
+// etcd data the agent cannot read counts as data: such a node must never
+// found a cluster (nor tell its peers it could).
+func TestUnreadableDataCountsAsData(t *testing.T) {
+	m, _, root, _ := started(t, configtest.ControlPlane(t))
+	if m.hasEtcdData() {
+		t.Fatal("a fresh node holds etcd data")
+	}
+	if _, err := root.WriteFile(bootstrap.EtcdDataDir, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !m.hasEtcdData() {
+		t.Error("unreadable etcd data read as no data")
+	}
+	m.store.Lock()
+	local := m.localLocked(nil)
+	meta := m.metaLocked()
+	m.store.Unlock()
+	if !local.HasEtcdState || !meta.HasEtcdData {
+		t.Errorf("the quorum protocol sees no data (local %v, gossip %v)", local.HasEtcdState, meta.HasEtcdData)
+	}
+}
