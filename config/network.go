@@ -237,6 +237,11 @@ func isDNSLabel(s string) bool { return len(s) <= 63 && dnsLabelRE.MatchString(s
 
 // isDNSSubdomain reports whether s is an RFC 1123 DNS subdomain in
 // lowercase, as Kubernetes requires of node names.
+// ValidNodeName reports whether s is a valid node name: a DNS subdomain
+// (lower-case letters, digits, '-' and '.'), as Kubernetes requires of a
+// Node's name.
+func ValidNodeName(s string) bool { return isDNSSubdomain(s) }
+
 func isDNSSubdomain(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false

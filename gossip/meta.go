@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/memberlist"
@@ -176,8 +177,16 @@ func decodeMeta(name string, b []byte) (Meta, error) {
 		Counter:       w.Counter,
 		Leaving:       w.Leaving,
 	}
+	if !config.ValidNodeName(name) {
+		return m, fmt.Errorf("node name %q is not a valid node name (a DNS subdomain)", name)
+	}
 	if _, err := uuid.Parse(w.NodeID); err != nil {
 		return m, fmt.Errorf("metadata: node ID %q is not a UUID", w.NodeID)
+	}
+	for _, f := range []struct{ key, v string }{{"phase", w.Phase}, {"version", w.Version}, {"cluster name", w.ClusterName}} {
+		if !printable(f.v) {
+			return m, fmt.Errorf("metadata: %s %q holds characters that are not printable", f.key, f.v)
+		}
 	}
 	if w.RPCAddr != "" {
 		a, err := netip.ParseAddrPort(w.RPCAddr)
@@ -187,4 +196,15 @@ func decodeMeta(name string, b []byte) (Meta, error) {
 		m.RPCAddr = a
 	}
 	return m, nil
+}
+
+// printable reports whether s holds printable characters only, so no
+// terminal escape reaches `ecom-agent status` or a log line.
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

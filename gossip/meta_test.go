@@ -14,8 +14,9 @@ import (
 // worstCaseMeta has every field at its largest.
 func worstCaseMeta() Meta {
 	return Meta{
-		NodeID:        "ffffffff-ffff-ffff-ffff-ffffffffffff",
-		NodeName:      strings.Repeat("n", 253), // not encoded
+		NodeID: "ffffffff-ffff-ffff-ffff-ffffffffffff",
+		// The longest valid node name (not encoded: memberlist carries it).
+		NodeName:      strings.Repeat(strings.Repeat("n", 63)+".", 3) + strings.Repeat("n", 61),
 		Role:          config.RoleControlPlane,
 		Expect:        maxExpect,
 		EtcdClusterID: math.MaxUint64,
@@ -44,7 +45,7 @@ func TestMetaWorstCaseFits(t *testing.T) {
 func TestMetaRoundTrip(t *testing.T) {
 	for _, m := range []Meta{
 		worstCaseMeta(),
-		{NodeID: "2f1e3c6a-2b65-4bb4-9a52-0d6a3f1a8e01", Role: config.RoleWorker, ClusterName: "shop-prod", Counter: 1},
+		{NodeID: "2f1e3c6a-2b65-4bb4-9a52-0d6a3f1a8e01", NodeName: "w-1", Role: config.RoleWorker, ClusterName: "shop-prod", Counter: 1},
 	} {
 		b, err := encodeMeta(m)
 		if err != nil {
@@ -114,6 +115,27 @@ func TestMetaEncodeRefuses(t *testing.T) {
 		tc.mutate(&m)
 		if _, err := encodeMeta(m); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("encode %+v: err = %v, want %q", m, err, tc.want)
+		}
+	}
+}
+
+// A peer's name and free-text fields are claims: an invalid node name, or
+// a phase or version with a terminal escape, makes its metadata unusable
+// (it takes no part in decisions), and the error shows them quoted.
+func TestMetaRefusesUnprintableClaims(t *testing.T) {
+	good := Meta{NodeID: "2f1e3c6a-2b65-4bb4-9a52-0d6a3f1a8e01", NodeName: "w-1", Role: config.RoleWorker, ClusterName: "shop-prod", Phase: "api-ready"}
+	b, err := encodeMeta(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeMeta("cp-1\x1b[2J", b); err == nil || strings.ContainsRune(err.Error(), 0x1b) {
+		t.Errorf("a name with a terminal escape: %v", err)
+	}
+	bad := good
+	bad.Phase = "api-ready\x1b]0;pwned\x07"
+	if b, err = encodeMeta(bad); err == nil {
+		if _, err := decodeMeta("w-1", b); err == nil || strings.ContainsRune(err.Error(), 0x1b) {
+			t.Errorf("a phase with a terminal escape: %v", err)
 		}
 	}
 }

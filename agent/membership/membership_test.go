@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/config/configtest"
+	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/nodestate"
 	"github.com/ecom-platform/ecom-agent/quorum"
@@ -200,5 +202,14 @@ func TestUnreadableDataCountsAsData(t *testing.T) {
 	m.store.Unlock()
 	if !local.HasEtcdState || !meta.HasEtcdData {
 		t.Errorf("the quorum protocol sees no data (local %v, gossip %v)", local.HasEtcdState, meta.HasEtcdData)
+	}
+}
+
+// A peer's name reaches the operator's terminal through status only
+// quoted when it is not a valid node name.
+func TestGossipNamesShownSafely(t *testing.T) {
+	ms := gossipMembers([]gossip.Member{{Name: "cp-1"}, {Name: "cp-2\x1b[2J"}})
+	if ms[0].Name != "cp-1" || strings.ContainsRune(ms[1].Name, 0x1b) || !strings.Contains(ms[1].Name, `\x1b`) {
+		t.Errorf("names %q, %q", ms[0].Name, ms[1].Name)
 	}
 }

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"net/netip"
+	"strconv"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
@@ -15,7 +16,7 @@ func gossipMembers(ms []gossip.Member) []status.GossipMember {
 	out := make([]status.GossipMember, 0, len(ms))
 	for _, m := range ms {
 		g := status.GossipMember{
-			Name: m.Name, Address: m.Addr.Addr().String(), Role: string(m.Meta.Role), State: m.State.String(),
+			Name: displayName(m.Name), Address: m.Addr.Addr().String(), Role: string(m.Meta.Role), State: m.State.String(),
 			Since: m.Since, Phase: m.Meta.Phase, Version: m.Meta.Version,
 		}
 		if m.Meta.EtcdClusterID != 0 {
@@ -81,4 +82,15 @@ func rpcAddrOf(ms []gossip.Member, id quorum.NodeID) (netip.AddrPort, string, bo
 		}
 	}
 	return netip.AddrPort{}, "", false
+}
+
+// displayName is a gossip member's name as status shows it: quoted, with
+// any unprintable characters escaped, when it is not a valid node name
+// (a name is a peer's claim; it must not write to an operator's
+// terminal).
+func displayName(name string) string {
+	if config.ValidNodeName(name) {
+		return name
+	}
+	return strconv.Quote(name)
 }
