@@ -172,7 +172,12 @@ func AgentUnitSpec() units.Spec {
 		// manages keep running (they are separate units).
 		StopTimeout: 30 * time.Second,
 		StartLimit:  &units.StartLimit{Interval: 0},
-		WantedBy:    []string{"multi-user.target"},
+		// The agent uses about 60 MiB; the caps stop a leak, or a flood
+		// of peers, before it hurts etcd and the kubelet on the same
+		// host (the programs it runs, ctr and iptables, count too).
+		MemoryMax: 1 << 30,
+		TasksMax:  1024,
+		WantedBy:  []string{"multi-user.target"},
 	}
 }
 

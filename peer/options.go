@@ -10,8 +10,15 @@ import (
 
 // Defaults of Options.
 const (
-	// DefaultMaxMessageBytes bounds a sealed request or response.
-	DefaultMaxMessageBytes = 4 << 20
+	// DefaultMaxMessageBytes bounds a sealed request or response. It is
+	// read before the request is authenticated, so it is small: the
+	// largest message, a commit with the cluster's keys, is a few KiB
+	// (tens with RSA keys).
+	DefaultMaxMessageBytes = 256 << 10
+	// MaxConns bounds the connections a server serves at once; more wait
+	// in the listen backlog. Unauthenticated peers cannot hold more than
+	// MaxConns times DefaultMaxMessageBytes of the agent's memory.
+	MaxConns = 64
 	// DefaultCallTimeout bounds a Call whose context has no earlier deadline.
 	DefaultCallTimeout = 15 * time.Second
 	// DefaultHandlerTimeout bounds a handler's run.

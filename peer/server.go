@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Server timeouts. Handlers get Options.HandlerTimeout; writing the
@@ -115,7 +117,7 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(srv.s.log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan error, 1)
-	go func() { done <- hs.Serve(ln) }()
+	go func() { done <- hs.Serve(netutil.LimitListener(ln, MaxConns)) }()
 	srv.s.log.Info("serving peer requests", "addr", ln.Addr().String())
 
 	select {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -24,12 +25,12 @@ func TestOversizedMessagesAreRejected(t *testing.T) {
 		if status != http.StatusRequestEntityTooLarge {
 			t.Errorf("status = %d, want 413", status)
 		}
-		wantLog(t, n, "rejected peer request", "body over the limit of 4194304 bytes")
+		wantLog(t, n, "rejected peer request", fmt.Sprintf("body over the limit of %d bytes", DefaultMaxMessageBytes))
 	})
 	t.Run("request from a client", func(t *testing.T) {
 		c := newClient(t, testOptions("node-a"))
 		err := c.Call(context.Background(), n.addr, "promise", strings.Repeat("x", DefaultMaxMessageBytes), nil)
-		if err == nil || !strings.Contains(err.Error(), "exceeds the limit of 4194304") {
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("exceeds the limit of %d", DefaultMaxMessageBytes)) {
 			t.Errorf("error = %v; want the request to exceed the limit", err)
 		}
 	})
@@ -172,4 +173,47 @@ func TestOptionsAreChecked(t *testing.T) {
 			t.Errorf("Call(%q, %q) = %v; want %q", tc.addr, tc.method, err, tc.want)
 		}
 	}
+}
+
+// Peers that connect and say nothing hold at most MaxConns connections
+// being served; the others wait in the backlog, and an authenticated
+// caller is served again once they go.
+func TestConnectionsAreCapped(t *testing.T) {
+	n := startNode(t, testOptions("node-b"))
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range MaxConns + 20 {
+		c, err := net.DialTimeout("tcp", n.addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// While MaxConns idle connections are served, a caller waits.
+	c := newClient(t, testOptions("node-a"))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err := c.Call(ctx, n.addr, "promise", promiseReq{Term: 1, Seed: "node-a"}, nil)
+	cancel()
+	if err == nil {
+		t.Error("a call went through while every connection slot was held")
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	idle = nil
+	var last error
+	for range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		last = c.Call(ctx, n.addr, "promise", promiseReq{Term: 1, Seed: "node-a"}, nil)
+		cancel()
+		if last == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("no call went through once the idle connections were gone: %v", last)
 }

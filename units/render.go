@@ -186,6 +186,12 @@ func (s *Spec) options() ([]*unit.UnitOption, error) {
 	if s.LimitNOFILE > 0 {
 		add(svc, "LimitNOFILE", strconv.FormatUint(s.LimitNOFILE, 10))
 	}
+	if s.MemoryMax > 0 {
+		add(svc, "MemoryMax", strconv.FormatUint(s.MemoryMax, 10))
+	}
+	if s.TasksMax > 0 {
+		add(svc, "TasksMax", strconv.FormatUint(s.TasksMax, 10))
+	}
 	if s.KillMode != "" {
 		add(svc, "KillMode", string(s.KillMode))
 	}

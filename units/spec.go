@@ -107,7 +107,12 @@ type Spec struct {
 	// not restart the service (a config error needs a human, not a loop).
 	RestartPreventExitStatus []int
 	LimitNOFILE              uint64
-	KillMode                 KillMode
+	// MemoryMax and TasksMax cap the service's cgroup (0: no cap): a
+	// service that leaks or is flooded is stopped by the kernel before
+	// the host is.
+	MemoryMax uint64
+	TasksMax  uint64
+	KillMode  KillMode
 	// Delegate gives the service its own cgroup subtree (kubelet and the
 	// container runtime manage cgroups below it).
 	Delegate bool
