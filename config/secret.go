@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // minSecretLen is the shortest cluster secret accepted, in characters.
@@ -77,6 +78,8 @@ func (l *loader) resolveSecret(c *Config) {
 			l.add("cluster_secret", "is %d characters long; it must be at least %d; %s", n, minSecretLen, generateHint)
 		} else if isPlaceholder(string(c.ClusterSecret)) {
 			l.add("cluster_secret", "is the example's placeholder, which anyone can read; %s", generateHint)
+		} else if d := distinct(string(c.ClusterSecret)); d < minSecretDistinct {
+			l.add("cluster_secret", "has only %d different characters: it is guessable; %s", d, generateHint)
 		}
 	case file:
 		if s, ok := l.readSecretFile(c.ClusterSecretFile); ok {
@@ -109,6 +112,10 @@ func (l *loader) readSecretFile(p string) (Secret, bool) {
 		l.add(key, "%s is accessible by group or others (mode %04o); run: chmod 600 %s", p, fi.Mode().Perm(), p)
 		return "", false
 	}
+	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+		l.add(key, "%s belongs to user %d, who could change the cluster's secret; run: chown root: %s", p, uid, p)
+		return "", false
+	}
 	data, err := os.ReadFile(real)
 	if err != nil {
 		l.add(key, "cannot read %s: %v", p, unwrapPath(err))
@@ -124,7 +131,34 @@ func (l *loader) readSecretFile(p string) (Secret, bool) {
 		l.add(key, "%s holds the example's placeholder, which anyone can read; replace it: head -c 32 /dev/urandom | base64 > %s", p, p)
 		return "", false
 	}
+	if n := distinct(s); n < minSecretDistinct {
+		l.add(key, "the secret in %s has only %d different characters: it is guessable; replace it: head -c 32 /dev/urandom | base64 > %s", p, n, p)
+		return "", false
+	}
 	return Secret(s), true
+}
+
+// minSecretDistinct is the fewest different characters a secret may
+// have: random base64 or hex has far more; "aaaa..." or a repeated word
+// has fewer.
+const minSecretDistinct = 10
+
+// distinct counts the different characters of s.
+func distinct(s string) int {
+	seen := map[rune]bool{}
+	for _, r := range s {
+		seen[r] = true
+	}
+	return len(seen)
+}
+
+// fileOwner is the user ID that owns the file, where the system says.
+func fileOwner(fi fs.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }
 
 // isPlaceholder reports the examples' placeholder secrets ("CHANGE-ME...",

@@ -27,6 +27,7 @@ func TestSecretFile(t *testing.T) {
 		{"empty", "", 0o600, false, "is 0 characters long"},
 		{"directory", "", 0o700, true, "is not a regular file"},
 		{"missing", "", 0, false, "does not exist; create it with: head -c 32 /dev/urandom | base64 > /etc/ecom-agent/cluster-secret"},
+		{"guessable", strings.Repeat("ab", 20), 0o600, false, "has only 2 different characters: it is guessable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -96,5 +97,38 @@ func TestSecretNeverShown(t *testing.T) {
 	}
 	if got := fmt.Sprintf("%v|%#v", Secret(""), Secret("")); got != `|""` {
 		t.Errorf("an empty secret formats as %q, want it visibly empty", got)
+	}
+}
+
+// A secret file another user owns could be changed by that user: it is
+// refused (the test runs as root, so it can give the file away).
+func TestSecretFileOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the file to another user")
+	}
+	root := t.TempDir()
+	p := filepath.Join(root, "etc/ecom-agent/cluster-secret")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(testSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	opts := oneHost()
+	opts.Root = root
+	_, err := Parse([]byte(doc(base[0], base[1], `cluster_secret_file = "/etc/ecom-agent/cluster-secret"`)), "config.toml", opts)
+	if ps := problems(t, err); len(ps) != 1 || !strings.Contains(ps[0].Msg, "belongs to user 65534") || !strings.Contains(ps[0].Msg, "chown root:") {
+		t.Errorf("problems = %+v", ps)
+	}
+}
+
+// An inline secret with too few different characters is refused.
+func TestInlineSecretGuessable(t *testing.T) {
+	_, err := Parse([]byte(doc(base[0], base[1], `cluster_secret = "`+strings.Repeat("x", 40)+`"`)), "config.toml", oneHost())
+	if ps := problems(t, err); len(ps) != 1 || ps[0].Key != "cluster_secret" || !strings.Contains(ps[0].Msg, "only 1 different characters") {
+		t.Errorf("problems = %+v", ps)
 	}
 }
