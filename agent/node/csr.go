@@ -40,7 +40,7 @@ func (n *Node) approveServingCSRs(ctx context.Context, cs kubernetes.Interface, 
 		if csr.Spec.SignerName != certv1.KubeletServingSignerName || len(csr.Status.Conditions) > 0 {
 			continue
 		}
-		if err := checkServingCSR(csr, nodes, gossipAddr); err != nil {
+		if err := checkServingCSR(csr, nodes, gossipAddr, n.servingPolicy()); err != nil {
 			n.mu.Lock()
 			if n.refusedCSR == nil {
 				n.refusedCSR = map[string]bool{}
@@ -70,7 +70,7 @@ func (n *Node) approveServingCSRs(ctx context.Context, cs kubernetes.Interface, 
 
 // checkServingCSR says why a kubelet-serving request must not be
 // approved, or nil.
-func checkServingCSR(csr *certv1.CertificateSigningRequest, nodes []corev1.Node, gossipAddr map[string]netip.Addr) error {
+func checkServingCSR(csr *certv1.CertificateSigningRequest, nodes []corev1.Node, gossipAddr map[string]netip.Addr, p servingPolicy) error {
 	name, ok := strings.CutPrefix(csr.Spec.Username, "system:node:")
 	if !ok || name == "" || !slices.Contains(csr.Spec.Groups, "system:nodes") {
 		return fmt.Errorf("requested by %q, not by a node's own identity", csr.Spec.Username)
@@ -106,7 +106,7 @@ func checkServingCSR(csr *certv1.CertificateSigningRequest, nodes []corev1.Node,
 	if node == nil {
 		return fmt.Errorf("no Node %s", name)
 	}
-	allowedIPs := map[netip.Addr]bool{}
+	nodeIPs := map[netip.Addr]bool{}
 	allowedDNS := map[string]bool{name: true}
 	for _, a := range node.Status.Addresses {
 		switch a.Type {
@@ -114,25 +114,67 @@ func checkServingCSR(csr *certv1.CertificateSigningRequest, nodes []corev1.Node,
 			allowedDNS[a.Address] = true
 		case corev1.NodeInternalIP, corev1.NodeExternalIP:
 			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				allowedIPs[ip.Unmap()] = true
+				nodeIPs[ip.Unmap()] = true
 			}
 		}
 	}
-	// The Node's addresses come from the kubelet itself; the gossip
-	// member of that name must be at one of them too.
-	if g, ok := gossipAddr[name]; !ok || !allowedIPs[g] {
+	// The Node's addresses are the kubelet's own claims. The only
+	// address approved is the one the node gossips from (which the
+	// agent saw, encrypted with the cluster's key), and only when the
+	// Node says it too.
+	g, ok := gossipAddr[name]
+	if !ok || !nodeIPs[g] {
 		return fmt.Errorf("node %s is not in the gossip view at one of its Node's addresses", name)
 	}
 	for _, d := range req.DNSNames {
+		if why := p.forbiddenName(d); why != "" {
+			return fmt.Errorf("asks for DNS name %q, %s", d, why)
+		}
 		if !allowedDNS[d] {
 			return fmt.Errorf("asks for DNS name %q, which is not the node's", d)
 		}
 	}
 	for _, ip := range req.IPAddresses {
 		a, ok := netip.AddrFromSlice(ip)
-		if !ok || !allowedIPs[a.Unmap()] {
-			return fmt.Errorf("asks for address %s, which is not the node's", ip)
+		a = a.Unmap()
+		switch {
+		case !ok:
+			return fmt.Errorf("asks for address %s, which is not an address", ip)
+		case a.IsLoopback() || a.IsUnspecified():
+			return fmt.Errorf("asks for address %s, a loopback address: every node has it", ip)
+		case p.serviceCIDR.IsValid() && p.serviceCIDR.Contains(a):
+			return fmt.Errorf("asks for address %s, a cluster service address (%s)", ip, p.serviceCIDR)
+		case a != g:
+			return fmt.Errorf("asks for address %s, which is not the node's (it gossips from %s)", ip, g)
 		}
 	}
 	return nil
+}
+
+// servingPolicy is what no kubelet serving certificate may name: the
+// cluster's service addresses and names, whose certificates clients
+// trust for the API server and the cluster's Services.
+type servingPolicy struct {
+	serviceCIDR   netip.Prefix
+	clusterDomain string
+}
+
+func (n *Node) servingPolicy() servingPolicy {
+	return servingPolicy{serviceCIDR: n.d.Config.Network.ServiceCIDR, clusterDomain: n.d.Config.Network.ClusterDomain}
+}
+
+// forbiddenName says why name may never be in a kubelet's serving
+// certificate, or "".
+func (p servingPolicy) forbiddenName(name string) string {
+	lower := strings.ToLower(strings.TrimSuffix(name, "."))
+	switch {
+	case lower == "localhost" || strings.HasSuffix(lower, ".localhost"):
+		return "a loopback name: every node has it"
+	case lower == "kubernetes" || strings.HasPrefix(lower, "kubernetes."):
+		return "the API server's service name"
+	case strings.HasSuffix(lower, ".svc") || strings.Contains(lower, ".svc.") ||
+		(p.clusterDomain != "" && (lower == p.clusterDomain || strings.HasSuffix(lower, "."+p.clusterDomain))):
+		return "a cluster service name"
+	}
+	return ""
 }

@@ -218,7 +218,15 @@ func servingCSR(t *testing.T, user, cn string, dns []string, ips []string) *cert
 }
 
 func TestCheckServingCSR(t *testing.T) {
-	nodes := []corev1.Node{*testNode("w-1", "10.244.3.0/24", "10.77.0.21", true)}
+	w1 := testNode("w-1", "10.244.3.0/24", "10.77.0.21", true)
+	// A compromised node may write any address on its own Node.
+	for _, a := range []string{"10.96.0.1", "127.0.0.1", "10.77.0.11"} {
+		w1.Status.Addresses = append(w1.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+	}
+	w1.Status.Addresses = append(w1.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "kubernetes.default.svc"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "localhost"})
+	nodes := []corev1.Node{*w1}
+	policy := servingPolicy{serviceCIDR: netip.MustParsePrefix("10.96.0.0/12"), clusterDomain: "cluster.local"}
 	gossip := map[string]netip.Addr{"w-1": netip.MustParseAddr("10.77.0.21")}
 	for _, tc := range []struct {
 		name   string
@@ -234,9 +242,14 @@ func TestCheckServingCSR(t *testing.T) {
 		{"no such Node", servingCSR(t, "system:node:w-7", "system:node:w-7", nil, nil), gossip, "no Node w-7"},
 		{"gossip elsewhere", servingCSR(t, "system:node:w-1", "system:node:w-1", nil, nil),
 			map[string]netip.Addr{"w-1": netip.MustParseAddr("10.77.0.50")}, "not in the gossip view"},
+		{"the API server's service IP", servingCSR(t, "system:node:w-1", "system:node:w-1", nil, []string{"10.77.0.21", "10.96.0.1"}), gossip, "a cluster service address"},
+		{"loopback", servingCSR(t, "system:node:w-1", "system:node:w-1", nil, []string{"127.0.0.1"}), gossip, "a loopback address"},
+		{"a control-plane node's address on its Node", servingCSR(t, "system:node:w-1", "system:node:w-1", nil, []string{"10.77.0.11"}), gossip, "it gossips from 10.77.0.21"},
+		{"the API server's service name", servingCSR(t, "system:node:w-1", "system:node:w-1", []string{"kubernetes.default.svc"}, nil), gossip, "the API server's service name"},
+		{"localhost", servingCSR(t, "system:node:w-1", "system:node:w-1", []string{"localhost"}, nil), gossip, "a loopback name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := checkServingCSR(tc.csr, nodes, tc.gossip)
+			err := checkServingCSR(tc.csr, nodes, tc.gossip, policy)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("refused: %v", err)
@@ -248,7 +261,7 @@ func TestCheckServingCSR(t *testing.T) {
 	// A client-auth usage on a serving request is refused.
 	c := servingCSR(t, "system:node:w-1", "system:node:w-1", nil, nil)
 	c.Spec.Usages = append(c.Spec.Usages, certv1.UsageClientAuth)
-	if err := checkServingCSR(c, nodes, gossip); err == nil || !strings.Contains(err.Error(), `usage "client auth"`) {
+	if err := checkServingCSR(c, nodes, gossip, policy); err == nil || !strings.Contains(err.Error(), `usage "client auth"`) {
 		t.Errorf("client auth: %v", err)
 	}
 }
