@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ecom-platform/ecom-agent/config"
@@ -51,10 +52,18 @@ func Worker(t testing.TB) *config.Config {
 	return Parse(t, strings.Replace(toml, `node_name = "cp-1"`, `node_name = "w-1"`, 1))
 }
 
-// FreePort returns a TCP and UDP port free on 127.0.0.1 right now.
+// handedOut are the ports FreePort returned: a port closed again is free
+// for the system, and would otherwise be picked twice.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns a TCP and UDP port free on 127.0.0.1 right now, never
+// one it returned before in this process.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 20 {
+	for range 100 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -62,8 +71,15 @@ func FreePort(t testing.TB) int {
 		port := ln.Addr().(*net.TCPAddr).Port
 		_ = ln.Close()
 		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			_ = pc.Close()
+		if err != nil {
+			continue
+		}
+		_ = pc.Close()
+		handedOut.Lock()
+		fresh := !handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if fresh {
 			return port
 		}
 	}
