@@ -22,20 +22,25 @@ import (
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/ecom-platform/ecom-agent/apilb"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config/configtest"
+	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/nodestate"
 	"github.com/ecom-platform/ecom-agent/status"
 )
 
-// fakeExec records the host programs the agent runs; commands whose
-// joined arguments start with a prefix in fail exit non-zero.
+// fakeExec records the host programs the agent runs and never runs one.
+// A command whose line (name and arguments joined by spaces) starts with
+// a key of fail exits non-zero: its error carries the command and the
+// key's stderr, as units.ExecRunner's carries the stderr.
 type fakeExec struct {
 	mu   sync.Mutex
 	ran  []string
-	fail []string
+	fail map[string]string // command line prefix -> stderr
 }
 
 func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byte, error) {
@@ -43,12 +48,19 @@ func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byt
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ran = append(f.ran, line)
-	for _, p := range f.fail {
+	for p, stderr := range f.fail {
 		if strings.HasPrefix(line, p) {
-			return nil, fmt.Errorf("exit status 1: %s", line)
+			return nil, fmt.Errorf("exit status 1: %s: %s", line, stderr)
 		}
 	}
 	return nil, nil
+}
+
+// failing sets the commands that fail from now on (none if nil).
+func (f *fakeExec) failing(fail map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = fail
 }
 
 func (f *fakeExec) lines() []string {
@@ -173,15 +185,17 @@ func TestNodeNetwork(t *testing.T) {
 	}
 
 	// A route that fails is reported and retried.
-	ex.fail = []string{"ip route replace 10.244.3.0/24"}
+	ex.failing(map[string]string{"ip route replace 10.244.3.0/24": "Error: Nexthop has invalid gateway."})
 	if _, err := cs.CoreV1().Nodes().Create(ctx, testNode("w-9", "10.244.3.0/24", "10.77.0.19", true), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.network(ctx); err == nil || !strings.Contains(err.Error(), "route 10.244.3.0/24 via 10.77.0.19") {
 		t.Errorf("error %v, want the failed route named", err)
 	}
-	ex.lines()
-	ex.fail = nil
+	if got := ex.lines(); !slices.Contains(got, "ip route replace 10.244.3.0/24 via 10.77.0.19") {
+		t.Errorf("ran %q, want the route tried", got)
+	}
+	ex.failing(nil)
 	if err := n.network(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -264,4 +278,227 @@ func TestCheckServingCSR(t *testing.T) {
 	if err := checkServingCSR(c, nodes, gossip, policy); err == nil || !strings.Contains(err.Error(), `usage "client auth"`) {
 		t.Errorf("client auth: %v", err)
 	}
+}
+
+// masqueradeRule is the iptables command line of the rule for this
+// node's pod range, with op -C (check) or -A (append).
+func masqueradeRule(op, podCIDR string) string {
+	return strings.Join(append([]string{"iptables", "-w", "5", "-t", "nat", op}, bootstrap.MasqueradeRule(podCIDR, "10.244.0.0/16")...), " ")
+}
+
+// networkNode is the node side of worker w-1 reading the Nodes from a
+// fake clientset, with the host programs it runs recorded.
+func networkNode(t *testing.T, nodes ...*corev1.Node) (*Node, *fakeExec, *fake.Clientset) {
+	t.Helper()
+	cfg := configtest.Worker(t)
+	root := configtest.Root(t)
+	ex := &fakeExec{}
+	store := nodestate.NewStore(root, &nodestate.State{NodeUnits: true}, nil)
+	n := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: store, Run: ex})
+	var objs []runtime.Object
+	for _, nd := range nodes {
+		objs = append(objs, nd)
+	}
+	cs := fake.NewClientset(objs...)
+	n.cs = cs
+	return n, ex, cs
+}
+
+// The masquerade rule is appended when the check says it is missing; an
+// append that fails is an error and is tried again on the next step; once
+// in place it is not checked again.
+func TestNodeNetworkAddsTheMasqueradeRule(t *testing.T) {
+	n, ex, _ := networkNode(t, testNode("w-1", "10.244.5.0/24", "10.77.0.21", true))
+	ctx := context.Background()
+	check, add := masqueradeRule("-C", "10.244.5.0/24"), masqueradeRule("-A", "10.244.5.0/24")
+
+	ex.failing(map[string]string{
+		check: "iptables: Bad rule (does a matching rule exist in that chain?).",
+		add:   "iptables v1.8.10 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)",
+	})
+	err := n.network(ctx)
+	if err == nil || !strings.Contains(err.Error(), "masquerade pod traffic") || !strings.Contains(err.Error(), "Permission denied") {
+		t.Errorf("error %v, want the failed append with iptables' stderr", err)
+	}
+	if got, want := ex.lines(), []string{check, add}; !slices.Equal(got, want) {
+		t.Errorf("ran %q, want %q", got, want)
+	}
+	// The pod network's config does not wait for the rule.
+	if ok, _ := n.d.Root.Exists(bootstrap.CNIConfFile); !ok {
+		t.Error("no CNI config written")
+	}
+
+	// The rule is still missing; the append works now.
+	ex.failing(map[string]string{check: "iptables: Bad rule (does a matching rule exist in that chain?)."})
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ex.lines(), []string{check, add}; !slices.Equal(got, want) {
+		t.Errorf("retry ran %q, want %q", got, want)
+	}
+
+	ex.failing(nil)
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ex.lines(); len(got) != 0 {
+		t.Errorf("ran %q with the rule in place", got)
+	}
+}
+
+// A route whose removal fails is an error and is removed on the next
+// step; one the kernel no longer has ("No such process") counts as
+// removed.
+func TestNodeNetworkRemovesRoutes(t *testing.T) {
+	n, ex, cs := networkNode(t,
+		testNode("w-1", "10.244.5.0/24", "10.77.0.21", true),
+		testNode("cp-2", "10.244.1.0/24", "10.77.0.12", true),
+		testNode("cp-3", "10.244.2.0/24", "10.77.0.13", true),
+	)
+	ctx := context.Background()
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := ex.lines()
+	slices.Sort(got)
+	if want := []string{
+		"ip route replace 10.244.1.0/24 via 10.77.0.12",
+		"ip route replace 10.244.2.0/24 via 10.77.0.13",
+		masqueradeRule("-C", "10.244.5.0/24"),
+	}; !slices.Equal(got, want) {
+		t.Errorf("ran %q, want %q", got, want)
+	}
+
+	for _, name := range []string{"cp-2", "cp-3"} {
+		if err := cs.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ex.failing(map[string]string{
+		"ip route del 10.244.1.0/24": "RTNETLINK answers: No such process",
+		"ip route del 10.244.2.0/24": "RTNETLINK answers: Operation not permitted",
+	})
+	err := n.network(ctx)
+	if err == nil || !strings.Contains(err.Error(), "remove route 10.244.2.0/24") || strings.Contains(err.Error(), "10.244.1.0/24") {
+		t.Errorf("error %v, want the route to 10.244.2.0/24 only named", err)
+	}
+	got = ex.lines()
+	slices.Sort(got)
+	if want := []string{"ip route del 10.244.1.0/24", "ip route del 10.244.2.0/24"}; !slices.Equal(got, want) {
+		t.Errorf("ran %q, want %q", got, want)
+	}
+	if st := report(n); len(st.Routes) != 0 {
+		t.Errorf("status routes %q with no other node", st.Routes)
+	}
+
+	ex.failing(nil)
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ex.lines(), []string{"ip route del 10.244.2.0/24"}; !slices.Equal(got, want) {
+		t.Errorf("retry ran %q, want %q", got, want)
+	}
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ex.lines(); len(got) != 0 {
+		t.Errorf("ran %q with nothing changed", got)
+	}
+}
+
+// The node side says nothing in the status until its units are
+// installed; then it reports the kubelet's state and a worker's API load
+// balancer.
+func TestReportWaitsForTheNodeUnits(t *testing.T) {
+	cfg := configtest.Worker(t)
+	root := configtest.Root(t)
+	store := nodestate.NewStore(root, &nodestate.State{}, nil)
+	lb := []apilb.EndpointStatus{{Address: "10.77.0.11:6443", Healthy: true}}
+	n := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: store, Run: &fakeExec{},
+		LoadBalancer: func() []apilb.EndpointStatus { return lb }})
+	var s status.Status
+	n.Report(&s)
+	if s.Kubelet != nil {
+		t.Errorf("reported %+v before the node units are installed", *s.Kubelet)
+	}
+	if err := store.Update(func(s *nodestate.State) error { s.NodeUnits = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	st := report(n)
+	if st.KubeletStarted || st.Reason != "the kubelet is not started yet" || !slices.Equal(st.APILoadBalancer, lb) {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// On a control-plane node, a step approves the kubelets' serving
+// certificates that check out and leaves the others pending, logged
+// once; requests already decided and other signers' are left alone.
+func TestNodeNetworkApprovesServingCSRs(t *testing.T) {
+	cfg := configtest.ControlPlane(t)
+	root := configtest.Root(t)
+	var logs strings.Builder
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	members := []gossip.Member{{Name: "w-1", Addr: netip.MustParseAddrPort("10.77.0.21:7946"), State: gossip.StateAlive}}
+	n := New(Deps{Config: cfg, Root: root, Log: log, Store: nodestate.NewStore(root, &nodestate.State{NodeUnits: true}, nil),
+		Run: &fakeExec{}, Members: func() []gossip.Member { return members }})
+	good := servingCSR(t, "system:node:w-1", "system:node:w-1", []string{"w-1"}, []string{"10.77.0.21"})
+	bad := servingCSR(t, "system:node:w-1", "system:node:w-1", []string{"kubernetes.default"}, nil)
+	bad.Name = "csr-bad"
+	denied := servingCSR(t, "system:node:w-1", "system:node:w-1", nil, nil)
+	denied.Name = "csr-denied"
+	denied.Status.Conditions = []certv1.CertificateSigningRequestCondition{{Type: certv1.CertificateDenied, Status: corev1.ConditionTrue}}
+	client := servingCSR(t, "system:node:w-1", "system:node:w-1", nil, nil)
+	client.Name, client.Spec.SignerName = "csr-client", certv1.KubeAPIServerClientKubeletSignerName
+	// The kubelet of this node has not registered yet: the approvals do
+	// not wait for it.
+	cs := fake.NewClientset(testNode("w-1", "10.244.3.0/24", "10.77.0.21", true), good, bad, denied, client)
+	n.cs = cs
+	ctx := context.Background()
+	for range 2 {
+		if err := n.network(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decided := func(name string) []certv1.CertificateSigningRequestCondition {
+		t.Helper()
+		c, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Status.Conditions
+	}
+	if c := decided(good.Name); len(c) != 1 || c[0].Type != certv1.CertificateApproved || c[0].Status != corev1.ConditionTrue {
+		t.Errorf("%s: conditions %+v, want approved", good.Name, c)
+	}
+	if c := decided(bad.Name); len(c) != 0 {
+		t.Errorf("%s: conditions %+v, want pending", bad.Name, c)
+	}
+	if c := decided(denied.Name); len(c) != 1 || c[0].Type != certv1.CertificateDenied {
+		t.Errorf("%s: conditions %+v, want denied only", denied.Name, c)
+	}
+	if c := decided(client.Name); len(c) != 0 {
+		t.Errorf("%s: conditions %+v, want another signer's left alone", client.Name, c)
+	}
+	logMu.Lock()
+	text := logs.String()
+	logMu.Unlock()
+	if got := strings.Count(text, "left a kubelet serving-certificate request pending"); got != 1 || !strings.Contains(text, "csr=csr-bad") {
+		t.Errorf("logged the refusal %d times, want once for csr-bad:\n%s", got, text)
+	}
+	if st := report(n); st.Ready || st.Reason != "the kubelet has not registered the Node yet" {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -94,11 +94,23 @@ func (readyCRI) RuntimeConfig(context.Context, *runtimeapi.RuntimeConfigRequest)
 }
 
 // kubeletHost is a host root the kubelet can start on: no swap, the
-// kernel modules loaded, systemd on cgroup v2, the programs installed and
-// containerd answering CRI on its socket. swap puts a swap device in.
+// kernel modules loaded, systemd on cgroup v2, the programs installed, an
+// image archive shipped by the package and one the operator dropped, and
+// containerd answering CRI on the socket of the config's
+// kubelet.container_runtime_endpoint. swap puts a swap device in.
 func kubeletHost(t *testing.T, cfg *config.Config, swap bool) *hostfs.Root {
 	t.Helper()
-	root := configtest.Root(t)
+	// Not t.TempDir: a unix socket's path has at most 107 bytes, and
+	// t.TempDir's grows with the test's name.
+	dir, err := os.MkdirTemp("", "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	root, err := hostfs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	swaps := "Filename\tType\tSize\tUsed\tPriority\n"
 	if swap {
 		swaps += "/dev/vda2\tpartition\t1048572\t0\t-2\n"
@@ -115,6 +127,10 @@ func kubeletHost(t *testing.T, cfg *config.Config, swap bool) *hostfs.Root {
 		cfg.Binaries.Containerd:                   "#!/bin/sh\n",
 		cfg.Binaries.Ctr:                          "#!/bin/sh\n",
 		bootstrap.PackageImagesDir + "/pause.tar": "archive",
+		bootstrap.ImagesDir + "/shop.tar":         "archive",
+		// Neither is an image archive.
+		bootstrap.ImagesDir + "/README":        "drop image archives (.tar) here",
+		bootstrap.ImagesDir + "/old.tar/.keep": "",
 		// The kernel parameters the kubelet needs, as a fresh host has
 		// them: the agent sets them.
 		"/proc/sys/net/ipv4/ip_forward":                 "0\n",
@@ -125,7 +141,7 @@ func kubeletHost(t *testing.T, cfg *config.Config, swap bool) *hostfs.Root {
 			t.Fatal(err)
 		}
 	}
-	sock := root.Path("/run/containerd/containerd.sock")
+	sock := root.Path(bootstrap.ContainerdSocket(cfg))
 	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +163,10 @@ func kubeletHost(t *testing.T, cfg *config.Config, swap bool) *hostfs.Root {
 	return root
 }
 
-func startNode(t *testing.T, swap bool) (*Node, *startSystemd, *fakeExec, *nodestate.Store) {
+// startNode is the node side of cfg's node on a kubeletHost, from fakes:
+// systemd, the host programs and the state store.
+func startNode(t *testing.T, cfg *config.Config, swap bool) (*Node, *startSystemd, *fakeExec, *nodestate.Store) {
 	t.Helper()
-	cfg := configtest.Worker(t)
 	root := kubeletHost(t, cfg, swap)
 	sd := &startSystemd{active: map[string]bool{}}
 	ex := &fakeExec{}
@@ -165,11 +182,12 @@ func startNode(t *testing.T, swap bool) (*Node, *startSystemd, *fakeExec, *nodes
 // configured ctr, and only then starts the kubelet and kube-proxy; it is
 // Ready once they were started, and a later step starts nothing again.
 func TestStepStartsTheNodeSide(t *testing.T) {
-	n, sd, ex, store := startNode(t, false)
+	n, sd, ex, store := startNode(t, configtest.Worker(t), false)
 	ctx := context.Background()
 	// There is no kubeconfig to read Nodes with: the start goes through,
 	// the pod network's step fails and is retried.
-	if err := n.Step(ctx); err == nil || !n.Ready() {
+	err := n.Step(ctx)
+	if err == nil || !n.Ready() {
 		t.Fatalf("step: %v, ready %v; want started, and the network step failing without a kubeconfig", err, n.Ready())
 	}
 	cfg := n.d.Config
@@ -180,50 +198,152 @@ func TestStepStartsTheNodeSide(t *testing.T) {
 			want = append(want, "start "+u)
 		}
 	}
-	// The kubelet's and kube-proxy's start jobs run in the background.
-	got := sd.log()
-	for i := 0; i < 200 && len(got) < len(want); i++ {
-		time.Sleep(10 * time.Millisecond)
-		got = sd.log()
+	// containerd first, then the others, whose start jobs run in the
+	// background, in any order.
+	got := awaitCalls(t, sd, len(want))
+	if len(got) >= 2 {
+		slices.Sort(got[2:])
 	}
-	slices.Sort(got[2:])
 	slices.Sort(want[2:])
 	if !slices.Equal(got, want) {
 		t.Errorf("systemd did %q, want %q", got, want)
 	}
-	ctr := cfg.Binaries.Ctr + " --address " + bootstrap.ContainerdSocket(cfg) + " --namespace k8s.io images import --label io.cri-containerd.pinned=pinned " +
-		n.d.Root.Path(bootstrap.PackageImagesDir+"/pause.tar")
-	if ran := ex.lines(); !slices.Contains(ran, ctr) {
-		t.Errorf("ran %q, want %q", ran, ctr)
+	// Every archive is imported, the package's first; nothing else ran
+	// (the pod network's step stopped at the missing kubeconfig).
+	if ran, want := ex.lines(), []string{ctrImport(n, bootstrap.PackageImagesDir+"/pause.tar"), ctrImport(n, bootstrap.ImagesDir+"/shop.tar")}; !slices.Equal(ran, want) {
+		t.Errorf("ran %q, want %q", ran, want)
 	}
 	if !store.Snapshot().NodeUnits {
 		t.Error("the state does not record the node units")
 	}
-	if st := report(n); !st.KubeletStarted || len(st.Images) != 1 || st.Runtime == "" {
+	st := report(n)
+	if !st.KubeletStarted || !slices.Equal(st.Images, []string{bootstrap.PackageImagesDir + "/pause.tar", bootstrap.ImagesDir + "/shop.tar"}) ||
+		!strings.Contains(st.Runtime, "containerd v2.4.2") || len(st.Preflight) != 0 {
 		t.Errorf("status %+v", st)
+	}
+	if st.Error == "" || st.Error != err.Error() {
+		t.Errorf("status error %q, want the step's %q", st.Error, err)
 	}
 	before := len(sd.log())
 	_ = n.Step(ctx)
 	if after := sd.log(); len(after) != before {
 		t.Errorf("a second step did %q", after[before:])
 	}
+	if ran := ex.lines(); len(ran) != 0 {
+		t.Errorf("a second step ran %q", ran)
+	}
+}
+
+// awaitCalls returns systemd's calls once there are n, or after 5
+// seconds.
+func awaitCalls(t *testing.T, sd *startSystemd, n int) []string {
+	t.Helper()
+	got := sd.log()
+	for i := 0; i < 500 && len(got) < n; i++ {
+		time.Sleep(10 * time.Millisecond)
+		got = sd.log()
+	}
+	return got
+}
+
+// ctrImport is the command line that imports an archive into
+// containerd's k8s.io namespace with the configured ctr.
+func ctrImport(n *Node, archive string) string {
+	cfg := n.d.Config
+	return cfg.Binaries.Ctr + " --address " + bootstrap.ContainerdSocket(cfg) +
+		" --namespace k8s.io images import --label io.cri-containerd.pinned=pinned " + n.d.Root.Path(archive)
+}
+
+// When the operator runs the container runtime, the node side neither
+// installs nor starts containerd, nor imports images into it: it checks
+// the runtime at the configured endpoint and starts the kubelet.
+func TestStepWithTheOperatorsRuntime(t *testing.T) {
+	cfg := configtest.Parse(t, strings.Replace(configtest.ControlPlaneTOML(t), `role = "control-plane"`, `role = "worker"`, 1)+`
+[kubelet]
+container_runtime_endpoint = "unix:///run/k3s/containerd/containerd.sock"
+`)
+	if cfg.ManagesContainerd() {
+		t.Fatal("the agent manages a runtime at another endpoint")
+	}
+	n, sd, ex, store := startNode(t, cfg, false)
+	if err := n.Step(context.Background()); !n.Ready() {
+		t.Fatalf("step: %v; not ready", err)
+	}
+	names := bootstrap.UnitsOf(cfg, bootstrap.GroupNode)
+	if slices.Contains(names, bootstrap.ContainerdUnit) {
+		t.Fatalf("node units %q with the operator's runtime", names)
+	}
+	want := []string{"apply " + strings.Join(names, " ")}
+	for _, u := range names {
+		want = append(want, "start "+u)
+	}
+	got := awaitCalls(t, sd, len(want))
+	if len(got) >= 1 {
+		slices.Sort(got[1:])
+	}
+	slices.Sort(want[1:])
+	if !slices.Equal(got, want) {
+		t.Errorf("systemd did %q, want %q", got, want)
+	}
+	if ran := ex.lines(); len(ran) != 0 {
+		t.Errorf("ran %q, want no image imported into the operator's runtime", ran)
+	}
+	if st := report(n); !st.KubeletStarted || len(st.Images) != 0 || st.Runtime == "" || !store.Snapshot().NodeUnits {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// An archive that does not import keeps the kubelet stopped and is named
+// in the step's error; the next step imports again and starts it.
+func TestStepRetriesAFailedImport(t *testing.T) {
+	n, sd, ex, _ := startNode(t, configtest.Worker(t), false)
+	ctx := context.Background()
+	shop := ctrImport(n, bootstrap.ImagesDir+"/shop.tar")
+	ex.failing(map[string]string{shop: "ctr: unexpected EOF"})
+	err := n.Step(ctx)
+	if err == nil || !strings.Contains(err.Error(), "import "+bootstrap.ImagesDir+"/shop.tar into containerd") ||
+		!strings.Contains(err.Error(), "unexpected EOF") || n.Ready() {
+		t.Fatalf("step: %v, ready %v", err, n.Ready())
+	}
+	if st := report(n); st.KubeletStarted || !slices.Equal(st.Images, []string{bootstrap.PackageImagesDir + "/pause.tar"}) || st.Error != err.Error() {
+		t.Errorf("status %+v", st)
+	}
+	if got := sd.log(); slices.Contains(got, "start "+bootstrap.KubeletUnit) {
+		t.Errorf("the kubelet was started with an image missing: %q", got)
+	}
+	ex.failing(nil)
+	ex.lines()
+	_ = n.Step(ctx)
+	if !n.Ready() {
+		t.Fatalf("not ready once the images import: %+v", report(n))
+	}
+	if ran := ex.lines(); !slices.Contains(ran, shop) {
+		t.Errorf("ran %q, want %q again", ran, shop)
+	}
+	if got := sd.log(); slices.Contains(got, "restart "+bootstrap.ContainerdUnit) {
+		t.Errorf("containerd restarted on the retry with no config changed: %q", got)
+	}
 }
 
 // A host the kubelet cannot run on keeps it stopped, says why in the
 // status and in the step's error, and retries.
 func TestStepRefusesAHostWithSwap(t *testing.T) {
-	n, sd, _, _ := startNode(t, true)
-	err := n.Step(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "the kubelet cannot start until this is fixed") || n.Ready() {
-		t.Fatalf("step: %v, ready %v", err, n.Ready())
-	}
-	st := report(n)
-	if len(st.Preflight) == 0 || !strings.Contains(strings.Join(st.Preflight, "\n"), "swap") || st.KubeletStarted {
-		t.Errorf("status %+v", st)
+	n, sd, _, _ := startNode(t, configtest.Worker(t), true)
+	ctx := context.Background()
+	for step := range 2 {
+		err := n.Step(ctx)
+		if err == nil || !strings.Contains(err.Error(), "the kubelet cannot start until this is fixed") || n.Ready() {
+			t.Fatalf("step %d: %v, ready %v", step, err, n.Ready())
+		}
+		st := report(n)
+		if len(st.Preflight) != 1 || !strings.HasPrefix(st.Preflight[0], "swap: ") || !strings.Contains(err.Error(), st.Preflight[0]) ||
+			st.Error != err.Error() || st.KubeletStarted {
+			t.Errorf("step %d: status %+v, error %v; want the swap failure in both", step, st, err)
+		}
 	}
 	for _, c := range sd.log() {
-		if c == "start "+bootstrap.KubeletUnit {
-			t.Error("the kubelet was started on a host with swap")
+		if c == "start "+bootstrap.KubeletUnit || c == "start "+bootstrap.KubeProxyUnit {
+			t.Errorf("%s on a host with swap", c)
 		}
 	}
 }
