@@ -80,6 +80,9 @@ type Node struct {
 	// refusedCSR remembers the serving-certificate requests left
 	// pending, so each is logged once.
 	refusedCSR map[string]bool
+	// broughtUp are the units a start already started or restarted
+	// (only the component's own loop touches it).
+	broughtUp map[string]bool
 }
 
 var (
@@ -89,7 +92,7 @@ var (
 
 // New returns the component.
 func New(d Deps) *Node {
-	return &Node{d: d, routes: map[netip.Prefix]netip.Addr{},
+	return &Node{d: d, routes: map[netip.Prefix]netip.Addr{}, broughtUp: map[string]bool{},
 		status: status.NodeStatus{Reason: "the kubelet is not started yet"}}
 }
 
@@ -176,12 +179,17 @@ func (n *Node) start(ctx context.Context) error {
 	if err := d.Store.Update(func(s *nodestate.State) error { s.NodeUnits = true; return nil }); err != nil {
 		return err
 	}
-	restart := slices.Concat(changes.Written, changes.Stale, bootstrap.ChangedUnits(d.Written(), names))
+	// A unit whose inputs the render changed restarts once: a start
+	// that failed later (a preflight failure, an image that did not
+	// import) and is retried must not restart it again on every step.
+	inputs := slices.DeleteFunc(bootstrap.ChangedUnits(d.Written(), names), func(u string) bool { return n.broughtUp[u] })
+	restart := slices.Concat(changes.Written, changes.Stale, inputs)
 	if cfg.ManagesContainerd() {
 		done, err := units.BringUp(ctx, d.Systemd, d.Log, bootstrap.ContainerdUnit, restart)
 		if err != nil {
 			return err
 		}
+		n.broughtUp[bootstrap.ContainerdUnit] = true
 		if done != nil {
 			if err := <-done; err != nil {
 				return fmt.Errorf("start containerd: %w", err)
@@ -223,6 +231,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		n.broughtUp[name] = true
 		if done != nil {
 			go func() {
 				if err := <-done; err != nil && ctx.Err() == nil {

@@ -347,3 +347,31 @@ func TestStepRefusesAHostWithSwap(t *testing.T) {
 		}
 	}
 }
+
+// A start that fails after containerd is up (here: swap on) is retried
+// without restarting containerd on every step, though the render created
+// its config: a unit whose inputs changed restarts once.
+func TestRetriedStartRestartsContainerdOnce(t *testing.T) {
+	n, sd, _, _ := startNode(t, configtest.Worker(t), true)
+	n.d.Written = func() []bootstrap.Written {
+		return []bootstrap.Written{{Path: bootstrap.ContainerdConfigFile, Result: hostfs.Created, Action: "created"}}
+	}
+	ctx := context.Background()
+	for range 4 {
+		if err := n.Step(ctx); err == nil {
+			t.Fatal("a host with swap started the kubelet")
+		}
+	}
+	starts := 0
+	for _, c := range sd.log() {
+		switch c {
+		case "start " + bootstrap.ContainerdUnit:
+			starts++
+		case "restart " + bootstrap.ContainerdUnit:
+			t.Errorf("containerd restarted on a retry: systemd did %q", sd.log())
+		}
+	}
+	if starts != 1 {
+		t.Errorf("containerd started %d times, want once: systemd did %q", starts, sd.log())
+	}
+}
