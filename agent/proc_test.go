@@ -358,6 +358,7 @@ role = "control-plane"
 node_name = %q
 advertise_address = "10.77.0.11"
 cluster_secret = "test-secret-0123456789abcdef0123456789"
+control_plane_key = "test-cp-key-fedcba9876543210fedcba98765"
 expect = %d
 [gossip]
 port = %d

@@ -63,6 +63,7 @@ role = "control-plane"
 node_name = %q
 advertise_address = %q
 cluster_secret = "bench-secret-0123456789abcdef0123456789"
+control_plane_key = "test-cp-key-fedcba9876543210fedcba98765"
 expect = 3
 `, h.Name(), h.Addr())), "bare.toml", config.LoadOptions{})
 		if err != nil {

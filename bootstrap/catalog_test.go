@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -13,7 +12,10 @@ func TestRendererWritesOnlyCataloguedPaths(t *testing.T) {
 	for _, role := range []string{"control-plane", "worker"} {
 		t.Run(role, func(t *testing.T) {
 			root := testRoot(t)
-			toml := strings.Replace(baseConfig, `role = "control-plane"`, `role = "`+role+`"`, 1)
+			toml := baseConfig
+			if role == "worker" {
+				toml = workerConfig
+			}
 			r := NewRenderer(parseConfig(t, toml), root, discardLogger())
 			if _, err := r.Run(context.Background()); err != nil {
 				t.Fatal(err)
@@ -33,7 +35,7 @@ func TestRendererWritesOnlyCataloguedPaths(t *testing.T) {
 
 func TestUnitsOf(t *testing.T) {
 	cp := testConfig(t, "")
-	worker := parseConfig(t, strings.Replace(baseConfig, `role = "control-plane"`, `role = "worker"`, 1))
+	worker := parseConfig(t, workerConfig)
 	for _, c := range []struct {
 		name string
 		got  []string

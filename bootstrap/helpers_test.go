@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/config/configtest"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 )
 
@@ -23,10 +24,14 @@ role = "control-plane"
 node_name = "cp-1"
 advertise_address = "10.77.0.11"
 cluster_secret = "test-secret-0123456789abcdef0123456789"
+control_plane_key = "test-cp-key-fedcba9876543210fedcba98765"
 
 [apiserver]
 extra_sans = ["api.shop.example.com", "192.0.2.10"]
 `
+
+// workerConfig is baseConfig for a worker: another role, no control-plane key.
+var workerConfig = configtest.WorkerOf(baseConfig, "cp-1")
 
 // testConfig parses baseConfig plus extra TOML, failing the test on error.
 func testConfig(t testing.TB, extra string) *config.Config {

@@ -266,7 +266,7 @@ func TestRenderRefusesMismatchedCA(t *testing.T) {
 // TestRenderWorkerHoldsNoCAKey: a worker renders only what needs no CA.
 func TestRenderWorkerHoldsNoCAKey(t *testing.T) {
 	root := testRoot(t)
-	toml := strings.Replace(baseConfig, `role = "control-plane"`, `role = "worker"`, 1)
+	toml := workerConfig
 	r := NewRenderer(parseConfig(t, toml), root, discardLogger())
 	if _, err := r.Run(context.Background()); err != nil {
 		t.Fatal(err)

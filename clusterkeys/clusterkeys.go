@@ -24,8 +24,9 @@ import (
 // Secrets are encrypted with at rest. The founding node writes it before
 // it persists its formation commit; every other control-plane node writes
 // it when it receives the commit or is let into the cluster. It is sealed
-// with a key derived from the cluster secret, so a copy of
-// /var/lib/ecom-agent alone does not give the CA keys away.
+// with a key derived from the control-plane key, which workers never
+// hold, so neither a copy of /var/lib/ecom-agent nor the cluster secret
+// gives the CA keys away.
 const File = bootstrap.AgentStateDir + "/cluster-shared.sealed"
 
 // Shared is the content of File.
@@ -39,7 +40,19 @@ type Shared struct {
 // sharedAAD binds a sealed Shared to its purpose and cluster.
 func aad(cluster string) []byte { return []byte("ecom-agent shared v1 " + cluster) }
 
-func box(cfg *config.Config) *peer.Box {
+// box is the sealing box of the control-plane key; an error on a node
+// without one (a worker).
+func box(cfg *config.Config) (*peer.Box, error) {
+	key := cfg.ControlPlaneSecret()
+	if key == nil {
+		return nil, errors.New("this node holds no control-plane key, so it cannot seal or open the cluster's CA keys (workers never do)")
+	}
+	return peer.NewBox(peer.DeriveKey(key, peer.PurposeCABundle, cfg.ClusterName)), nil
+}
+
+// legacyBox is the box of agents before the control-plane key, derived
+// from the cluster secret; only to migrate File.
+func legacyBox(cfg *config.Config) *peer.Box {
 	return peer.NewBox(peer.DeriveKey(cfg.Secret(), peer.PurposeCABundle, cfg.ClusterName))
 }
 
@@ -62,14 +75,26 @@ func (s *Shared) Seal(cfg *config.Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return box(cfg).Seal(data, aad(cfg.ClusterName)), nil
+	b, err := box(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return b.Seal(data, aad(cfg.ClusterName)), nil
 }
 
 // Open decrypts what Seal made for the cluster of cfg.
 func Open(cfg *config.Config, sealed []byte) (*Shared, error) {
-	data, err := box(cfg).Open(sealed, aad(cfg.ClusterName))
+	b, err := box(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open the cluster's shared keys: %w", err)
+		return nil, err
+	}
+	return open(b, cfg, sealed)
+}
+
+func open(b *peer.Box, cfg *config.Config, sealed []byte) (*Shared, error) {
+	data, err := b.Open(sealed, aad(cfg.ClusterName))
+	if err != nil {
+		return nil, fmt.Errorf("open the cluster's shared keys (is control_plane_key the same on every control-plane node?): %w", err)
 	}
 	var s Shared
 	if err := json.Unmarshal(data, &s); err != nil {
@@ -90,13 +115,32 @@ func SaveSealed(root *hostfs.Root, sealed []byte) error {
 	return err
 }
 
-// LoadSealed reads File; nil if there is none.
-func LoadSealed(root *hostfs.Root) ([]byte, error) {
+// LoadSealed reads File; nil if there is none. A file sealed by an agent
+// of before the control-plane key (with the cluster secret) is sealed
+// again with the control-plane key and rewritten.
+func LoadSealed(root *hostfs.Root, cfg *config.Config) ([]byte, error) {
 	data, err := root.ReadFile(File)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	return data, err
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Open(cfg, data); err == nil {
+		return data, nil
+	}
+	old, lerr := open(legacyBox(cfg), cfg, data)
+	if lerr != nil {
+		return data, nil // Open, later, says what is wrong
+	}
+	resealed, err := old.Seal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := SaveSealed(root, resealed); err != nil {
+		return nil, fmt.Errorf("seal %s again with the control-plane key: %w", root.Path(File), err)
+	}
+	return resealed, nil
 }
 
 // Install writes the shared keys where the node's components read them:

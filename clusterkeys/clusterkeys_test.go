@@ -1,81 +1,75 @@
-package clusterkeys
+package clusterkeys_test
 
 import (
 	"bytes"
-	"errors"
 	"strings"
 	"testing"
 
-	"github.com/ecom-platform/ecom-agent/bootstrap"
-	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/clusterkeys"
 	"github.com/ecom-platform/ecom-agent/config/configtest"
 	"github.com/ecom-platform/ecom-agent/peer"
-	"github.com/ecom-platform/ecom-agent/pki"
-	"github.com/ecom-platform/ecom-agent/token"
 )
 
-// The cluster's shared keys travel sealed with the cluster secret, install
-// once, and a node never takes another cluster's CA afterwards.
-func TestSharedSealInstallPin(t *testing.T) {
-	cfg := configtest.ControlPlane(t)
-	shared, err := New(cfg)
+// TestSealedForControlPlaneOnly: the shared keys open with the
+// control-plane key; the cluster secret, which workers hold, opens
+// nothing, and a worker cannot even try.
+func TestSealedForControlPlaneOnly(t *testing.T) {
+	cp := configtest.ControlPlane(t)
+	shared, err := clusterkeys.New(cp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := shared.Seal(cfg)
+	sealed, err := shared.Seal(cp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(sealed, shared.Bundle.CAs[pki.CA].Key) || bytes.Contains(sealed, []byte("PRIVATE KEY")) {
-		t.Fatal("the sealed keys contain a private key in the clear")
+	got, err := clusterkeys.Open(cp, sealed)
+	if err != nil || !bytes.Equal(got.EncryptionKey, shared.EncryptionKey) {
+		t.Fatalf("Open on a control-plane node: %v", err)
 	}
 
-	other := *cfg
-	other.ClusterSecret = config.Secret("another-secret-0123456789abcdef0123456789")
-	if _, err := Open(&other, sealed); !errors.Is(err, peer.ErrDecrypt) {
-		t.Errorf("opened with another cluster secret: %v", err)
+	w := configtest.Worker(t)
+	if _, err := clusterkeys.Open(w, sealed); err == nil || !strings.Contains(err.Error(), "no control-plane key") {
+		t.Errorf("Open on a worker: %v", err)
 	}
-	renamed := *cfg
-	renamed.ClusterName = "other-shop"
-	if _, err := Open(&renamed, sealed); !errors.Is(err, peer.ErrDecrypt) {
-		t.Errorf("opened with another cluster name: %v", err)
+	// What a worker can derive from the cluster secret does not open it.
+	byCluster := peer.NewBox(peer.DeriveKey(cp.Secret(), peer.PurposeCABundle, cp.ClusterName))
+	if _, err := byCluster.Open(sealed, []byte("ecom-agent shared v1 "+cp.ClusterName)); err == nil {
+		t.Error("the cluster secret opened the CA keys")
 	}
+	other := configtest.ControlPlane(t)
+	other.ControlPlaneKey += "-other"
+	if _, err := clusterkeys.Open(other, sealed); err == nil || !strings.Contains(err.Error(), "control_plane_key the same") {
+		t.Errorf("Open with another control-plane key: %v", err)
+	}
+}
 
-	got, err := Open(cfg, sealed)
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestLoadSealedMigrates: a file sealed with the cluster secret by an
+// agent of before the control-plane key is sealed again with the key.
+func TestLoadSealedMigrates(t *testing.T) {
+	cp := configtest.ControlPlane(t)
 	root := configtest.Root(t)
-	for range 2 { // installing the same keys again changes nothing
-		if err := got.Install(root, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ca, _ := root.ReadFile(pki.CertPath(string(pki.CA)))
-	if !bytes.Equal(ca, shared.Bundle.CAs[pki.CA].Cert) {
-		t.Error("installed CA differs from the one sent")
-	}
-	enc, _ := root.ReadFile(bootstrap.EncryptionConfigFile)
-	if key, err := bootstrap.EncryptionKey(enc); err != nil || !bytes.Equal(key, shared.EncryptionKey) {
-		t.Errorf("encryption key not installed: %v", err)
-	}
-	if ok, _ := root.Exists(token.DefaultPinPath); !ok {
-		t.Error("the CA was not pinned on first contact")
-	}
-
-	// Another cluster's keys: refused by the pin, nothing written.
-	foreign, err := New(cfg)
+	shared, err := clusterkeys.New(cp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = foreign.Install(root, cfg)
-	if !errors.Is(err, token.ErrCAChanged) {
-		t.Fatalf("installed another cluster's keys: %v", err)
+	data, err := json(shared)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if now, _ := root.ReadFile(pki.CertPath(string(pki.CA))); !bytes.Equal(now, ca) {
-		t.Error("the CA on disk changed")
+	legacy := peer.NewBox(peer.DeriveKey(cp.Secret(), peer.PurposeCABundle, cp.ClusterName)).Seal(data, []byte("ecom-agent shared v1 "+cp.ClusterName))
+	if err := clusterkeys.SaveSealed(root, legacy); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), "pinned") {
-		t.Errorf("error does not say what is pinned: %v", err)
+	sealed, err := clusterkeys.LoadSealed(root, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clusterkeys.Open(cp, sealed); err != nil {
+		t.Fatalf("the migrated keys: %v", err)
+	}
+	onDisk, err := root.ReadFile(clusterkeys.File)
+	if err != nil || !bytes.Equal(onDisk, sealed) {
+		t.Errorf("the file was not rewritten: %v", err)
 	}
 }

@@ -15,6 +15,9 @@ import (
 
 const testSecret = "0123456789abcdef0123456789abcdef"
 
+// testControlPlaneKey is the control-plane key of the tests' control-plane configs.
+const testControlPlaneKey = "fedcba9876543210fedcba9876543210"
+
 // hostOpts describes a host with the given hostname and addresses.
 func hostOpts(hostname string, addrs ...string) LoadOptions {
 	var as []netip.Addr
@@ -199,6 +202,9 @@ func exampleRoot(t *testing.T) string {
 	if err := os.WriteFile(p, []byte(testSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(root, "etc/ecom-agent/control-plane-key"), []byte(testControlPlaneKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return root
 }
 
@@ -223,7 +229,7 @@ func TestExampleShowsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	noDefault := map[string]bool{"node_name": true, "advertise_address": true, "cluster_secret": true,
-		"gossip.join": true, "apiserver.extra_sans": true}
+		"control_plane_key": true, "gossip.join": true, "apiserver.extra_sans": true}
 	known := map[string]bool{}
 	for _, k := range knownKeys() {
 		known[k] = true

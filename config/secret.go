@@ -59,41 +59,92 @@ func (s *Secret) UnmarshalText(text []byte) error {
 // that was how it was given.
 func (c *Config) Secret() []byte { return []byte(c.ClusterSecret) }
 
+// ControlPlaneSecret returns the control-plane key (control_plane_key or
+// the content of control_plane_key_file); nil on a worker, which never
+// holds it.
+func (c *Config) ControlPlaneSecret() []byte {
+	if c.ControlPlaneKey == "" {
+		return nil
+	}
+	return []byte(c.ControlPlaneKey)
+}
+
 // generateHint tells the operator how to make a good secret.
 const generateHint = "generate one with: openssl rand -base64 32  (or: head -c 32 /dev/urandom | base64)"
 
+// secretKeys names the two ways of giving one secret, and what it is for
+// in messages.
+type secretKeys struct {
+	inline, file, what, example string
+}
+
+var (
+	clusterSecretKeys = secretKeys{"cluster_secret", "cluster_secret_file", "the cluster's secret", "/etc/ecom-agent/cluster-secret"}
+	controlPlaneKeys  = secretKeys{"control_plane_key", "control_plane_key_file", "the control-plane key", "/etc/ecom-agent/control-plane-key"}
+)
+
 // resolveSecret checks that exactly one of cluster_secret and
 // cluster_secret_file is set, reads the file if that is the one, and leaves
-// the secret in c.ClusterSecret.
+// the secret in c.ClusterSecret; then the same for the control-plane key,
+// which control-plane nodes must hold and workers must not.
 func (l *loader) resolveSecret(c *Config) {
-	inline, file := l.defined["cluster_secret"], l.defined["cluster_secret_file"]
+	l.resolveOne(clusterSecretKeys, &c.ClusterSecret, c.ClusterSecretFile, true)
 	switch {
-	case inline && file:
-		l.add("cluster_secret_file", "set only one of cluster_secret and cluster_secret_file; remove the other")
-	case !inline && !file:
-		l.add("cluster_secret", `required: set cluster_secret_file = "/etc/ecom-agent/cluster-secret" `+
-			`(a file with mode 0600 holding at least 32 characters) or cluster_secret = "<at least 32 characters>"; `+generateHint)
-	case inline:
-		if n := len(c.ClusterSecret); n < minSecretLen {
-			l.add("cluster_secret", "is %d characters long; it must be at least %d; %s", n, minSecretLen, generateHint)
-		} else if isPlaceholder(string(c.ClusterSecret)) {
-			l.add("cluster_secret", "is the example's placeholder, which anyone can read; %s", generateHint)
-		} else if d := distinct(string(c.ClusterSecret)); d < minSecretDistinct {
-			l.add("cluster_secret", "has only %d different characters: it is guessable; %s", d, generateHint)
+	case c.Role == RoleWorker && l.defined["control_plane_key"]:
+		l.add("control_plane_key", "a worker must not hold the control-plane key: it opens the cluster's CA keys; "+
+			"remove control_plane_key from this worker's config")
+		c.ControlPlaneKey = ""
+	case c.Role == RoleWorker && l.defined["control_plane_key_file"]:
+		// The same config may go on every node; the key file goes on
+		// control-plane hosts only.
+		c.ControlPlaneKey = ""
+		if p := c.ControlPlaneKeyFile; filepath.IsAbs(p) {
+			if _, err := os.Lstat(filepath.Join(l.opts.root(), filepath.Clean(p))); err == nil {
+				l.add("control_plane_key_file", "this worker holds the control-plane key (%s), which opens the cluster's CA keys; "+
+					"delete it from this host: workers must not have it", p)
+			}
 		}
-	case file:
-		if s, ok := l.readSecretFile(c.ClusterSecretFile); ok {
-			c.ClusterSecret = s
+	case c.Role == RoleControlPlane:
+		l.resolveOne(controlPlaneKeys, &c.ControlPlaneKey, c.ControlPlaneKeyFile, true)
+		if c.ControlPlaneKey != "" && c.ControlPlaneKey == c.ClusterSecret {
+			l.add(controlPlaneKeys.inline, "is the same as the cluster secret, which workers hold too; "+
+				"the control-plane key must be another secret; %s", generateHint)
 		}
 	}
 }
 
-// readSecretFile reads the secret from the logical path p under the root,
+// resolveOne checks one secret given inline or in a file.
+func (l *loader) resolveOne(k secretKeys, s *Secret, file string, required bool) {
+	inline, inFile := l.defined[k.inline], l.defined[k.file]
+	switch {
+	case inline && inFile:
+		l.add(k.file, "set only one of %s and %s; remove the other", k.inline, k.file)
+	case !inline && !inFile:
+		if required {
+			l.add(k.inline, `required: set %s = "%s" (a file with mode 0600 holding at least %d characters) or %s = "<at least %d characters>"; %s`,
+				k.file, k.example, minSecretLen, k.inline, minSecretLen, generateHint)
+		}
+	case inline:
+		if n := len(*s); n < minSecretLen {
+			l.add(k.inline, "is %d characters long; it must be at least %d; %s", n, minSecretLen, generateHint)
+		} else if isPlaceholder(string(*s)) {
+			l.add(k.inline, "is the example's placeholder, which anyone can read; %s", generateHint)
+		} else if d := distinct(string(*s)); d < minSecretDistinct {
+			l.add(k.inline, "has only %d different characters: it is guessable; %s", d, generateHint)
+		}
+	case inFile:
+		if v, ok := l.readSecretFile(k, file); ok {
+			*s = v
+		}
+	}
+}
+
+// readSecretFile reads a secret from the logical path p under the root,
 // refusing files that are not private to their owner.
-func (l *loader) readSecretFile(p string) (Secret, bool) {
-	const key = "cluster_secret_file"
+func (l *loader) readSecretFile(k secretKeys, p string) (Secret, bool) {
+	key := k.file
 	if !filepath.IsAbs(p) {
-		l.add(key, "%q must be an absolute path, e.g. \"/etc/ecom-agent/cluster-secret\"", p)
+		l.add(key, "%q must be an absolute path, e.g. %q", p, k.example)
 		return "", false
 	}
 	real := filepath.Join(l.opts.root(), filepath.Clean(p))
@@ -106,14 +157,14 @@ func (l *loader) readSecretFile(p string) (Secret, bool) {
 		l.add(key, "cannot read %s: %v", p, unwrapPath(err))
 		return "", false
 	case !fi.Mode().IsRegular():
-		l.add(key, "%s is not a regular file; point cluster_secret_file at a file holding the secret", p)
+		l.add(key, "%s is not a regular file; point %s at a file holding %s", p, key, k.what)
 		return "", false
 	case fi.Mode().Perm()&0o077 != 0:
 		l.add(key, "%s is accessible by group or others (mode %04o); run: chmod 600 %s", p, fi.Mode().Perm(), p)
 		return "", false
 	}
 	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
-		l.add(key, "%s belongs to user %d, who could change the cluster's secret; run: chown root: %s", p, uid, p)
+		l.add(key, "%s belongs to user %d, who could change %s; run: chown root: %s", p, uid, k.what, p)
 		return "", false
 	}
 	data, err := os.ReadFile(real)

@@ -132,3 +132,66 @@ func TestInlineSecretGuessable(t *testing.T) {
 		t.Errorf("problems = %+v", ps)
 	}
 }
+
+// TestControlPlaneKey: control-plane nodes must hold a control-plane key
+// other than the cluster secret; a worker must not hold one, though its
+// config may name the file that control-plane hosts have.
+func TestControlPlaneKey(t *testing.T) {
+	const keyFile = `control_plane_key_file = "/etc/ecom-agent/control-plane-key"`
+	cp := func(extra ...string) string {
+		return doc(append([]string{base[0], `role = "control-plane"`, base[2]}, extra...)...)
+	}
+	worker := func(extra ...string) string { return doc(append(append([]string{}, base...), extra...)...) }
+	for _, tc := range []struct {
+		name    string
+		file    string
+		onHost  bool   // the key file exists on the host
+		key     string // the problem's key, "" if it loads
+		msg     string
+		wantKey string // the loaded key
+	}{
+		{"control plane, inline", cp(`control_plane_key = "` + testControlPlaneKey + `"`), false, "", "", testControlPlaneKey},
+		{"control plane, file", cp(keyFile), true, "", "", testControlPlaneKey},
+		{"control plane, none", cp(), false, "control_plane_key", "required: set control_plane_key_file", ""},
+		{"control plane, file missing", cp(keyFile), false, "control_plane_key_file", "does not exist; create it", ""},
+		{"control plane, same as the cluster secret", cp(`control_plane_key = "` + testSecret + `"`), false, "control_plane_key", "is the same as the cluster secret", ""},
+		{"control plane, both", cp(keyFile, `control_plane_key = "`+testControlPlaneKey+`"`), true, "control_plane_key_file", "set only one", ""},
+		{"control plane, short", cp(`control_plane_key = "short"`), false, "control_plane_key", "is 5 characters long", ""},
+		{"worker, none", worker(), false, "", "", ""},
+		{"worker, file named but not on the host", worker(keyFile), false, "", "", ""},
+		{"worker, file on the host", worker(keyFile), true, "control_plane_key_file", "delete it from this host", ""},
+		{"worker, inline", worker(`control_plane_key = "` + testControlPlaneKey + `"`), false, "control_plane_key", "a worker must not hold the control-plane key", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.onHost {
+				p := filepath.Join(root, "etc/ecom-agent/control-plane-key")
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(testControlPlaneKey+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts := oneHost()
+			opts.Root = root
+			c, err := Parse([]byte(tc.file), "config.toml", opts)
+			if tc.key == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := string(c.ControlPlaneSecret()); got != tc.wantKey {
+					t.Errorf("ControlPlaneSecret() = %q, want %q", got, tc.wantKey)
+				}
+				return
+			}
+			ps := problems(t, err)
+			if len(ps) != 1 || ps[0].Key != tc.key || !strings.Contains(ps[0].Msg, tc.msg) {
+				t.Errorf("problems = %+v, want one for %s containing %q", ps, tc.key, tc.msg)
+			}
+			if strings.Contains(err.Error(), testControlPlaneKey) {
+				t.Error("the error shows the key")
+			}
+		})
+	}
+}

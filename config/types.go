@@ -64,6 +64,14 @@ type Config struct {
 	// from ClusterSecretFile if that was given); it prints as "[redacted]".
 	ClusterSecret     Secret `toml:"cluster_secret"`
 	ClusterSecretFile string `toml:"cluster_secret_file"`
+	// ControlPlaneKey is the second secret, held by control-plane nodes
+	// only: it seals the cluster's CA keys and authenticates the calls
+	// that form etcd's quorum and let a member in (kubeadm keeps its
+	// --certificate-key apart from the join token the same way). Exactly
+	// one of it and ControlPlaneKeyFile is set on a control-plane node,
+	// neither on a worker; after loading it holds the key either way.
+	ControlPlaneKey     Secret `toml:"control_plane_key"`
+	ControlPlaneKeyFile string `toml:"control_plane_key_file"`
 	// Expect is the number of control-plane nodes that form the first
 	// etcd quorum.
 	Expect int `toml:"expect"`

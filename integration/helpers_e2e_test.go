@@ -56,6 +56,9 @@ func agentBinary(t *testing.T) string {
 
 const testSecret = "e2e-secret-0123456789abcdef0123456789abcdef"
 
+// testControlPlaneKey is the control-plane key of the control-plane test hosts.
+const testControlPlaneKey = "e2e-cp-key-fedcba9876543210fedcba9876543210"
+
 // kubeBinDir is where the test hosts find the Kubernetes binaries: the
 // directory `make kube-bins` fills, bind-mounted read-only into every host.
 const kubeBinDir = "/opt/kubernetes/bin"
@@ -122,17 +125,18 @@ role = "control-plane"
 node_name = %q
 advertise_address = %q
 cluster_secret = %q
+control_plane_key = %q
 expect = %d
 %s
 [binaries]
-kube_apiserver = "%[6]s/kube-apiserver"
-kube_controller_manager = "%[6]s/kube-controller-manager"
-kube_scheduler = "%[6]s/kube-scheduler"
-kubelet = "%[6]s/kubelet"
-kube_proxy = "%[6]s/kube-proxy"
-containerd = "%[7]s/containerd"
-ctr = "%[7]s/ctr"
-`, h.Name(), h.Addr(), testSecret, expect, extra, kubeBinDir, containerdBinDir)
+kube_apiserver = "%[7]s/kube-apiserver"
+kube_controller_manager = "%[7]s/kube-controller-manager"
+kube_scheduler = "%[7]s/kube-scheduler"
+kubelet = "%[7]s/kubelet"
+kube_proxy = "%[7]s/kube-proxy"
+containerd = "%[8]s/containerd"
+ctr = "%[8]s/ctr"
+`, h.Name(), h.Addr(), testSecret, testControlPlaneKey, expect, extra, kubeBinDir, containerdBinDir)
 }
 
 // install puts the agent binary, its unit and config on a host.

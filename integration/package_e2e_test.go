@@ -105,7 +105,7 @@ func TestPackagePath(t *testing.T) {
 		good := demo.Config("demo", peers)
 
 		// A typo'd key: exit 2, the key named, nothing started.
-		if err := demo.Configure(h, strings.Replace(good, "expect = 3", "expekt = 3", 1), c.Secret); err != nil {
+		if err := demo.Configure(h, strings.Replace(good, "expect = 3", "expekt = 3", 1), c.Secrets); err != nil {
 			t.Fatal(err)
 		}
 		code, out := joinCode(t, h, "--timeout", "1m")
@@ -119,7 +119,7 @@ func TestPackagePath(t *testing.T) {
 		// A Kubernetes program missing and a port taken: exit 3, every
 		// failure with its fix, nothing started.
 		missing := good + "\n[binaries]\nkube_scheduler = \"/usr/local/bin/kube-scheduler\"\n"
-		if err := demo.Configure(h, missing, c.Secret); err != nil {
+		if err := demo.Configure(h, missing, c.Secrets); err != nil {
 			t.Fatal(err)
 		}
 		// systemd itself holds the port, through a transient socket unit.
@@ -141,7 +141,7 @@ func TestPackagePath(t *testing.T) {
 		// An unreachable peer: exit 4 once --timeout passes, saying what it
 		// waited for.
 		unreachable := strings.Replace(demo.Config("demo", []string{"10.77.255.254"}), "expect = 1", "expect = 3", 1)
-		if err := demo.Configure(h, unreachable, c.Secret); err != nil {
+		if err := demo.Configure(h, unreachable, c.Secrets); err != nil {
 			t.Fatal(err)
 		}
 		code, out = joinCode(t, h, "--timeout", "20s")
@@ -154,7 +154,7 @@ func TestPackagePath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := demo.Configure(h, good, wrong); err != nil {
+		if err := demo.Configure(h, good, demo.Secrets{Cluster: wrong, ControlPlane: c.Secrets.ControlPlane}); err != nil {
 			t.Fatal(err)
 		}
 		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
@@ -164,7 +164,7 @@ func TestPackagePath(t *testing.T) {
 		}
 
 		// Fixed: the fourth control-plane node joins as a standby.
-		if err := demo.Configure(h, good, c.Secret); err != nil {
+		if err := demo.Configure(h, good, c.Secrets); err != nil {
 			t.Fatal(err)
 		}
 		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
@@ -189,7 +189,7 @@ func TestPackageLifecycle(t *testing.T) {
 	if res, _ := run(h, "systemctl", "is-enabled", "ecom-agent.service"); strings.TrimSpace(res.Stdout) != "disabled" {
 		t.Errorf("after install ecom-agent.service is %q, want disabled until join", res.Stdout)
 	}
-	secret, _ := demo.NewSecret()
+	secret, _ := demo.NewSecrets()
 	// One peer, itself: expect = 1.
 	if err := demo.Configure(h, demo.Config("life", []string{h.Addr().String()}), secret); err != nil {
 		t.Fatal(err)

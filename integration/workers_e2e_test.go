@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecom-platform/ecom-agent/config/configtest"
 	"github.com/ecom-platform/ecom-agent/images"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 	"github.com/ecom-platform/ecom-agent/pki"
@@ -75,7 +76,7 @@ func TestWorkers(t *testing.T) {
 	onEach(hosts, func(h *testhost.Host) {
 		conf := joinConfig(h, cps, 3)
 		if slices.Contains(workers, h) {
-			conf = strings.Replace(conf, `role = "control-plane"`, `role = "worker"`, 1)
+			conf = configtest.WorkerOf(conf, h.Name())
 			// The air-gapped path: an archive dropped in the images
 			// directory is imported before the kubelet starts.
 			if err := h.CopyIn(filepath.Join(imagesDir(t), images.EchoArchive), "/var/lib/ecom-agent/images/"+images.EchoArchive, 0o644); err != nil {

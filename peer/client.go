@@ -93,7 +93,11 @@ func (c *Client) call(ctx context.Context, addr, to, method string, req, resp an
 		TimeMs:   c.s.now().UnixMilli(),
 		Body:     body,
 	}
-	sealed, err := env.seal(c.s.box)
+	box, err := c.s.boxFor(method)
+	if err != nil {
+		return fmt.Errorf("call %s on peer %s: %w", method, addr, err)
+	}
+	sealed, err := env.seal(box)
 	if err != nil {
 		return fmt.Errorf("call %s on peer %s: %w", method, addr, err)
 	}
@@ -118,7 +122,7 @@ func (c *Client) call(ctx context.Context, addr, to, method string, req, resp an
 	switch hresp.StatusCode {
 	case http.StatusOK:
 	case http.StatusForbidden:
-		return fmt.Errorf("peer %s rejected our %s request: %w", addr, method, c.rejection(hresp))
+		return fmt.Errorf("peer %s rejected our %s request: %w", addr, method, c.rejection(hresp, box))
 	case http.StatusRequestEntityTooLarge:
 		return fmt.Errorf("peer %s rejected our %s request of %d bytes as too large", addr, method, len(sealed))
 	default:
@@ -133,7 +137,7 @@ func (c *Client) call(ctx context.Context, addr, to, method string, req, resp an
 	if int64(len(sealedResp)) > c.s.maxBytes {
 		return fmt.Errorf("call %s on peer %s: the response exceeds the limit of %d bytes", method, addr, c.s.maxBytes)
 	}
-	renv, err := openEnvelope(c.s.box, sealedResp, kindResponse, method, env.ID)
+	renv, err := openEnvelope(box, sealedResp, kindResponse, method, env.ID)
 	if err != nil {
 		return fmt.Errorf("call %s on peer %s: cannot open the response: %w", method, addr, err)
 	}
@@ -154,12 +158,15 @@ func (c *Client) call(ctx context.Context, addr, to, method string, req, resp an
 // rejection explains a 403. The body says nothing by design, but the
 // peer's Date header carries its clock: if that is too far from ours, our
 // timestamp is the likely reason.
-func (c *Client) rejection(hresp *http.Response) error {
+func (c *Client) rejection(hresp *http.Response, box *Box) error {
 	if d, err := http.ParseTime(hresp.Header.Get("Date")); err == nil {
 		// Date has whole seconds; allow for that.
 		if skew := d.Sub(c.s.now()); skew > ReplayWindow || skew < -ReplayWindow-time.Second {
 			return &skewError{skew: skew}
 		}
+	}
+	if box == c.s.cpBox {
+		return controlPlaneRejection{}
 	}
 	return ErrUnauthorized
 }

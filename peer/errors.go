@@ -77,3 +77,13 @@ func (e *skewError) Error() string {
 func (e *skewError) Is(target error) bool {
 	return target == ErrClockSkew || target == ErrUnauthorized
 }
+
+// controlPlaneRejection is the rejection of a control-plane method: the
+// peer holds another control-plane key, or none (a worker).
+type controlPlaneRejection struct{}
+
+func (controlPlaneRejection) Error() string {
+	return "the control-plane key or cluster name differ, or the peer holds none (a worker)"
+}
+
+func (controlPlaneRejection) Is(target error) bool { return target == ErrUnauthorized }

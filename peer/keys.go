@@ -15,6 +15,9 @@ import (
 const (
 	// PurposePeerRPC derives the key of the peer request/response channel.
 	PurposePeerRPC = "ecom-agent peer-rpc v1"
+	// PurposeControlPlaneRPC derives, from the control-plane key, the key
+	// of the methods only control-plane nodes may call.
+	PurposeControlPlaneRPC = "ecom-agent control-plane-rpc v1"
 	// PurposeCABundle derives the key that seals the CA key bundle shipped
 	// to other control-plane nodes, as kubeadm's --certificate-key does.
 	PurposeCABundle = "ecom-agent ca-bundle v1"

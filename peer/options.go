@@ -35,6 +35,14 @@ const minSecretLen = 16
 type Options struct {
 	// Secret is the cluster secret.
 	Secret []byte
+	// ControlPlaneSecret is the control-plane key, held by control-plane
+	// nodes only; nil on a worker. Requests and responses of
+	// ControlPlaneMethods are sealed with a key derived from it, so only
+	// holders of the key can call them, answer them or read either.
+	ControlPlaneSecret []byte
+	// ControlPlaneMethods are the methods sealed with the control-plane
+	// key instead of the cluster secret. Client and server must agree.
+	ControlPlaneMethods []string
 	// ClusterName is the cluster's name. It is part of the key, so
 	// clusters that share a secret but not a name cannot talk.
 	ClusterName string
@@ -65,6 +73,8 @@ type Options struct {
 // derived.
 type settings struct {
 	box            *Box
+	cpBox          *Box // nil without a control-plane key
+	cpMethods      map[string]bool
 	nodeID         string
 	nodeName       string
 	log            *slog.Logger
@@ -86,6 +96,14 @@ func (o *Options) settings() (*settings, error) {
 	if o.NodeID == "" {
 		errs = append(errs, errors.New("the node ID is empty"))
 	}
+	if o.ControlPlaneSecret != nil && len(o.ControlPlaneSecret) < minSecretLen {
+		errs = append(errs, fmt.Errorf("the control-plane key is %d bytes long; it must be at least %d", len(o.ControlPlaneSecret), minSecretLen))
+	}
+	for _, m := range o.ControlPlaneMethods {
+		if !validMethod(m) {
+			errs = append(errs, fmt.Errorf("invalid control-plane method name %q", m))
+		}
+	}
 	if o.MaxMessageBytes < 0 || o.CallTimeout < 0 || o.HandlerTimeout < 0 || o.ReplayCacheSize < 0 {
 		errs = append(errs, errors.New("limits and timeouts must not be negative"))
 	}
@@ -103,6 +121,13 @@ func (o *Options) settings() (*settings, error) {
 		handlerTimeout: cmp.Or(o.HandlerTimeout, DefaultHandlerTimeout),
 		replayCache:    cmp.Or(o.ReplayCacheSize, 1<<16),
 	}
+	s.cpMethods = make(map[string]bool, len(o.ControlPlaneMethods))
+	for _, m := range o.ControlPlaneMethods {
+		s.cpMethods[m] = true
+	}
+	if o.ControlPlaneSecret != nil {
+		s.cpBox = NewBox(DeriveKey(o.ControlPlaneSecret, PurposeControlPlaneRPC, o.ClusterName))
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -110,4 +135,21 @@ func (o *Options) settings() (*settings, error) {
 		s.now = time.Now
 	}
 	return s, nil
+}
+
+// errNoControlPlaneKey is why a node without the control-plane key
+// cannot seal or open a control-plane method's messages.
+var errNoControlPlaneKey = errors.New("this node holds no control-plane key (workers never do)")
+
+// boxFor returns the box that seals method's requests and responses: the
+// control-plane key's for ControlPlaneMethods, the cluster secret's for
+// the others.
+func (s *settings) boxFor(method string) (*Box, error) {
+	if !s.cpMethods[method] {
+		return s.box, nil
+	}
+	if s.cpBox == nil {
+		return nil, errNoControlPlaneKey
+	}
+	return s.cpBox, nil
 }

@@ -157,9 +157,18 @@ func (srv *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return // otherwise the caller went away
 	}
 
-	env, err := openEnvelope(srv.s.box, body, kindRequest, method, "")
+	box, err := srv.s.boxFor(method)
 	if err != nil {
-		srv.deny(w, r, method, "cannot decrypt: the sender's cluster secret or cluster name differ from ours, "+
+		srv.deny(w, r, method, fmt.Sprintf("a control-plane method, and %v", err))
+		return
+	}
+	env, err := openEnvelope(box, body, kindRequest, method, "")
+	if err != nil {
+		what := "cluster secret"
+		if box == srv.s.cpBox {
+			what = "control-plane key (a worker, or a node with another key)"
+		}
+		srv.deny(w, r, method, "cannot decrypt: the sender's "+what+" or cluster name differ from ours, "+
 			"or the request was altered or sent to another method")
 		return
 	}
@@ -260,10 +269,16 @@ func (srv *Server) reply(w http.ResponseWriter, req *envelope, result any, herr 
 		resp.Body = nil
 		resp.Error = srv.remoteError(req, herr)
 	}
-	sealed, err := resp.seal(srv.s.box)
+	box, err := srv.s.boxFor(req.Method) // opened with it, so there is one
+	if err != nil {
+		srv.s.log.Error("cannot seal peer response", "method", req.Method, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	sealed, err := resp.seal(box)
 	if err == nil && int64(len(sealed)) > srv.s.maxBytes {
 		resp.Body, resp.Error = nil, Errorf(CodeInternal, "the %s response of %d bytes exceeds the limit of %d", req.Method, len(sealed), srv.s.maxBytes)
-		sealed, err = resp.seal(srv.s.box)
+		sealed, err = resp.seal(box)
 	}
 	if err != nil {
 		srv.s.log.Error("cannot seal peer response", "method", req.Method, "err", err)

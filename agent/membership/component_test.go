@@ -375,12 +375,14 @@ func TestListensOnConfiguredLoopbackPorts(t *testing.T) {
 	}
 }
 
-// A worker takes no part in the formation: its RPC endpoint refuses
-// promise requests and commits, by code, over the sealed channel.
+// A worker takes no part in the formation: holding no control-plane
+// key, its RPC endpoint cannot open promise requests and commits, and
+// refuses them unread.
 func TestWorkerRefusesFormationCalls(t *testing.T) {
 	w := startLoopback(t, configtest.Worker(t), nil)
 	cfg := configtest.ControlPlane(t)
-	cli, err := peer.NewClient(peer.Options{Secret: cfg.Secret(), ClusterName: cfg.ClusterName, NodeID: uuid.NewString(), NodeName: cfg.NodeName})
+	cli, err := peer.NewClient(peer.Options{Secret: cfg.Secret(), ClusterName: cfg.ClusterName, NodeID: uuid.NewString(), NodeName: cfg.NodeName,
+		ControlPlaneSecret: cfg.ControlPlaneSecret(), ControlPlaneMethods: controlPlaneMethods})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,12 +393,51 @@ func TestWorkerRefusesFormationCalls(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := cli.CallNode(ctx, addr, id, method, struct{}{}, nil)
 		cancel()
-		var re *peer.RemoteError
-		if !errors.As(err, &re) || re.Code != peer.CodeRefused || !strings.Contains(re.Message, "w-1 is a worker") {
+		if !errors.Is(err, peer.ErrUnauthorized) || !strings.Contains(err.Error(), "the peer holds none (a worker)") {
 			t.Errorf("%s on a worker: %v", method, err)
 		}
 	}
 	if w.store.Snapshot().Quorum.Commit != nil {
 		t.Error("a worker holds a commit")
+	}
+}
+
+// A node holding only the cluster secret (every worker does) gets nothing
+// from a control-plane node's formation and join calls, whatever it
+// claims: they are sealed with the control-plane key, so it can neither
+// promise, commit, nor be let into etcd and handed the CA keys.
+func TestClusterSecretAloneOpensNoControlPlaneCall(t *testing.T) {
+	cfg := configtest.ControlPlane(t)
+	cp := startLoopback(t, cfg, nil)
+	addr := cp.m.g.LocalMeta().RPCAddr.String()
+	id := cp.store.Snapshot().NodeID
+	for name, opts := range map[string]peer.Options{
+		// A worker's agent, as shipped.
+		"worker": {Secret: cfg.Secret(), ClusterName: cfg.ClusterName, NodeID: uuid.NewString(), NodeName: "w-1",
+			ControlPlaneMethods: controlPlaneMethods},
+		// A modified agent that seals everything with the cluster secret
+		// and calls itself cp-2.
+		"impostor": {Secret: cfg.Secret(), ClusterName: cfg.ClusterName, NodeID: uuid.NewString(), NodeName: "cp-2"},
+	} {
+		cli, err := peer.NewClient(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, method := range controlPlaneMethods {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			var rep joinReply
+			err := cli.CallNode(ctx, addr, id, method, quorum.JoinRequest{ClusterName: cfg.ClusterName}, &rep)
+			cancel()
+			if err == nil || rep.Shared != nil {
+				t.Errorf("%s: %s answered (%+v)", name, method, rep)
+			}
+			if name == "impostor" && !errors.Is(err, peer.ErrUnauthorized) {
+				t.Errorf("%s: %s: %v, want ErrUnauthorized", name, method, err)
+			}
+		}
+		cli.Close()
+	}
+	if c := cp.store.Snapshot().Quorum.Commit; c != nil {
+		t.Errorf("the control-plane node holds commit %s", c.ID())
 	}
 }

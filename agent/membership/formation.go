@@ -212,7 +212,7 @@ func (m *Membership) forwardLocked(ctx context.Context, to []quorum.Member, now 
 // sealedShared returns the cluster's shared keys, sealed: the persisted
 // file, or an export of the installed keys.
 func (m *Membership) sealedShared() ([]byte, error) {
-	sealed, err := clusterkeys.LoadSealed(m.root)
+	sealed, err := clusterkeys.LoadSealed(m.root, m.cfg)
 	if err != nil || sealed != nil {
 		return sealed, err
 	}
@@ -226,7 +226,7 @@ func (m *Membership) sealedShared() ([]byte, error) {
 // startNewLocked turns a held commit into the etcd decision: shared keys
 // installed, initial-cluster-state new with exactly the commit's members.
 func (m *Membership) startNewLocked(commit quorum.Commit, now time.Time) (*nodestate.EtcdDecision, error) {
-	sealed, err := clusterkeys.LoadSealed(m.root)
+	sealed, err := clusterkeys.LoadSealed(m.root, m.cfg)
 	if err != nil {
 		return nil, err
 	}

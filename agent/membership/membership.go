@@ -29,7 +29,8 @@ import (
 )
 
 // The agents' RPC methods. They travel over the peer package's channel:
-// sealed with a key derived from the cluster secret, fresh, never replayed.
+// sealed with a key derived from the control-plane key (see
+// controlPlaneMethods), fresh, never replayed.
 const (
 	methodPromise      = "quorum.promise"
 	methodRelease      = "quorum.release"
@@ -37,6 +38,11 @@ const (
 	methodCommit       = "quorum.commit"
 	methodJoin         = "etcd.join"
 )
+
+// controlPlaneMethods are every method of this package: forming the
+// quorum and letting a member into etcd are for control-plane nodes only,
+// so they are sealed with the control-plane key, which workers never hold.
+var controlPlaneMethods = []string{methodPromise, methodRelease, methodReleaseQuery, methodCommit, methodJoin}
 
 // commitMessage carries a formation commit and, sealed a second time with
 // the CA bundle key, the cluster's shared keys (CAs, service-account key,
@@ -177,6 +183,7 @@ func New(deps Deps) (*Membership, error) {
 	opts := peer.Options{
 		Secret: deps.Config.Secret(), ClusterName: deps.Config.ClusterName, NodeID: deps.Store.Snapshot().NodeID,
 		NodeName: deps.Config.NodeName, Log: deps.Log.With("component", "rpc"),
+		ControlPlaneSecret: deps.Config.ControlPlaneSecret(), ControlPlaneMethods: controlPlaneMethods,
 	}
 	var err error
 	if m.srv, err = peer.NewServer(opts); err != nil {

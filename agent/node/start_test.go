@@ -258,7 +258,7 @@ func ctrImport(n *Node, archive string) string {
 // installs nor starts containerd, nor imports images into it: it checks
 // the runtime at the configured endpoint and starts the kubelet.
 func TestStepWithTheOperatorsRuntime(t *testing.T) {
-	cfg := configtest.Parse(t, strings.Replace(configtest.ControlPlaneTOML(t), `role = "control-plane"`, `role = "worker"`, 1)+`
+	cfg := configtest.Parse(t, configtest.WorkerOf(configtest.ControlPlaneTOML(t), "cp-1")+`
 [kubelet]
 container_runtime_endpoint = "unix:///run/k3s/containerd/containerd.sock"
 `)

@@ -60,6 +60,12 @@ func TestCloudInitExample(t *testing.T) {
 			}
 			content = "a-real-secret-0123456789abcdef0123456789\n"
 		}
+		if f.Path == "/etc/ecom-agent/control-plane-key" {
+			if !strings.HasPrefix(content, "CHANGE-ME") || f.Permissions != "0600" || f.Owner != "root:root" {
+				t.Errorf("the control-plane key is not a private placeholder: %+v", f)
+			}
+			content = "a-real-control-plane-key-fedcba9876543210\n"
+		}
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}

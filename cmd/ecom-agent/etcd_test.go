@@ -46,6 +46,7 @@ role = "control-plane"
 node_name = "etcd-test"
 advertise_address = "10.77.0.11"
 cluster_secret = "test-secret-0123456789abcdef0123456789"
+control_plane_key = "test-cp-key-fedcba9876543210fedcba98765"
 [etcd]
 client_port = %d
 peer_port = %d

@@ -34,6 +34,9 @@ func TestExampleConfigRendersAVerifiableTree(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte("example-secret-0123456789abcdef0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(secretFile), "control-plane-key"), []byte("example-cp-key-fedcba9876543210fedcba98\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := config.Parse(data, "config.toml", config.LoadOptions{
 		Hostname:  func() (string, error) { return "shop-cp-1", nil },
 		HostAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("10.20.0.11")}, nil },

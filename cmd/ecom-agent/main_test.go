@@ -35,6 +35,7 @@ role = "control-plane"
 node_name = "cp-1"
 advertise_address = "10.77.0.11"
 cluster_secret = "test-secret-0123456789abcdef0123456789"
+control_plane_key = "test-cp-key-fedcba9876543210fedcba98765"
 `
 
 func writeConfig(t *testing.T, body string) string {
@@ -72,7 +73,7 @@ func TestInvalidConfigExitsTwoAndWritesNothing(t *testing.T) {
 	if code != exitConfig {
 		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitConfig, errOut)
 	}
-	for _, want := range []string{"apiserver.extra_san", "config.toml:9:", "extra_sans", "nothing was changed"} {
+	for _, want := range []string{"apiserver.extra_san", "config.toml:10:", "extra_sans", "nothing was changed"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}

@@ -37,6 +37,7 @@ role = "control-plane"
 node_name = "cp-1"
 advertise_address = "10.77.0.11"
 cluster_secret = "test-secret-0123456789abcdef0123456789"
+control_plane_key = "`+TestControlPlaneKey+`"
 [gossip]
 port = %d
 rpc_port = %d
@@ -46,10 +47,29 @@ rpc_port = %d
 // ControlPlane is ControlPlaneTOML parsed.
 func ControlPlane(t testing.TB) *config.Config { return Parse(t, ControlPlaneTOML(t)) }
 
+// TestControlPlaneKey is the control-plane key of ControlPlaneTOML.
+const TestControlPlaneKey = "test-cp-key-fedcba9876543210fedcba98765"
+
 // Worker is a worker's config beside ControlPlane's nodes.
-func Worker(t testing.TB) *config.Config {
-	toml := strings.Replace(ControlPlaneTOML(t), `role = "control-plane"`, `role = "worker"`, 1)
-	return Parse(t, strings.Replace(toml, `node_name = "cp-1"`, `node_name = "w-1"`, 1))
+func Worker(t testing.TB) *config.Config { return Parse(t, WorkerOf(ControlPlaneTOML(t), "w-1")) }
+
+// WorkerOf turns a control-plane node's config into a worker's named
+// name: the role changed, the control-plane key removed (workers never
+// hold it).
+func WorkerOf(controlPlaneTOML, name string) string {
+	var out []string
+	for _, line := range strings.Split(controlPlaneTOML, "\n") {
+		switch {
+		case strings.HasPrefix(line, "control_plane_key"):
+		case strings.HasPrefix(line, "role = "):
+			out = append(out, `role = "worker"`)
+		case strings.HasPrefix(line, "node_name = "):
+			out = append(out, fmt.Sprintf("node_name = %q", name))
+		default:
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // handedOut are the ports FreePort returned: a port closed again is free

@@ -47,8 +47,18 @@ type Cluster struct {
 	Stages []Stage
 	// Joins holds each host's `ecom-agent join` output, by host name.
 	Joins map[string]testhost.Result
-	// Secret is the cluster secret every node got.
-	Secret string
+	// Secrets are what every node got: the cluster secret, and the
+	// control-plane key (control-plane nodes only).
+	Secrets Secrets
+}
+
+// Secrets are a cluster's two secrets, as files on a node.
+type Secrets struct {
+	// Cluster admits a node to gossip; every node holds it.
+	Cluster string
+	// ControlPlane seals the CA keys; control-plane nodes only. Configure
+	// writes no key file when it is empty.
+	ControlPlane string
 }
 
 // Config is the config every control-plane node gets: the same text on
@@ -64,6 +74,7 @@ func Config(cluster string, peers []string) string {
 cluster_name = %q
 role = "control-plane"
 cluster_secret_file = "/etc/ecom-agent/cluster-secret"
+control_plane_key_file = "/etc/ecom-agent/control-plane-key"
 expect = %d
 
 [gossip]
@@ -78,6 +89,16 @@ func NewSecret() (string, error) {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+// NewSecrets returns a fresh cluster secret and control-plane key.
+func NewSecrets() (Secrets, error) {
+	c, err := NewSecret()
+	if err != nil {
+		return Secrets{}, err
+	}
+	cp, err := NewSecret()
+	return Secrets{Cluster: c, ControlPlane: cp}, err
 }
 
 // Up starts the hosts, installs the packages, writes the config and joins
@@ -123,17 +144,17 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return c, err
 	}
 	err = stage("write the same config on every node", func() error {
-		secret, err := NewSecret()
+		secrets, err := NewSecrets()
 		if err != nil {
 			return err
 		}
-		c.Secret = secret
+		c.Secrets = secrets
 		var peers []string
 		for _, h := range c.Hosts {
 			peers = append(peers, h.Addr().String())
 		}
 		cfg := Config(o.ClusterName, peers)
-		return onEach(c.Hosts, func(h *testhost.Host) error { return Configure(h, cfg, secret) })
+		return onEach(c.Hosts, func(h *testhost.Host) error { return Configure(h, cfg, secrets) })
 	})
 	if err != nil {
 		return c, err
@@ -203,9 +224,14 @@ func Install(ctx context.Context, h *testhost.Host, debs []string) error {
 
 // Configure writes the node's config and the cluster secret, as
 // cloud-init's write_files would.
-func Configure(h *testhost.Host, config, secret string) error {
-	if err := h.WriteFile("/etc/ecom-agent/cluster-secret", []byte(secret+"\n"), 0o600); err != nil {
+func Configure(h *testhost.Host, config string, s Secrets) error {
+	if err := h.WriteFile("/etc/ecom-agent/cluster-secret", []byte(s.Cluster+"\n"), 0o600); err != nil {
 		return err
+	}
+	if s.ControlPlane != "" {
+		if err := h.WriteFile("/etc/ecom-agent/control-plane-key", []byte(s.ControlPlane+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
 	return h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o644)
 }

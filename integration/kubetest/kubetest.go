@@ -66,6 +66,7 @@ role = "control-plane"
 node_name = "cp-1"
 advertise_address = "192.0.2.11"
 cluster_secret = "kubetest-secret-0123456789abcdef0123456789"
+control_plane_key = "kubetest-cp-key-fedcba9876543210fedcba98"
 expect = 1
 `
 
