@@ -312,6 +312,9 @@ func TestRemovedNeedsUnitAndJournal(t *testing.T) {
 	} {
 		sd := tc.sd
 		m, _, _ := newMembership(t, configtest.ControlPlane(t), &sd, nil)
+		// The member list, read through the other members, no longer
+		// lists this node: the journal's hint is all that decides here.
+		m.memberList = func(context.Context) ([][]string, error) { return [][]string{{"https://10.77.0.12:2380"}}, nil }
 		if got := m.Removed(context.Background()); got != tc.want {
 			t.Errorf("%s: removed %v, want %v", tc.name, got, tc.want)
 		}
@@ -439,5 +442,38 @@ func TestClusterSecretAloneOpensNoControlPlaneCall(t *testing.T) {
 	}
 	if c := cp.store.Snapshot().Quorum.Commit; c != nil {
 		t.Errorf("the control-plane node holds commit %s", c.ID())
+	}
+}
+
+// maintain with a hint of removal in etcd's journal reads the member list
+// through the other members without holding the store's lock (which the
+// read takes): it returns instead of deadlocking, and removes nothing
+// while the list cannot be read.
+func TestMaintainWithRemovalHintReturns(t *testing.T) {
+	sd := scriptedSystemd{st: units.UnitStatus{Name: bootstrap.EtcdUnit, ActiveState: units.Failed, NRestarts: 3},
+		journal: []string{`{"level":"fatal","msg":"failed to start: member was removed"}`}}
+	n := startLoopback(t, configtest.ControlPlane(t), nil)
+	m, store := n.m, n.store
+	m.sd = &sd
+	if err := store.Update(func(st *nodestate.State) error {
+		st.Phase = nodestate.PhaseAPIReady
+		st.Etcd = &nodestate.EtcdDecision{State: bootstrap.EtcdStartNew, Token: "t",
+			Peers: map[string]string{"cp-1": "https://10.77.0.11:2380", "cp-2": "https://127.0.0.1:1"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.maintain(context.Background())
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("maintain did not return within 30s: deadlocked on the store's lock")
+	}
+	if store.Etcd() == nil {
+		t.Error("the etcd decision was set aside on a journal line alone")
 	}
 }

@@ -107,6 +107,9 @@ type Membership struct {
 	rec            *reconcileState
 	// changes counts the etcd membership changes this agent made.
 	changes map[string]int
+	// memberList reads the cluster's member list (each member's peer
+	// URLs) from the other members; tests replace it.
+	memberList func(ctx context.Context) ([][]string, error)
 }
 
 var (
@@ -180,6 +183,7 @@ func New(deps Deps) (*Membership, error) {
 		rec:     &reconcileState{inactive: map[uint64]time.Time{}},
 		changes: map[string]int{},
 	}
+	m.memberList = m.peersMemberList
 	opts := peer.Options{
 		Secret: deps.Config.Secret(), ClusterName: deps.Config.ClusterName, NodeID: deps.Store.Snapshot().NodeID,
 		NodeName: deps.Config.NodeName, Log: deps.Log.With("component", "rpc"),

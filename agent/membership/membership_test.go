@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -127,22 +128,47 @@ func TestWorkerIsReady(t *testing.T) {
 	}
 }
 
-// etcd's word that this member was removed counts only from a unit that
-// restarted or stopped.
+// A member is removed only when the member list, read from the other
+// members, no longer lists it; etcd's journal (which anyone reaching
+// etcd's ports can fill) is a hint, never proof.
 func TestRemoved(t *testing.T) {
-	m, _, _, sd := started(t, configtest.ControlPlane(t))
+	m, store, _, sd := started(t, configtest.ControlPlane(t))
 	ctx := context.Background()
-	sd.journal = []string{"etcd: the member has been permanently removed from the cluster"}
+	self := m.self().PeerURL
+	if err := store.Update(func(st *nodestate.State) error {
+		st.Etcd = &nodestate.EtcdDecision{State: bootstrap.EtcdStartNew, Token: "t",
+			Peers: map[string]string{"cp-1": self, "cp-2": "https://10.77.0.12:2380"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lists := 0
+	var list [][]string
+	var listErr error
+	m.memberList = func(context.Context) ([][]string, error) { lists++; return list, listErr }
+	planted := []string{"etcd: the member has been permanently removed from the cluster"}
+
+	sd.journal = planted
 	if m.Removed(ctx) {
 		t.Error("removed, said a running etcd that never restarted")
 	}
 	sd.st.NRestarts = 2
-	if !m.Removed(ctx) {
-		t.Error("not removed, with the line in the journal of a restarting etcd")
-	}
-	sd.journal = []string{"etcd: ready to serve"}
+	list = [][]string{{self}, {"https://10.77.0.12:2380"}}
 	if m.Removed(ctx) {
-		t.Error("removed, with no such line")
+		t.Error("removed on a planted journal line while the member list still lists this member")
+	}
+	listErr = errors.New("context deadline exceeded")
+	if m.Removed(ctx) {
+		t.Error("removed while the member list could not be read")
+	}
+	listErr, list = nil, [][]string{{"https://10.77.0.12:2380"}}
+	if !m.Removed(ctx) {
+		t.Error("not removed: the journal says so and the member list no longer lists it")
+	}
+	before := lists
+	sd.journal = []string{"etcd: ready to serve"}
+	if m.Removed(ctx) || lists != before {
+		t.Error("with no hint in the journal, the member list is not even read")
 	}
 }
 

@@ -2,8 +2,15 @@ package membership
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/etcdclient"
@@ -113,9 +120,30 @@ func (m *Membership) reconcile(ctx context.Context) {
 	m.log.Info("etcd membership changed", "action", a.String())
 }
 
-// Removed reports whether etcd's journal says this member was removed
-// from its cluster.
+// Removed reports whether this member was removed from its cluster. It
+// must be called without the store's lock, which it takes.
+// etcd's journal saying so is only a hint (anyone who reaches etcd's
+// ports can have etcd log a rejected client's names); the fact is the
+// member list, read through the other members: it no longer lists this
+// node's peer URL. A list that cannot be read removes nothing.
 func (m *Membership) Removed(ctx context.Context) bool {
+	if !m.journalSaysRemoved(ctx) {
+		return false
+	}
+	listed, err := m.listed(ctx)
+	if err != nil {
+		m.log.Warn("etcd's journal says this member was removed, but the member list cannot be read to confirm it", "err", err)
+		return false
+	}
+	if listed {
+		m.log.Warn("etcd's journal says this member was removed, but the member list still lists it: nothing done")
+	}
+	return !listed
+}
+
+// journalSaysRemoved reports whether etcd, restarting or stopped, logged
+// that this member was removed.
+func (m *Membership) journalSaysRemoved(ctx context.Context) bool {
 	if m.sd == nil {
 		return false
 	}
@@ -130,6 +158,59 @@ func (m *Membership) Removed(ctx context.Context) bool {
 		}
 	}
 	return false
+}
+
+// listed reports whether the cluster's member list, as the other
+// members of this node's decision serve it (with quorum), lists this
+// node's peer URL.
+func (m *Membership) listed(ctx context.Context) (bool, error) {
+	peerURLs, err := m.memberList(ctx)
+	if err != nil {
+		return false, err
+	}
+	self := bootstrap.EtcdPeerURL(m.cfg.AdvertiseAddress, m.cfg.Etcd.PeerPort)
+	for _, urls := range peerURLs {
+		if slices.Contains(urls, self) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// peersMemberList reads the member list (each member's peer URLs)
+// through the other members of this node's decision.
+func (m *Membership) peersMemberList(ctx context.Context) ([][]string, error) {
+	dec := m.store.Etcd()
+	if dec == nil {
+		return nil, errors.New("this node has no etcd membership")
+	}
+	others := dec.Membership()
+	others.Peers = maps.Clone(others.Peers)
+	delete(others.Peers, m.cfg.NodeName)
+	endpoints := others.ClientURLs(m.cfg.Etcd.ClientPort)
+	if len(endpoints) == 0 {
+		return nil, errors.New("this member has no peers to ask")
+	}
+	tlsCfg, err := etcdclient.ClientTLS(m.root)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: tlsCfg, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(lctx)
+	if err != nil {
+		return nil, fmt.Errorf("etcd member list from %s: %w", strings.Join(endpoints, ", "), err)
+	}
+	out := make([][]string, 0, len(resp.Members))
+	for _, mb := range resp.Members {
+		out = append(out, mb.PeerURLs)
+	}
+	return out, nil
 }
 
 // actionName is a membership change's kind, for metrics.
@@ -153,6 +234,8 @@ func actionName(a quorum.Action) string {
 func (m *Membership) maintain(ctx context.Context) {
 	m.reconcile(ctx)
 	m.publishMeta()
+	// Before the store's lock: reading the member list takes it.
+	removedNow := m.Removed(ctx)
 	peers := m.peersNow()
 	now := m.now()
 	m.store.Lock()
@@ -171,7 +254,7 @@ func (m *Membership) maintain(ctx context.Context) {
 		}
 		return
 	}
-	if m.Removed(ctx) {
+	if removedNow {
 		removed, reason, next := quorum.OnRemoved(local, quorum.RemovalEvidence{EtcdSaysRemoved: true})
 		if removed {
 			m.log.Warn("this etcd member was removed from the cluster", "reason", reason)
