@@ -71,8 +71,8 @@ func Decide(in Input) Decision {
 		if in.Local.HasEtcdState {
 			local = in.Local.ClusterID
 		}
-		if why, ok := orphaned(*c, self.ID, up, local); ok {
-			d.Step = SetAside{Reason: why}
+		if aside, ok := orphaned(*c, self.ID, up, local); ok {
+			d.Step = aside
 			return d
 		}
 		d.Forward = lacking(*c, self.ID, up)
@@ -218,20 +218,38 @@ func lacking(c Commit, self NodeID, up []Peer) []Member {
 // local etcd data comes from c (cluster ID local, 0 if none), run etcd in
 // another cluster. A node accepts at most one commit, and a member that
 // runs in another cluster never holds c's data, so those members will
-// never vote in c's cluster.
-func orphaned(c Commit, self NodeID, up []Peer, local uint64) (string, bool) {
+// never vote in c's cluster. Every peer claiming a member's node ID is
+// considered (gossip names are claims), so an impostor under a member's
+// ID can hide nothing; the agent confirms with the members themselves
+// before acting (SetAside.Confirmed).
+func orphaned(c Commit, self NodeID, up []Peer, local uint64) (SetAside, bool) {
 	var moved []Member
 	for _, m := range c.Proposal.Members {
-		i := slices.IndexFunc(up, func(p Peer) bool { return p.ID == m.ID })
-		if m.ID == self || i < 0 || up[i].CommitID == c.ID() {
+		if m.ID == self {
 			continue
 		}
-		if p := up[i]; p.CommitID != "" || (local != 0 && p.ClusterID != 0 && p.ClusterID != local) {
+		claims := 0
+		for _, p := range up {
+			if p.ID != m.ID {
+				continue
+			}
+			claims++
+			if !movedFrom(c.ID(), MemberState{CommitID: p.CommitID, ClusterID: p.ClusterID}, local) {
+				claims = -1 // one peer under this ID still holds c
+				break
+			}
+		}
+		if claims > 0 {
 			moved = append(moved, m)
 		}
 	}
-	if len(moved) < majority(len(c.Proposal.Members)) {
-		return "", false
+	need := majority(len(c.Proposal.Members))
+	if len(moved) < need {
+		return SetAside{}, false
 	}
-	return fmt.Sprintf("commit %s of %s can never form: %s moved on to another commit or cluster", c.ID(), c.Proposal, names(moved)), true
+	return SetAside{
+		Reason:  fmt.Sprintf("commit %s of %s can never form: %s moved on to another commit or cluster", c.ID(), c.Proposal, names(moved)),
+		Commit:  c.ID(),
+		Confirm: moved, Need: need, LocalCluster: local,
+	}, true
 }

@@ -141,13 +141,18 @@ func TestDecide(t *testing.T) {
 		local: withCommitState(LocalState{Self: self(1), State: promised(c.Proposal)}),
 		peers: []Peer{peer(2, withCommit("ffff")), peer(3, withCommit("ffff")), peer(4, withCommit("ffff"))},
 		want: Decision{Step: SetAside{Reason: "commit " + testToken + " of seed cp-1 attempt 1 (cp-1, cp-2, cp-3) can never form: " +
-			"cp-2, cp-3 moved on to another commit or cluster"}},
+			"cp-2, cp-3 moved on to another commit or cluster", Commit: testToken, Confirm: []Member{member(2), member(3)}, Need: 2}},
+	}, {
+		name:  "two peers under a member's node ID, one still holding the commit: the commit stands",
+		local: withCommitState(LocalState{Self: self(1), State: promised(c.Proposal)}),
+		peers: []Peer{peer(2, withCommit("ffff")), peer(3, withCommit("ffff")), peer(3, withName("prod"), withCommit(c.ID()))},
+		want:  Decision{Step: StartNew{Commit: c}},
 	}, {
 		name:  "etcd data from an orphaned commit: a majority of its members run another cluster; set aside",
 		local: withCommitState(LocalState{Self: self(1), HasEtcdState: true, ClusterID: 0xc1, State: promised(c.Proposal)}),
 		peers: []Peer{peer(2, withCluster(0xc2)), peer(3, withCluster(0xc2), withCommit("ffff"))},
 		want: Decision{Step: SetAside{Reason: "commit " + testToken + " of seed cp-1 attempt 1 (cp-1, cp-2, cp-3) can never form: " +
-			"cp-2, cp-3 moved on to another commit or cluster"}},
+			"cp-2, cp-3 moved on to another commit or cluster", Commit: testToken, Confirm: []Member{member(2), member(3)}, Need: 2, LocalCluster: 0xc1}},
 	}, {
 		name:  "one member moved on is not a majority: the commit stands",
 		local: withCommitState(LocalState{Self: self(1), HasEtcdState: true, ClusterID: 0xc1, State: promised(c.Proposal)}),
@@ -215,5 +220,29 @@ func TestDecideLeavesInputAlone(t *testing.T) {
 	Decide(Input{Local: l, Peers: ps, Now: t0})
 	if after := cmp.Diff(nil, []any{l, ps}); after != before {
 		t.Errorf("Decide modified its input")
+	}
+}
+
+// A set-aside is confirmed only by the members' own answers: a majority
+// of the commit's members must say they moved on; silence or an answer
+// still holding the commit counts against it.
+func TestSetAsideConfirmed(t *testing.T) {
+	s := SetAside{Commit: "c1", Confirm: []Member{member(2), member(3)}, Need: 2, LocalCluster: 0xc1}
+	for _, tc := range []struct {
+		name    string
+		answers map[NodeID]MemberState
+		want    bool
+	}{
+		{"both hold another commit", map[NodeID]MemberState{"id-2": {CommitID: "c2"}, "id-3": {CommitID: "c2"}}, true},
+		{"both run another cluster", map[NodeID]MemberState{"id-2": {ClusterID: 0xc2}, "id-3": {ClusterID: 0xc2}}, true},
+		{"one still holds the commit", map[NodeID]MemberState{"id-2": {CommitID: "c2"}, "id-3": {CommitID: "c1"}}, false},
+		{"one did not answer", map[NodeID]MemberState{"id-2": {CommitID: "c2"}}, false},
+		{"one holds nothing and runs our cluster", map[NodeID]MemberState{"id-2": {CommitID: "c2"}, "id-3": {ClusterID: 0xc1}}, false},
+		{"nobody answered", nil, false},
+	} {
+		got, not := s.Confirmed(tc.answers)
+		if got != tc.want {
+			t.Errorf("%s: confirmed %v, want %v (not confirmed by %v)", tc.name, got, tc.want, not)
+		}
 	}
 }

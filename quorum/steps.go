@@ -152,7 +152,58 @@ func (p Propose) String() string {
 // SetAside is a Step: move the etcd data directory and the quorum state
 // aside (renamed, never deleted), then start over as a fresh node, which
 // joins the running cluster.
-type SetAside struct{ Reason string }
+//
+// The gossip view it was decided on is a claim: anyone holding the
+// cluster secret can gossip under a member's node ID. So before acting,
+// the agent asks each member in Confirm itself, over the channel only
+// control-plane nodes can answer, and acts only if Confirmed agrees.
+type SetAside struct {
+	Reason string
+	// Commit is the orphaned commit's ID.
+	Commit string
+	// Confirm are the members gossip says moved on.
+	Confirm []Member
+	// Need is how many of them must confirm it: a majority of the
+	// commit's members.
+	Need int
+	// LocalCluster is the cluster ID of the local etcd data, if it comes
+	// from the commit; 0 otherwise.
+	LocalCluster uint64
+}
+
+// MemberState is what a control-plane node says of itself when asked:
+// the commit it holds and the cluster its etcd data belongs to.
+type MemberState struct {
+	CommitID  string `json:"commit_id,omitempty"`
+	ClusterID uint64 `json:"cluster_id,omitempty"`
+}
+
+// movedFrom reports whether a member in state st will never vote in
+// commit c's cluster: it holds another commit, or its etcd runs in
+// another cluster than the local data's (local, 0 if the local data is
+// not c's).
+func movedFrom(c string, st MemberState, local uint64) bool {
+	if st.CommitID == c {
+		return false
+	}
+	return st.CommitID != "" || (local != 0 && st.ClusterID != 0 && st.ClusterID != local)
+}
+
+// Confirmed reports whether the members' own answers (by node ID; a
+// member that did not answer is missing) confirm that the commit is
+// orphaned, and names those that did not.
+func (s SetAside) Confirmed(answers map[NodeID]MemberState) (bool, []string) {
+	n := 0
+	var not []string
+	for _, m := range s.Confirm {
+		if st, ok := answers[m.ID]; ok && movedFrom(s.Commit, st, s.LocalCluster) {
+			n++
+		} else {
+			not = append(not, m.Name)
+		}
+	}
+	return n >= s.Need, not
+}
 
 func (SetAside) isStep() {}
 

@@ -477,3 +477,55 @@ func TestMaintainWithRemovalHintReturns(t *testing.T) {
 		t.Error("the etcd decision was set aside on a journal line alone")
 	}
 }
+
+// Peers claiming the founders' node IDs (anyone with the cluster secret
+// can gossip so) and another commit make nothing set aside: the founders
+// themselves must confirm they moved on, over the control-plane channel,
+// and impostors cannot answer it.
+func TestImpostorsCannotOrphanACommit(t *testing.T) {
+	cfg := configtest.ControlPlane(t)
+	root := configtest.Root(t)
+	self := uuid.NewString()
+	store := nodestate.NewStore(root, &nodestate.State{NodeID: self, Phase: nodestate.PhaseWaiting}, nil)
+	member := func(id, name string) quorum.Member {
+		return quorum.Member{ID: quorum.NodeID(id), Name: name, PeerURL: "https://10.77.0." + name[len(name)-1:] + ":2380"}
+	}
+	commit := quorum.Commit{Token: "00112233445566778899aabbccddeeff", Proposal: quorum.Proposal{
+		Seed: quorum.NodeID(self), Attempt: 1, ClusterName: cfg.ClusterName, Expect: 3,
+		Members: []quorum.Member{member(self, "cp-1"), member("id-2", "cp-2"), member("id-3", "cp-3")}}}
+	if err := store.Update(func(st *nodestate.State) error { st.Quorum.Commit = &commit; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	impostors := func(peers []quorum.Peer) []quorum.Peer {
+		for _, mb := range commit.Proposal.Members[1:] {
+			peers = append(peers, quorum.Peer{Member: mb, ControlPlane: true, ClusterName: cfg.ClusterName, Expect: 3,
+				CommitID: "ffffffffffffffffffffffffffffffff", Status: quorum.StatusAlive, Since: time.Now().Add(-time.Hour)})
+		}
+		return peers
+	}
+	m, err := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.DiscardHandler), Store: store, FastGossip: true,
+		Hooks: Hooks{ViewFilter: impostors}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := m.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = m.Stop(sctx)
+	})
+	if err := m.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := store.Snapshot().Quorum.Commit; c == nil || c.ID() != commit.ID() {
+		t.Fatalf("the commit was set aside on impostors' word: %+v", c)
+	}
+	if cond, ok := m.cond.Get(); !ok || !strings.Contains(cond.Message, "did not confirm it themselves") {
+		t.Errorf("condition %+v, want the unconfirmed set-aside explained", cond)
+	}
+}

@@ -74,6 +74,11 @@ func (m *Membership) step(ctx context.Context) (*nodestate.EtcdDecision, error) 
 		m.store.Unlock()
 		return m.join(ctx, st, now)
 	case quorum.SetAside:
+		m.store.Unlock()
+		if !m.confirmAside(ctx, st) {
+			return nil, nil
+		}
+		m.store.Lock()
 		defer m.store.Unlock()
 		return nil, m.setAsideLocked(ctx, st.Reason, true)
 	}

@@ -42,7 +42,7 @@ const (
 // controlPlaneMethods are every method of this package: forming the
 // quorum and letting a member into etcd are for control-plane nodes only,
 // so they are sealed with the control-plane key, which workers never hold.
-var controlPlaneMethods = []string{methodPromise, methodRelease, methodReleaseQuery, methodCommit, methodJoin}
+var controlPlaneMethods = []string{methodPromise, methodRelease, methodReleaseQuery, methodCommit, methodJoin, methodState}
 
 // commitMessage carries a formation commit and, sealed a second time with
 // the CA bundle key, the cluster's shared keys (CAs, service-account key,
@@ -201,6 +201,7 @@ func New(deps Deps) (*Membership, error) {
 	m.srv.Handle(methodReleaseQuery, m.handleReleaseQuery)
 	m.srv.Handle(methodCommit, m.handleCommit)
 	m.srv.Handle(methodJoin, m.handleJoin)
+	m.srv.Handle(methodState, m.handleState)
 	// A phase change is news for the peers at once.
 	deps.Store.OnPhase(func(nodestate.Phase) {
 		if m.g != nil {

@@ -239,7 +239,6 @@ func (m *Membership) maintain(ctx context.Context) {
 	peers := m.peersNow()
 	now := m.now()
 	m.store.Lock()
-	defer m.store.Unlock()
 	local := m.localLocked(peers)
 	dec := quorum.Decide(quorum.Input{Local: local, Peers: peers, Now: now, Joined: m.joined, Timing: m.timing})
 	if local.ClusterID == 0 {
@@ -248,12 +247,19 @@ func (m *Membership) maintain(ctx context.Context) {
 		m.forwardLocked(ctx, dec.Forward, now)
 	}
 	if aside, ok := dec.Step.(quorum.SetAside); ok {
+		// Confirmed without the lock: the members' handlers may ask us.
+		m.store.Unlock()
+		if !m.confirmAside(ctx, aside) {
+			return
+		}
+		m.store.Lock()
+		defer m.store.Unlock()
 		if err := m.setAsideLocked(ctx, aside.Reason, true); err != nil {
 			m.log.Error("set aside", "err", err)
-			return
 		}
 		return
 	}
+	defer m.store.Unlock()
 	if removedNow {
 		removed, reason, next := quorum.OnRemoved(local, quorum.RemovalEvidence{EtcdSaysRemoved: true})
 		if removed {
