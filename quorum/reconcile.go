@@ -60,8 +60,8 @@ type ReconcileInput struct {
 //     standby is added as a learner, catches up, the dead voter is
 //     removed, the learner promoted;
 //   - a started voter whose host is back without etcd data (a reinstall:
-//     same name, new node ID) is stale: it is removed, then the host
-//     joins again as a learner;
+//     same name, new node ID) and that etcd has not reached for DeadAfter
+//     is stale: it is removed, then the host joins again as a learner;
 //   - a member is removed only if the voters left keep a quorum of
 //     reachable members; otherwise Reconcile alerts and changes nothing.
 func Reconcile(in ReconcileInput) Action {
@@ -210,10 +210,15 @@ func (r reconciler) name(m EtcdMember) string {
 // (and then crashed) does not last Settle. A reinstalled host can come
 // back before gossip even declared it dead, so its entry's Since says
 // nothing and is not used.
+//
+// Never sooner than DeadAfter (replace_dead_after): the host's gossip
+// entry is a claim anyone holding the cluster secret can make under a
+// member's name, so it must not remove a member faster than a member
+// found dead would be.
 func (r reconciler) stale(m EtcdMember) bool {
 	p, ok := r.peer(m)
 	return ok && m.Started && !m.Active && !m.InactiveSince.IsZero() &&
-		r.in.Now.Sub(m.InactiveSince) >= r.t.Settle &&
+		r.in.Now.Sub(m.InactiveSince) >= max(r.t.Settle, r.t.DeadAfter) &&
 		p.Status == StatusAlive && !p.HasEtcdState
 }
 

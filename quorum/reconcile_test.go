@@ -199,23 +199,31 @@ func TestReconcile(t *testing.T) {
 		want:    Steady{},
 	}, {
 		name:    "case 9: host reinstalled (same name, new node ID, alive without etcd data, back after the member went silent): remove the stale member",
-		members: with(healthy, etcdMember(3, inactive(now.Add(-time.Minute)))),
+		members: with(healthy, etcdMember(3, inactive(longAgo))),
 		peers: also(up, peer(3, withData(), failed(now.Add(-time.Minute))),
 			peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-30*time.Second))), peer(4)),
 		want: Remove{MemberID: 0x103, Name: "cp-3"}, reason: "back without etcd data (reinstalled or wiped; node ID now id-3-new); the host joins again",
 	}, {
 		name:    "case 9, the old entry gone from gossip: remove the stale member",
-		members: with(healthy, etcdMember(3, inactive(now.Add(-time.Minute)))),
+		members: with(healthy, etcdMember(3, inactive(longAgo))),
 		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-30*time.Second)))),
 		want:    Remove{MemberID: 0x103, Name: "cp-3"}, reason: "reinstalled",
 	}, {
 		// A reinstalled host can be back before gossip declared it
 		// dead, so its entry may be alive since before the member went
-		// silent: still stale once silent for Settle.
+		// silent: still stale once silent for DeadAfter.
 		name:    "host back without etcd data before gossip saw it die (fast reinstall): remove the stale member",
-		members: with(healthy, etcdMember(3, inactive(now.Add(-time.Minute)))),
-		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-2*time.Minute)))),
+		members: with(healthy, etcdMember(3, inactive(longAgo))),
+		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, longAgo.Add(-time.Minute)))),
 		want:    Remove{MemberID: 0x103, Name: "cp-3"}, reason: "back without etcd data",
+	}, {
+		// Anyone with the cluster secret can gossip under a member's
+		// name without data: that alone never removes a member sooner
+		// than a dead one would be.
+		name:    "member silent for a second less than DeadAfter, a host under its name without data: not yet stale",
+		members: with(healthy, etcdMember(3, inactive(lately))),
+		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-time.Minute)))),
+		want:    Steady{},
 	}, {
 		name:    "member silent for less than Settle, host back without data: not yet stale",
 		members: with(healthy, etcdMember(3, inactive(now.Add(-timing.Settle+time.Second)))),
