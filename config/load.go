@@ -41,11 +41,15 @@ func (o LoadOptions) root() string {
 // *fs.PathError, so errors.Is(err, fs.ErrNotExist) tells a missing file.
 func Load(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = os.Stat(path)
+	}
 	if err != nil {
 		return nil, &Error{File: path, cause: err,
 			Problems: []Problem{{Msg: fmt.Sprintf("cannot read the config file: %v", unwrapPath(err))}}}
 	}
-	return Parse(data, path, opts)
+	return parse(data, path, opts, fi)
 }
 
 // Parse decodes a config file's content strictly (unknown keys and type
@@ -53,12 +57,19 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 // host described by opts and validates the result. filename is used only in
 // messages. On failure the error is an *Error listing every problem found.
 func Parse(data []byte, filename string, opts LoadOptions) (*Config, error) {
+	return parse(data, filename, opts, nil)
+}
+
+// parse is Parse, knowing the file's mode and owner when it was read from
+// disk (fi; nil otherwise).
+func parse(data []byte, filename string, opts LoadOptions, fi os.FileInfo) (*Config, error) {
 	l := &loader{
-		file:    filename,
-		opts:    opts,
-		lines:   map[string]int{},
-		defined: map[string]bool{},
-		bad:     map[string]bool{},
+		file:     filename,
+		fileInfo: fi,
+		opts:     opts,
+		lines:    map[string]int{},
+		defined:  map[string]bool{},
+		bad:      map[string]bool{},
 	}
 	c := new(Config)
 	if l.decode(data, c) {
@@ -73,12 +84,13 @@ func Parse(data []byte, filename string, opts LoadOptions) (*Config, error) {
 
 // loader holds what loading one file learns on the way.
 type loader struct {
-	file    string
-	opts    LoadOptions
-	lines   map[string]int  // dotted key → line in the file
-	defined map[string]bool // keys set in the file
-	bad     map[string]bool // keys with a problem already
-	probs   []Problem
+	file     string
+	fileInfo os.FileInfo // the file's, when Load read it from disk
+	opts     LoadOptions
+	lines    map[string]int  // dotted key → line in the file
+	defined  map[string]bool // keys set in the file
+	bad      map[string]bool // keys with a problem already
+	probs    []Problem
 }
 
 // hostAddrs lists the addresses of the host's interfaces that are up and

@@ -125,6 +125,17 @@ func (l *loader) resolveOne(k secretKeys, s *Secret, file string, required bool)
 				k.file, k.example, minSecretLen, k.inline, minSecretLen, generateHint)
 		}
 	case inline:
+		if fi := l.fileInfo; fi != nil {
+			if fi.Mode().Perm()&0o077 != 0 {
+				l.add(k.inline, "is written in %s, which group or others can read (mode %04o); run: chmod 600 %s, or move the secret to %s",
+					l.file, fi.Mode().Perm(), l.file, k.file)
+				return
+			}
+			if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+				l.add(k.inline, "is written in %s, which belongs to user %d, who could read or change it; run: chown root: %s", l.file, uid, l.file)
+				return
+			}
+		}
 		if n := len(*s); n < minSecretLen {
 			l.add(k.inline, "is %d characters long; it must be at least %d; %s", n, minSecretLen, generateHint)
 		} else if isPlaceholder(string(*s)) {

@@ -195,3 +195,47 @@ func TestControlPlaneKey(t *testing.T) {
 		})
 	}
 }
+
+// An inline secret is accepted only from a config file private to root
+// (or the agent's user): the packaged config is 0644 and names files.
+func TestInlineSecretNeedsAPrivateFile(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		msg  string
+	}{
+		{0o600, ""},
+		{0o400, ""},
+		{0o644, "which group or others can read (mode 0644); run: chmod 600"},
+		{0o640, "(mode 0640)"},
+	} {
+		p := filepath.Join(t.TempDir(), "config.toml")
+		if err := os.WriteFile(p, []byte(doc(base...)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(p, oneHost())
+		if tc.msg == "" {
+			if err != nil {
+				t.Errorf("mode %04o: %v", tc.mode, err)
+			}
+			continue
+		}
+		ps := problems(t, err)
+		if len(ps) != 1 || ps[0].Key != "cluster_secret" || ps[0].Line != 3 || !strings.Contains(ps[0].Msg, tc.msg) {
+			t.Errorf("mode %04o: problems = %+v, want one at line 3 containing %q", tc.mode, ps, tc.msg)
+		}
+	}
+	// A file naming the secret file may be world-readable.
+	root := exampleRoot(t)
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(doc(base[0], base[1], `cluster_secret_file = "/etc/ecom-agent/cluster-secret"`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := oneHost()
+	opts.Root = root
+	if _, err := Load(p, opts); err != nil {
+		t.Errorf("a 0644 file naming the secret file: %v", err)
+	}
+}
