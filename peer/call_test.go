@@ -199,3 +199,29 @@ func TestClockSkew(t *testing.T) {
 		})
 	}
 }
+
+// A request captured before an agent restarted is refused after it,
+// though the new server's replay cache never saw it: it is stamped before
+// the server started.
+func TestReplayAfterRestartIsRejected(t *testing.T) {
+	before := startNode(t, testOptions("node-b"))
+	c := newClient(t, testOptions("node-a"))
+	w := tap(c)
+	if err := c.Call(context.Background(), before.addr, "promise", promiseReq{Seed: "node-a"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // the restart comes strictly after the capture
+	after := startNode(t, testOptions("node-b"))
+	status, body := post(t, after.addr, "promise", w.req)
+	if status != 403 || body != forbiddenBody {
+		t.Errorf("answer = %d %q; want 403 %q", status, body, forbiddenBody)
+	}
+	wantLog(t, after, "rejected peer request", "before this agent started")
+	if after.calls.Load() != 0 {
+		t.Error("the restarted node's handler ran for a replayed request")
+	}
+	// Fresh calls are answered.
+	if err := c.Call(context.Background(), after.addr, "promise", promiseReq{Seed: "node-a"}, nil); err != nil {
+		t.Errorf("a fresh call after the restart: %v", err)
+	}
+}

@@ -36,6 +36,10 @@ const forbiddenBody = "forbidden\n"
 type Server struct {
 	s      *settings
 	replay *replayCache
+	// started is when the server was made. Requests stamped before it
+	// are refused: the replay cache lives in memory, so a request
+	// captured before a restart could otherwise be replayed after it.
+	started time.Time
 
 	mu       sync.Mutex
 	handlers map[string]HandlerFunc
@@ -49,7 +53,9 @@ func NewServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{s: s, replay: newReplayCache(s.replayCache), handlers: make(map[string]HandlerFunc)}, nil
+	// Truncated as the envelopes' timestamps are.
+	started := s.now().Truncate(time.Millisecond)
+	return &Server{s: s, replay: newReplayCache(s.replayCache), started: started, handlers: make(map[string]HandlerFunc)}, nil
 }
 
 // Handle registers fn as the handler of method. Method names are 1 to 64
@@ -185,6 +191,11 @@ func (srv *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		srv.deny(w, r, method, fmt.Sprintf("clock skew of %s with %s (%s), whose clock is %s; check NTP",
 			skew.Round(time.Second), remoteHost(r.RemoteAddr), env.FromName, dir))
+		return
+	}
+	if sent.Before(srv.started) {
+		srv.deny(w, r, method, fmt.Sprintf("request from %s (%s) stamped %s, before this agent started (%s): a replay, or its clock is behind ours; check NTP",
+			env.FromName, remoteHost(r.RemoteAddr), sent.UTC().Format(time.RFC3339Nano), srv.started.UTC().Format(time.RFC3339Nano)))
 		return
 	}
 	id, err := parseRequestID(env.ID)
