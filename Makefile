@@ -15,7 +15,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 
-.PHONY: build test unit e2e bench lint fmt rootfs kube-bins containerd-bins demo demo-down clean
+.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean
 
 # A static binary: no cgo, so it runs on any glibc or musl host.
 build:
@@ -35,6 +35,15 @@ e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade
 	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_CONTAINERD_BIN=$$(tools/containerd/build.sh) \
 	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade ECOM_IMAGES_DIR=$(CURDIR)/out/images \
 	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
+
+# Fuzzing of what comes from outside: the RPC envelope, gossip metadata and
+# the config file, FUZZTIME each. `make unit` runs their committed seeds
+# (testdata/fuzz) as ordinary tests.
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test ./peer -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./gossip -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 # Benchmarks: figures, not assertions (see the README's "Measured").
 # The gossip plot goes to docs/bench/gossip-scale.png (shown in the README).

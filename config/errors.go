@@ -105,6 +105,12 @@ func syntaxProblem(pe toml.ParseError, data []byte) Problem {
 	lines := strings.Split(string(data), "\n")
 	if pos.Line >= 1 && pos.Line <= len(lines) {
 		src := strings.TrimRight(lines[pos.Line-1], "\r")
+		if k, ok := secretAssignment(src); ok {
+			// Never echo a secret, even a malformed one: neither the
+			// line nor the parser's message, which may quote it.
+			return Problem{Line: pos.Line, Msg: fmt.Sprintf("syntax error at column %d of the line setting %s (not shown: it holds a secret); "+
+				`write it as %s = "<the secret>"`, pos.Col, k, k)}
+		}
 		// Copy the tabs of the source line so the caret lines up however
 		// wide the terminal draws a tab.
 		var caret strings.Builder
@@ -121,4 +127,22 @@ func syntaxProblem(pe toml.ParseError, data []byte) Problem {
 		msg += "\n\t" + src + "\n\t" + caret.String() + "^"
 	}
 	return Problem{Line: pos.Line, Msg: msg}
+}
+
+// secretKeys are the keys whose values are never shown.
+var secretKeyNames = []string{"cluster_secret", "control_plane_key"}
+
+// secretAssignment reports whether a source line assigns one of
+// secretKeyNames (bare or quoted, in any table), and returns its key.
+func secretAssignment(line string) (string, bool) {
+	t := strings.TrimSpace(line)
+	for _, k := range secretKeyNames {
+		for _, form := range []string{k, `"` + k + `"`, "'" + k + "'"} {
+			rest, ok := strings.CutPrefix(t, form)
+			if ok && (rest == "" || strings.HasPrefix(strings.TrimSpace(rest), "=")) {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
