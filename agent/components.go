@@ -38,6 +38,7 @@ func (d *Daemon) build() (*component.Runner, error) {
 	if cfg.IsControlPlane() {
 		members.Handle(workercreds.MethodNodeCerts, (&workercreds.Signer{
 			Config: cfg, Root: root, Log: log.With("component", "signer"), Now: d.deps.Now, Members: members.Members,
+			Registered: workercreds.NodesInAPI(root, bootstrap.AgentKubeconfig),
 		}).Handle)
 		etcd := etcdmember.New(etcdmember.Deps{
 			Config: cfg, Root: root, Log: log.With("component", etcdmember.Name), Store: d.store,

@@ -30,8 +30,26 @@ var signerNow = time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
 
 // gossipView is a gossip view a test sets.
 type gossipView struct {
-	mu sync.Mutex
-	ms []gossip.Member
+	mu         sync.Mutex
+	ms         []gossip.Member
+	registered map[string]bool // Nodes registered in the API
+}
+
+// register marks a Node as registered.
+func (v *gossipView) register(name string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.registered == nil {
+		v.registered = map[string]bool{}
+	}
+	v.registered[name] = true
+}
+
+// isRegistered is the signer's NodeLookup.
+func (v *gossipView) isRegistered(_ context.Context, name string) (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.registered[name], nil
 }
 
 func (v *gossipView) set(ms ...gossip.Member) {
@@ -61,7 +79,7 @@ func signingNode(t *testing.T, view *gossipView) (*Signer, *pki.Authority) {
 		t.Fatal(err)
 	}
 	sg := &Signer{Config: cfg, Root: root, Log: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return signerNow }, Members: view.members}
+		Now: func() time.Time { return signerNow }, Members: view.members, Registered: view.isRegistered}
 	return sg, ca
 }
 

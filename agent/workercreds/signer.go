@@ -33,7 +33,15 @@ const clockSkewWarning = time.Minute
 type nodeCertsRequest struct {
 	KubeletCSR []byte `json:"kubelet_csr"`
 	ProxyCSR   []byte `json:"proxy_csr"`
+	// CurrentCert and Proof prove the worker holds its current kubelet
+	// credentials (see proof.go); required once its Node is registered.
+	CurrentCert []byte `json:"current_cert,omitempty"`
+	Proof       []byte `json:"proof,omitempty"`
 }
+
+// NodeLookup reports whether a Node of that name is registered in the
+// cluster's API.
+type NodeLookup func(ctx context.Context, name string) (bool, error)
 
 // nodeCertsResponse is what a control-plane agent gives a worker: the
 // cluster CA's certificate (never its key) and the signed certificates.
@@ -52,15 +60,20 @@ type Signer struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 	Members func() []gossip.Member
+	// Registered tells whether a worker's Node exists: from then on
+	// only the holder of its current kubelet credentials gets new ones.
+	Registered NodeLookup
 }
 
 // Handle signs a worker's kubelet (system:node:NAME in
 // system:nodes) and kube-proxy (system:kube-proxy) client certificates.
 // The sender proved it holds the cluster secret (the RPC is sealed with
 // it); on top of that, the name it claims must be a worker in the gossip
-// view at the address the request came from, so one worker cannot get
-// another node's identity by naming it.
-func (sg *Signer) Handle(_ context.Context, r peer.Request) (any, error) {
+// view at the address the request came from, and once its Node is
+// registered, it must prove it holds the kubelet key the CA certified
+// for that name; so one worker cannot get another node's identity by
+// naming it, even by gossiping under its name while it is down.
+func (sg *Signer) Handle(ctx context.Context, r peer.Request) (any, error) {
 	var req nodeCertsRequest
 	if err := r.Decode(&req); err != nil {
 		return nil, err
@@ -76,6 +89,17 @@ func (sg *Signer) Handle(_ context.Context, r peer.Request) (any, error) {
 	ca, err := store.LoadAuthority(pki.CA)
 	if err != nil {
 		return nil, peer.Errorf(peer.CodeUnavailable, "this control-plane node cannot sign yet: %v", err)
+	}
+	registered, err := sg.Registered(ctx, r.NodeName)
+	if err != nil {
+		return nil, peer.Errorf(peer.CodeUnavailable, "cannot tell whether node %q is registered yet: %v", r.NodeName, err)
+	}
+	if registered {
+		if err := verifyProof(ca.Cert(), r.NodeName, req, sg.Now()); err != nil {
+			sg.Log.Warn("refused a worker's certificate request", "worker", r.NodeName, "from", from.Addr(), "reason", err)
+			return nil, peer.Errorf(peer.CodeRefused, "node %q is registered, and only the holder of its current kubelet credentials gets new ones: %v; "+
+				"if this host was reinstalled, remove the old Node first: kubectl delete node %s", r.NodeName, err, r.NodeName)
+		}
 	}
 	opts := bootstrap.PKIOptions(sg.Config)
 	kubelet, err := ca.SignRequest(pki.KubeletClientCert(pki.Node{Name: r.NodeName}), req.KubeletCSR, opts)

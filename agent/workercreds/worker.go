@@ -80,13 +80,18 @@ func (w *Worker) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	req := nodeCertsRequest{KubeletCSR: kubeletCSR, ProxyCSR: proxyCSR}
+	if current, err := w.d.Root.ReadFile(bootstrap.KubeletClientCert); err == nil {
+		if err := prove(&req, current); err != nil {
+			w.d.Log.Warn("cannot prove this worker's current kubelet credentials; asking as a new node", "err", err)
+		}
+	}
 	var errs []error
 	for _, m := range controlPlaneMembers(w.d.Members()) {
 		var resp nodeCertsResponse
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		sent := w.d.Now()
-		err := w.d.Client.Call(cctx, m.Meta.RPCAddr.String(), MethodNodeCerts,
-			nodeCertsRequest{KubeletCSR: kubeletCSR, ProxyCSR: proxyCSR}, &resp)
+		err := w.d.Client.Call(cctx, m.Meta.RPCAddr.String(), MethodNodeCerts, req, &resp)
 		cancel()
 		if err != nil {
 			// A clock off by more than the RPC's replay window is
