@@ -48,7 +48,14 @@ func Decide(in Input) Decision {
 	var d Decision
 	var blocking []Refusal
 	var ours []Peer
+	claims := nodeIDClaims(self, in.Peers)
 	for _, p := range in.Peers {
+		if names := claims[p.ID]; len(names) > 1 && !p.Status.failed() {
+			// Two alive nodes under one node ID: a copied state file, or
+			// an impostor. Neither counts until an operator sorts it out.
+			d.Refusals = append(d.Refusals, duplicateIDRefusal(p.Member, names))
+			continue
+		}
 		if p.ID == self.ID {
 			continue
 		}

@@ -1,6 +1,7 @@
 package quorum
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,6 +244,46 @@ func TestSetAsideConfirmed(t *testing.T) {
 		got, not := s.Confirmed(tc.answers)
 		if got != tc.want {
 			t.Errorf("%s: confirmed %v, want %v (not confirmed by %v)", tc.name, got, tc.want, not)
+		}
+	}
+}
+
+// Alive nodes sharing a node ID are refused, reported, and never count
+// as candidates: a copied state file, or someone gossiping under another
+// node's ID. A failed entry under the ID (a host renamed) does not count.
+func TestDuplicateNodeIDs(t *testing.T) {
+	now := t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name     string
+		peers    []Peer
+		refused  []string // peers refused for their node ID
+		proposes bool
+	}{
+		{"two peers, one ID", []Peer{peer(2), peer(3), peer(4, withID("id-3"))}, []string{"cp-3", "cp-4"}, false},
+		{"a peer under our own ID", []Peer{peer(2), peer(3), peer(4, withID("id-1"))}, []string{"cp-4"}, true},
+		{"a failed entry under the ID", []Peer{peer(2), peer(3), peer(4, withID("id-3"), withStatus(StatusDead, t0))}, nil, true},
+	} {
+		d := Decide(Input{Local: local(1), Peers: tc.peers, Now: now, Timing: DefaultTiming()})
+		var refused []string
+		for _, r := range d.Refusals {
+			if r.Field == FieldNodeID {
+				refused = append(refused, r.Peer.Name)
+				if !strings.Contains(r.String(), "is claimed by") {
+					t.Errorf("%s: %s", tc.name, r)
+				}
+			}
+		}
+		if !slices.Equal(refused, tc.refused) {
+			t.Errorf("%s: refused %v, want %v", tc.name, refused, tc.refused)
+		}
+		p, ok := d.Step.(Propose)
+		if ok != tc.proposes {
+			t.Errorf("%s: step %v, proposes %v", tc.name, d.Step, tc.proposes)
+		}
+		for _, m := range p.Proposal.Members {
+			if slices.Contains(tc.refused, m.Name) {
+				t.Errorf("%s: %s proposed", tc.name, m.Name)
+			}
 		}
 	}
 }

@@ -2,7 +2,9 @@ package quorum
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Refusal is a peer refused because it disagrees with the local node on
@@ -10,15 +12,44 @@ import (
 // metadata, so each reports the other: the refusal is visible on both.
 type Refusal struct {
 	Peer Member
-	// Field is what differs: "cluster name", "expect" or "cluster ID".
+	// Field is what differs: "cluster name", "expect" or "cluster ID";
+	// or "node ID" for a node ID that several alive nodes claim.
 	Field  string
 	Theirs string
 	Ours   string
 }
 
-// String reads "refuse peer cp-4: expect 5 != 3".
+// String reads "refuse peer cp-4: expect 5 != 3", or for a duplicate
+// node ID "refuse peer cp-4: node ID 1234 is claimed by cp-2, cp-4".
 func (r Refusal) String() string {
+	if r.Field == FieldNodeID {
+		return fmt.Sprintf("refuse peer %s: node ID %s is claimed by %s (a copied state file, or an impostor)", r.Peer.Name, r.Peer.ID, r.Theirs)
+	}
 	return fmt.Sprintf("refuse peer %s: %s %s != %s", r.Peer.Name, r.Field, r.Theirs, r.Ours)
+}
+
+// FieldNodeID is the Field of a duplicate node ID's Refusal.
+const FieldNodeID = "node ID"
+
+// nodeIDClaims maps each node ID to the names of the alive nodes that
+// claim it, this node included.
+func nodeIDClaims(self Self, peers []Peer) map[NodeID][]string {
+	out := map[NodeID][]string{self.ID: {self.Name}}
+	for _, p := range peers {
+		if p.Status.failed() || slices.Contains(out[p.ID], p.Name) {
+			continue
+		}
+		out[p.ID] = append(out[p.ID], p.Name)
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
+}
+
+// duplicateIDRefusal reports a peer whose node ID other alive nodes claim.
+func duplicateIDRefusal(peer Member, names []string) Refusal {
+	return Refusal{Peer: peer, Field: FieldNodeID, Theirs: strings.Join(names, ", ")}
 }
 
 // Mismatch reports whether peer disagrees with self on the cluster name or,

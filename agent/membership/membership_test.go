@@ -213,3 +213,26 @@ func TestGossipNamesShownSafely(t *testing.T) {
 		t.Errorf("names %q, %q", ms[0].Name, ms[1].Name)
 	}
 }
+
+// Alive members sharing a node ID are shown with the problem in status;
+// a failed one under the ID is not.
+func TestDuplicateNodeIDsShown(t *testing.T) {
+	const id = "0b7e3c9e-8f63-4b44-9d6c-1c7d3f0a2b11"
+	alive := func(name string) gossip.Member {
+		return gossip.Member{Name: name, State: gossip.StateAlive, Meta: gossip.Meta{NodeID: id}}
+	}
+	dead := alive("cp-old")
+	dead.State = gossip.StateDead
+	ms := gossipMembers([]gossip.Member{alive("cp-1"), alive("cp-9"), dead})
+	for _, m := range ms[:2] {
+		if !strings.Contains(m.Error, "node ID "+id+" is claimed by cp-1, cp-9") {
+			t.Errorf("%s: error %q", m.Name, m.Error)
+		}
+	}
+	if ms[2].Error != "" {
+		t.Errorf("a failed member under the ID: %q", ms[2].Error)
+	}
+	if ms := gossipMembers([]gossip.Member{alive("cp-1"), dead}); ms[0].Error != "" {
+		t.Errorf("one alive member under the ID: %q", ms[0].Error)
+	}
+}

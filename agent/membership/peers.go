@@ -1,8 +1,10 @@
 package membership
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
@@ -13,6 +15,13 @@ import (
 )
 
 func gossipMembers(ms []gossip.Member) []status.GossipMember {
+	// Alive members sharing a node ID: the quorum refuses them all.
+	claims := map[string][]string{}
+	for _, m := range ms {
+		if m.MetaErr == nil && m.Meta.NodeID != "" && m.State == gossip.StateAlive {
+			claims[m.Meta.NodeID] = append(claims[m.Meta.NodeID], displayName(m.Name))
+		}
+	}
 	out := make([]status.GossipMember, 0, len(ms))
 	for _, m := range ms {
 		g := status.GossipMember{
@@ -24,6 +33,8 @@ func gossipMembers(ms []gossip.Member) []status.GossipMember {
 		}
 		if m.MetaErr != nil {
 			g.Error = m.MetaErr.Error()
+		} else if names := claims[m.Meta.NodeID]; len(names) > 1 && m.State == gossip.StateAlive {
+			g.Error = fmt.Sprintf("node ID %s is claimed by %s (a copied state file, or an impostor): refused until one goes", m.Meta.NodeID, strings.Join(names, ", "))
 		}
 		out = append(out, g)
 	}
