@@ -70,6 +70,11 @@ type Remove struct {
 	MemberID uint64
 	Name     string
 	Reason   string
+	// Confirm, for a member whose host is back without etcd data, is that
+	// host as gossip shows it: a claim anyone with the cluster secret can
+	// make, so the agent first asks it over the control-plane channel and
+	// removes the member only if it answers that it holds no etcd data.
+	Confirm *Member
 }
 
 func (Remove) isAction() {}

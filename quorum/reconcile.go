@@ -260,7 +260,12 @@ func (r reconciler) remove(m EtcdMember, voters []EtcdMember, why string) Action
 	if reachable < majority(left) {
 		return Alert{Reason: fmt.Sprintf("%s; removing it would leave %d reachable of %d voters, no quorum: no membership change", why, reachable, left)}
 	}
-	return Remove{MemberID: m.ID, Name: r.name(m), Reason: why}
+	rm := Remove{MemberID: m.ID, Name: r.name(m), Reason: why}
+	if r.stale(m) {
+		p, _ := r.peer(m)
+		rm.Confirm = &p.Member
+	}
+	return rm
 }
 
 // standbys returns the alive control-plane nodes without etcd data that

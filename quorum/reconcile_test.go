@@ -81,6 +81,10 @@ func TestReconcile(t *testing.T) {
 	with := func(ms []EtcdMember, more ...EtcdMember) []EtcdMember { return append(slices.Clone(ms), more...) }
 	also := func(ps []Peer, more ...Peer) []Peer { return append(slices.Clone(ps), more...) }
 	deadVoter := etcdMember(3, inactive(longAgo))
+	// cp-3's host reinstalled: the node the agent must hear from before
+	// removing the stale member.
+	newCP3 := member(3)
+	newCP3.ID = "id-3-new"
 	deadPeer := peer(3, withData(), failed(longAgo))
 
 	tests := []struct {
@@ -202,12 +206,12 @@ func TestReconcile(t *testing.T) {
 		members: with(healthy, etcdMember(3, inactive(longAgo))),
 		peers: also(up, peer(3, withData(), failed(now.Add(-time.Minute))),
 			peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-30*time.Second))), peer(4)),
-		want: Remove{MemberID: 0x103, Name: "cp-3"}, reason: "back without etcd data (reinstalled or wiped; node ID now id-3-new); the host joins again",
+		want: Remove{MemberID: 0x103, Name: "cp-3", Confirm: &newCP3}, reason: "back without etcd data (reinstalled or wiped; node ID now id-3-new); the host joins again",
 	}, {
 		name:    "case 9, the old entry gone from gossip: remove the stale member",
 		members: with(healthy, etcdMember(3, inactive(longAgo))),
 		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, now.Add(-30*time.Second)))),
-		want:    Remove{MemberID: 0x103, Name: "cp-3"}, reason: "reinstalled",
+		want:    Remove{MemberID: 0x103, Name: "cp-3", Confirm: &newCP3}, reason: "reinstalled",
 	}, {
 		// A reinstalled host can be back before gossip declared it
 		// dead, so its entry may be alive since before the member went
@@ -215,7 +219,7 @@ func TestReconcile(t *testing.T) {
 		name:    "host back without etcd data before gossip saw it die (fast reinstall): remove the stale member",
 		members: with(healthy, etcdMember(3, inactive(longAgo))),
 		peers:   also(up, peer(3, withID("id-3-new"), withStatus(StatusAlive, longAgo.Add(-time.Minute)))),
-		want:    Remove{MemberID: 0x103, Name: "cp-3"}, reason: "back without etcd data",
+		want:    Remove{MemberID: 0x103, Name: "cp-3", Confirm: &newCP3}, reason: "back without etcd data",
 	}, {
 		// Anyone with the cluster secret can gossip under a member's
 		// name without data: that alone never removes a member sooner

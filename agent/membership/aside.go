@@ -71,3 +71,19 @@ func (m *Membership) confirmAside(ctx context.Context, aside quorum.SetAside) bo
 	}
 	return ok
 }
+
+// confirmWithoutData asks the host gossip shows under a member's name,
+// over the control-plane channel, whether it holds no etcd data (a
+// reinstalled host), before its stale member is removed; it says why not
+// otherwise.
+func (m *Membership) confirmWithoutData(ctx context.Context, host quorum.Member) (string, bool) {
+	var st quorum.MemberState
+	if err := m.call(ctx, host.ID, methodState, struct{}{}, &st); err != nil {
+		return fmt.Sprintf("the host under its name without etcd data (node %s) did not confirm it over the control-plane channel "+
+			"(an impostor, or a node without the control-plane key): %v", host.ID, err), false
+	}
+	if st.ClusterID != 0 || st.CommitID != "" {
+		return fmt.Sprintf("the host under its name (node %s) says it holds etcd data of cluster %x (commit %q)", host.ID, st.ClusterID, st.CommitID), false
+	}
+	return "", true
+}

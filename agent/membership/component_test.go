@@ -529,3 +529,40 @@ func TestImpostorsCannotOrphanACommit(t *testing.T) {
 		t.Errorf("condition %+v, want the unconfirmed set-aside explained", cond)
 	}
 }
+
+// Before removing a member whose host is back without etcd data, the
+// reconciler hears it from that host over the control-plane channel: a
+// control-plane node without data confirms; one with a commit does not;
+// a worker gossiping under the name (no control-plane key) cannot.
+func TestStaleRemovalConfirmedByTheHost(t *testing.T) {
+	cp := startLoopback(t, configtest.ControlPlane(t), nil)
+	join := []string{cp.m.g.Addr().String()}
+	cp2cfg := configtest.Parse(t, strings.Replace(configtest.ControlPlaneTOML(t), `node_name = "cp-1"`, `node_name = "cp-2"`, 1))
+	cp2cfg.Gossip.Join = join
+	cp2 := startLoopback(t, cp2cfg, nil)
+	wcfg := configtest.Worker(t)
+	wcfg.Gossip.Join = join
+	w := startLoopback(t, wcfg, nil)
+	waitFor(t, "cp-1 to see cp-2 and w-1 with their RPC addresses", func() bool {
+		a, ok1 := member(cp.m.Members(), "cp-2")
+		b, ok2 := member(cp.m.Members(), "w-1")
+		return ok1 && ok2 && a.Meta.RPCAddr.IsValid() && b.Meta.RPCAddr.IsValid()
+	})
+	ctx := context.Background()
+	host := func(n *loopbackNode, name string) quorum.Member {
+		return quorum.Member{ID: quorum.NodeID(n.store.Snapshot().NodeID), Name: name}
+	}
+	if why, ok := cp.m.confirmWithoutData(ctx, host(cp2, "cp-2")); !ok {
+		t.Errorf("a control-plane node without data: %s", why)
+	}
+	if why, ok := cp.m.confirmWithoutData(ctx, host(w, "cp-2")); ok || !strings.Contains(why, "did not confirm it over the control-plane channel") {
+		t.Errorf("a worker under the name: confirmed %v (%s)", ok, why)
+	}
+	commit := quorum.Commit{Token: "00112233445566778899aabbccddeeff"}
+	if err := cp2.store.Update(func(st *nodestate.State) error { st.Quorum.Commit = &commit; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if why, ok := cp.m.confirmWithoutData(ctx, host(cp2, "cp-2")); ok || !strings.Contains(why, "holds etcd data") {
+		t.Errorf("a host holding a commit: confirmed %v (%s)", ok, why)
+	}
+}

@@ -99,6 +99,15 @@ func (m *Membership) reconcile(ctx context.Context) {
 	case quorum.Promote:
 		_, err = cli.MemberPromote(actx, a.MemberID)
 	case quorum.Remove:
+		if c := a.Confirm; c != nil {
+			if why, ok := m.confirmWithoutData(actx, *c); !ok {
+				m.mu.Lock()
+				rec.alert = fmt.Sprintf("member %s: %s; not removed", a.Name, why)
+				m.mu.Unlock()
+				m.log.Warn("etcd membership needs an operator", "reason", rec.alert)
+				return
+			}
+		}
 		_, err = cli.MemberRemove(actx, a.MemberID)
 	default:
 		m.mu.Lock()
