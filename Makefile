@@ -141,7 +141,7 @@ deb-packages: $(MKDEB) images
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
 	  rm -f $(DEB_OUT)/ecom-agent_*_amd64.deb; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml -image out/images/pause.tar \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml -image out/images/pause.tar -image out/images/coredns.tar \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-agent -out $(DEB_OUT)
 	@$(MAKE) --no-print-directory $(KUBE_DEB) $(CONTAINERD_DEB)
@@ -184,7 +184,7 @@ deb-upgrade: deb
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
 	  rm -rf $(DEB_OUT)/upgrade; mkdir -p $(DEB_OUT)/upgrade; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml -image out/images/pause.tar \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml -image out/images/pause.tar -image out/images/coredns.tar \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-upgrade -out $(DEB_OUT)/upgrade; \
 	  ln -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb $(DEB_OUT)/ecom-agent-containerd_*_amd64.deb $(DEB_OUT)/upgrade/

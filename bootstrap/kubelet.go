@@ -51,7 +51,7 @@ func KubeletConfiguration(cfg *config.Config) *kubeletv1beta1.KubeletConfigurati
 		// Many bare-metal hosts, and this project's test hosts, still run
 		// cgroup v1; the kubelet refuses it unless told otherwise.
 		FailCgroupV1:       ptr.To(false),
-		ResolverConfig:     ptr.To("/etc/resolv.conf"),
+		ResolverConfig:     ptr.To(cfg.Kubelet.ResolvConf),
 		HealthzBindAddress: "127.0.0.1",
 		HealthzPort:        ptr.To[int32](10248),
 	}

@@ -26,6 +26,7 @@ const (
 	defaultCertValidity             = 8760 * time.Hour
 	defaultRenewBefore              = 720 * time.Hour
 	defaultReplaceDeadAfter         = 5 * time.Minute
+	defaultResolvConf               = "/etc/resolv.conf"
 	minReplaceDeadAfter             = 30 * time.Second
 	defaultReadyTimeout             = 5 * time.Minute
 	defaultMetricsAddress           = "127.0.0.1:7948"
@@ -71,6 +72,7 @@ func (l *loader) applyDefaults(c *Config) {
 	set("kubelet.container_runtime_endpoint", func() {
 		c.Kubelet.ContainerRuntimeEndpoint = defaultContainerRuntimeEndpoint
 	})
+	set("kubelet.resolv_conf", func() { c.Kubelet.ResolvConf = defaultResolvConf })
 }
 
 // binaryField is a key of the binaries table and the field it sets.

@@ -91,7 +91,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Etcd:      Etcd{ClientPort: 2379, PeerPort: 2380, ReplaceDeadAfter: Duration{5 * time.Minute}},
 		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
-		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock"},
+		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock", ResolvConf: "/etc/resolv.conf"},
 		Seed:      Seed{Enabled: true},
 		Metrics:   Metrics{Address: "127.0.0.1:7948"},
 	}

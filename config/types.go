@@ -184,6 +184,12 @@ type Seed struct {
 type Kubelet struct {
 	// ContainerRuntimeEndpoint is the CRI socket
 	// (default unix:///run/containerd/containerd.sock).
-	ContainerRuntimeEndpoint string            `toml:"container_runtime_endpoint"`
-	ExtraFlags               map[string]string `toml:"extra_flags"`
+	ContainerRuntimeEndpoint string `toml:"container_runtime_endpoint"`
+	// ResolvConf is the resolv.conf the kubelet gives pods with
+	// dnsPolicy Default, CoreDNS among them: its nameservers are where
+	// cluster DNS forwards names outside the cluster (default
+	// /etc/resolv.conf, like k3s's --resolv-conf). It must list at least
+	// one nameserver that is not loopback.
+	ResolvConf string            `toml:"resolv_conf"`
+	ExtraFlags map[string]string `toml:"extra_flags"`
 }

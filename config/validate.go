@@ -186,6 +186,9 @@ func (l *loader) validatePaths(c *Config) {
 			l.add(b.key, "%q must be an absolute path, e.g. %q", *b.path, defaultBinary(b.key))
 		}
 	}
+	if !filepath.IsAbs(c.Kubelet.ResolvConf) {
+		l.add("kubelet.resolv_conf", "%q must be an absolute path, e.g. %q", c.Kubelet.ResolvConf, defaultResolvConf)
+	}
 	ep := c.Kubelet.ContainerRuntimeEndpoint
 	if path, ok := strings.CutPrefix(ep, "unix://"); !ok || !filepath.IsAbs(path) {
 		l.add("kubelet.container_runtime_endpoint", "%q is not a unix socket URL; write it like %q",

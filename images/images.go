@@ -4,13 +4,14 @@
 // No registry is reachable from the clusters' nodes, so nothing can be
 // pulled: containerd's CRI plugin is configured with PauseImage as its
 // sandbox image (every pod's infrastructure container), and the agent
-// imports the archives (PauseArchive, EchoArchive) from
+// imports the archives (PauseArchive, CoreDNSArchive, EchoArchive) from
 // /var/lib/ecom-agent/images/ into containerd's k8s.io namespace before the
 // kubelet starts. EchoImage is a small HTTP server for the tests: it
 // answers with its pod's name and IP.
 //
 // images/cmd/mkimage (make images) builds the programs in images/pause and
-// images/echo and writes the archives with images/oci.
+// images/echo, and CoreDNS from the module images/coredns pins, and
+// writes the archives with images/oci.
 package images
 
 import (
@@ -30,13 +31,21 @@ import (
 const (
 	PauseImage = "ecom-agent.local/pause:1.0"
 	EchoImage  = "ecom-agent.local/echo:1.0"
+	// CoreDNSImage is the cluster DNS, CoreDNSVersion built from its Go
+	// module (images/coredns pins it and every dependency in go.sum).
+	CoreDNSImage = "ecom-agent.local/coredns:" + CoreDNSVersion
 )
+
+// CoreDNSVersion is the CoreDNS release images/coredns/go.mod builds; a
+// test checks the two agree.
+const CoreDNSVersion = "1.14.7"
 
 // The archives' file names, in mkimage's output directory and in
 // /var/lib/ecom-agent/images/.
 const (
-	PauseArchive = "pause.tar"
-	EchoArchive  = "echo.tar"
+	PauseArchive   = "pause.tar"
+	EchoArchive    = "echo.tar"
+	CoreDNSArchive = "coredns.tar"
 )
 
 // EchoPort is the echo server's port when $PORT is unset.
@@ -48,6 +57,11 @@ const EchoPort = 8080
 const (
 	PauseUser = "65535:65535"
 	EchoUser  = "65534:65534"
+	// CoreDNSUser is root, as upstream's image up to 1.11: binding port
+	// 53 needs CAP_NET_BIND_SERVICE, which Kubernetes gives a non-root
+	// process only through file capabilities; the Deployment drops every
+	// other capability and forbids privilege escalation.
+	CoreDNSUser = "0:0"
 )
 
 // Pause is the pause image around the static pause binary for arch (""
@@ -85,6 +99,26 @@ func Echo(binary []byte, arch string, created time.Time) oci.Image {
 				"org.opencontainers.image.title":       "echo",
 				"org.opencontainers.image.description": "ecom-agent's test server: answers its hostname and IP",
 				"org.opencontainers.image.version":     tag(EchoImage),
+			},
+		},
+	}
+}
+
+// CoreDNS is the cluster DNS image around the static coredns binary.
+func CoreDNS(binary []byte, arch string, created time.Time) oci.Image {
+	return oci.Image{
+		Name:         CoreDNSImage,
+		Architecture: arch,
+		Created:      created,
+		Files:        []oci.File{{Path: "/coredns", Mode: 0o755, Content: binary}},
+		Config: oci.Config{
+			Entrypoint:   []string{"/coredns"},
+			ExposedPorts: []string{"53/tcp", "53/udp"},
+			User:         CoreDNSUser,
+			Labels: map[string]string{
+				"org.opencontainers.image.title":       "coredns",
+				"org.opencontainers.image.description": "CoreDNS " + CoreDNSVersion + ", built by ecom-agent from its Go module for air-gapped clusters",
+				"org.opencontainers.image.version":     tag(CoreDNSImage),
 			},
 		},
 	}

@@ -2,8 +2,10 @@ package images_test
 
 import (
 	"bytes"
+	"os"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +77,28 @@ func TestArch(t *testing.T) {
 	}
 	if a.Config.Architecture != "arm64" || a.ManifestDesc.Platform.Architecture != "arm64" {
 		t.Errorf("config %s, index %+v", a.Config.Architecture, a.ManifestDesc.Platform)
+	}
+}
+
+// The CoreDNS image's tag is the version images/coredns/go.mod builds.
+func TestCoreDNSVersionMatchesItsModule(t *testing.T) {
+	data, err := os.ReadFile("coredns/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "github.com/coredns/coredns v" + images.CoreDNSVersion
+	if !strings.Contains(string(data), want) {
+		t.Errorf("images/coredns/go.mod does not require %s; make images.CoreDNSVersion the version it builds", want)
+	}
+}
+
+// The seeded CoreDNS Deployment runs the image the agent ships.
+func TestSeededCoreDNSRunsTheShippedImage(t *testing.T) {
+	data, err := os.ReadFile("../seed/manifests/00-coredns.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "image: "+images.CoreDNSImage+"\n") {
+		t.Errorf("seed/manifests/00-coredns.yaml does not run %s", images.CoreDNSImage)
 	}
 }

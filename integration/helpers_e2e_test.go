@@ -136,7 +136,24 @@ kubelet = "%[7]s/kubelet"
 kube_proxy = "%[7]s/kube-proxy"
 containerd = "%[8]s/containerd"
 ctr = "%[8]s/ctr"
-`, h.Name(), h.Addr(), testSecret, testControlPlaneKey, expect, extra, kubeBinDir, containerdBinDir)
+[kubelet]
+resolv_conf = %[9]q
+`, h.Name(), h.Addr(), testSecret, testControlPlaneKey, expect, extra, kubeBinDir, containerdBinDir, testResolvConf)
+}
+
+// testResolvConf is the test hosts' resolv.conf for pods (CoreDNS
+// forwards there): the machine's address on the hosts' network, where no
+// DNS server answers; the hosts' own /etc/resolv.conf lists none, which
+// CoreDNS refuses.
+const testResolvConf = "/etc/ecom-agent/resolv.conf"
+
+// writeResolvConf writes testResolvConf on h.
+func writeResolvConf(t *testing.T, h *testhost.Host) {
+	t.Helper()
+	conf := fmt.Sprintf("# e2e: no DNS server answers here; traffic stays on the machine\nnameserver %s\n", h.Gateway())
+	if err := h.WriteFile(testResolvConf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // install puts the agent binary, its unit and config on a host.
@@ -152,10 +169,13 @@ func install(t *testing.T, h *testhost.Host, config string) {
 	if err := h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The pause image the package ships.
-	if err := h.CopyIn(filepath.Join(imagesDir(t), images.PauseArchive), "/usr/share/ecom-agent/images/"+images.PauseArchive, 0o644); err != nil {
-		t.Fatal(err)
+	// The images the package ships.
+	for _, a := range []string{images.PauseArchive, images.CoreDNSArchive} {
+		if err := h.CopyIn(filepath.Join(imagesDir(t), a), "/usr/share/ecom-agent/images/"+a, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	writeResolvConf(t, h)
 	h.MustRun(t, "systemctl", "daemon-reload")
 }
 

@@ -79,8 +79,19 @@ expect = %d
 
 [gossip]
 join = [%s]
-`, cluster, len(peers), strings.Join(quoted, ", "))
+
+# The test hosts' own resolv.conf lists no nameserver, which CoreDNS
+# refuses; pods get one naming the machine (Configure writes it).
+[kubelet]
+resolv_conf = %q
+`, cluster, len(peers), strings.Join(quoted, ", "), ResolvConf)
 }
+
+// ResolvConf is the resolv.conf the demo's kubelets give pods with
+// dnsPolicy Default (CoreDNS): it names the machine's address on the
+// hosts' network, where no DNS server answers, so names outside the
+// cluster fail at once and no traffic leaves the machine.
+const ResolvConf = "/etc/ecom-agent/resolv.conf"
 
 // NewSecret returns a fresh cluster secret.
 func NewSecret() (string, error) {
@@ -225,6 +236,10 @@ func Install(ctx context.Context, h *testhost.Host, debs []string) error {
 // Configure writes the node's config and the cluster secret, as
 // cloud-init's write_files would.
 func Configure(h *testhost.Host, config string, s Secrets) error {
+	resolv := fmt.Sprintf("# the demo: no DNS server answers here\nnameserver %s\n", h.Gateway())
+	if err := h.WriteFile(ResolvConf, []byte(resolv), 0o644); err != nil {
+		return err
+	}
 	if err := h.WriteFile("/etc/ecom-agent/cluster-secret", []byte(s.Cluster+"\n"), 0o600); err != nil {
 		return err
 	}

@@ -48,6 +48,11 @@ func (h *Host) Name() string { return h.name }
 // Addr returns the host's address on the environment's network.
 func (h *Host) Addr() netip.Addr { return h.addr }
 
+// Gateway returns the machine's address on the host's network, its
+// default route: what a test may name as the hosts' upstream DNS server
+// (nothing answers there, and the traffic stays on the machine).
+func (h *Host) Gateway() netip.Addr { return h.env.Gateway() }
+
 // Env returns the environment the host belongs to.
 func (h *Host) Env() *Env { return h.env }
 

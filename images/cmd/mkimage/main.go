@@ -1,13 +1,15 @@
 // Command mkimage builds ecom-agent's own container images as OCI image
 // archives, for air-gapped nodes that cannot pull: the pause image
-// containerd uses as its pod sandbox, and the tests' echo server.
+// containerd uses as its pod sandbox, the cluster DNS (CoreDNS) and the
+// tests' echo server.
 //
-//	go run ./images/cmd/mkimage [-out out/images] [-only pause|echo] [-arch amd64]
-//	                            [-pause-bin FILE] [-echo-bin FILE]
+//	go run ./images/cmd/mkimage [-out out/images] [-only pause|echo|coredns] [-arch amd64]
+//	                            [-pause-bin FILE] [-echo-bin FILE] [-coredns-bin FILE]
 //
-// It builds images/pause and images/echo with `go build` (CGO_ENABLED=0
-// -trimpath -buildvcs=false -ldflags='-s -w', into a temporary directory),
-// or takes prebuilt binaries, and writes <out>/pause.tar and <out>/echo.tar
+// It builds images/pause and images/echo, and CoreDNS in the module
+// images/coredns, with `go build` (CGO_ENABLED=0 -trimpath
+// -buildvcs=false -ldflags='-s -w', into a temporary directory), or takes
+// prebuilt binaries, and writes <out>/pause.tar, <out>/coredns.tar and <out>/echo.tar
 // atomically (a temporary file renamed). Rebuilt from the same sources
 // with the same Go, the archives are byte-identical. Their times are
 // $SOURCE_DATE_EPOCH, or the Unix epoch when it is unset.
@@ -32,14 +34,19 @@ const pkgPath = "github.com/ecom-platform/ecom-agent/images/"
 
 // target is one image mkimage can build.
 type target struct {
-	name    string // program and flag name: pause, echo
+	name    string // program and flag name: pause, echo, coredns
 	archive string
 	image   func(binary []byte, arch string, created time.Time) oci.Image
+	// module is the directory of the module to build pkg in, relative to
+	// the repository; "" for the agent's own module.
+	module, pkg string
 }
 
 var targets = []target{
-	{"pause", images.PauseArchive, images.Pause},
-	{"echo", images.EchoArchive, images.Echo},
+	{"pause", images.PauseArchive, images.Pause, "", pkgPath + "pause"},
+	{"echo", images.EchoArchive, images.Echo, "", pkgPath + "echo"},
+	// CoreDNS from its own module, a tool dependency of images/coredns.
+	{"coredns", images.CoreDNSArchive, images.CoreDNS, "images/coredns", "github.com/coredns/coredns"},
 }
 
 func main() {
@@ -53,7 +60,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "out/images", "output directory")
-	only := fs.String("only", "", "build only this image: pause or echo")
+	only := fs.String("only", "", "build only this image: pause, echo or coredns")
+	repo := fs.String("repo", ".", "the repository's root directory, where modules of other images are")
 	arch := fs.String("arch", runtime.GOARCH, "GOARCH of the binaries and the images (linux only)")
 	goCmd := fs.String("go", goCommand(), "go command to build with (default $GO or go)")
 	bins := map[string]*string{}
@@ -73,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if len(todo) == 0 {
-		return fmt.Errorf("-only %q: want pause or echo", *only)
+		return fmt.Errorf("-only %q: want pause, echo or coredns", *only)
 	}
 	created, err := oci.SourceDateEpoch()
 	if err != nil {
@@ -96,7 +104,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		bin := *bins[t.name]
 		if bin == "" {
 			bin = filepath.Join(tmp, t.name)
-			if err := goBuild(*goCmd, *arch, pkgPath+t.name, bin, stderr); err != nil {
+			dir := ""
+			if t.module != "" {
+				dir = filepath.Join(*repo, t.module)
+			}
+			if err := goBuild(*goCmd, *arch, dir, t.pkg, bin, stderr); err != nil {
 				return err
 			}
 		}
@@ -130,9 +142,11 @@ func goCommand() string {
 	return "go"
 }
 
-// goBuild builds a static, stripped, reproducible linux binary of pkg.
-func goBuild(goCmd, arch, pkg, out string, stderr io.Writer) error {
+// goBuild builds a static, stripped, reproducible linux binary of pkg,
+// in the module at dir ("" for the current directory's).
+func goBuild(goCmd, arch, dir, pkg, out string, stderr io.Writer) error {
 	cmd := exec.Command(goCmd, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Run(); err != nil {
