@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -216,4 +217,53 @@ func TestConnectionsAreCapped(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Errorf("no call went through once the idle connections were gone: %v", last)
+}
+
+// 200 unauthenticated connections, each sending a request body just
+// under the limit and then stalling, hold at most MaxConns bodies in the
+// server's memory: the rest wait in the listen backlog.
+func TestUnauthenticatedConnectionsBoundMemory(t *testing.T) {
+	n := startNode(t, testOptions("node-b"))
+	const conns = 200
+	body := bytes.Repeat([]byte{'x'}, DefaultMaxMessageBytes-1)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range conns {
+		c, err := net.DialTimeout("tcp", n.addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		// Writes to a connection waiting in the backlog fill the
+		// kernel's buffers, not the server's heap; never block on them.
+		go func() {
+			fmt.Fprintf(c, "POST /v1/peer/promise HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", DefaultMaxMessageBytes)
+			_, _ = c.Write(body)
+		}()
+	}
+	// Let the server read what it accepts, then measure, at most 50 times.
+	var peak uint64
+	for range 50 {
+		time.Sleep(100 * time.Millisecond)
+		var now runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&now)
+		if now.HeapInuse > before.HeapInuse && now.HeapInuse-before.HeapInuse > peak {
+			peak = now.HeapInuse - before.HeapInuse
+		}
+	}
+	// Each served connection may hold its body in a buffer grown to
+	// twice its size; the bound leaves room for the test's own body.
+	limit := uint64(MaxConns*2*DefaultMaxMessageBytes + 8<<20)
+	t.Logf("heap grew by at most %d KiB with %d connections (limit %d KiB)", peak>>10, conns, limit>>10)
+	if peak > limit {
+		t.Errorf("heap grew by %d KiB, more than %d KiB: connections are not capped", peak>>10, limit>>10)
+	}
 }
