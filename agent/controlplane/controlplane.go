@@ -161,7 +161,11 @@ func (cp *ControlPlane) Withdraw(ctx context.Context) {
 	cp.seed = status.SeedStatus{Enabled: cp.d.Config.Seed.Enabled}
 	cp.seedCancel, cp.seedDone = nil, nil
 	cp.mu.Unlock()
-	_ = cp.d.Store.Update(func(s *nodestate.State) error { s.ControlPlaneUnits = false; return nil })
+	if err := cp.d.Store.Update(func(s *nodestate.State) error { s.ControlPlaneUnits = false; return nil }); err != nil {
+		// The units are stopped; the next start finds them so and
+		// starts them again whatever the state file says.
+		cp.d.Log.Error("record the control-plane units as stopped", "err", err)
+	}
 }
 
 // units are the control-plane units in start order: kube-apiserver

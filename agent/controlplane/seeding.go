@@ -65,8 +65,10 @@ func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config)
 		if err != nil && sctx.Err() == nil {
 			d.Log.Error("seeding stopped", "err", err)
 			cp.mu.Lock()
-			cp.seed.Error = err.Error()
-			cp.seedCancel = nil
+			if cp.seedDone == done { // not a seeder started after this one
+				cp.seed.Error = err.Error()
+				cp.seedCancel = nil
+			}
 			cp.mu.Unlock()
 		}
 	}()
