@@ -124,7 +124,7 @@ func agentRun(b *testing.B, s samples) {
 			b.Fatal(err)
 		}
 	}
-	secret, _ := demo.NewSecret()
+	secret, _ := demo.NewSecrets()
 	for _, h := range hosts {
 		if err := demo.Configure(h, demo.Config("bench", peers), secret); err != nil {
 			b.Fatal(err)
