@@ -72,6 +72,12 @@ func newMembership(t *testing.T, cfg *config.Config, sd Systemd, now func() time
 func startLoopback(t *testing.T, cfg *config.Config, now func() time.Time) *loopbackNode {
 	t.Helper()
 	m, store, root := newMembership(t, cfg, &scriptedSystemd{st: units.UnitStatus{Name: bootstrap.EtcdUnit, ActiveState: units.Active}}, now)
+	return start(t, m, store, root, cfg)
+}
+
+// start starts a membership built by the test; the test's cleanup stops it.
+func start(t *testing.T, m *Membership, store *nodestate.Store, root *hostfs.Root, cfg *config.Config) *loopbackNode {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := m.Start(ctx); err != nil {
 		cancel()
@@ -508,18 +514,8 @@ func TestImpostorsCannotOrphanACommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = m.Stop(sctx)
-	})
-	if err := m.Step(ctx); err != nil {
+	start(t, m, store, root, cfg)
+	if err := m.Step(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if c := store.Snapshot().Quorum.Commit; c == nil || c.ID() != commit.ID() {
