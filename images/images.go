@@ -67,58 +67,42 @@ const (
 // Pause is the pause image around the static pause binary for arch (""
 // is runtime.GOARCH), created at created (zero: the Unix epoch).
 func Pause(binary []byte, arch string, created time.Time) oci.Image {
-	return oci.Image{
-		Name:         PauseImage,
-		Architecture: arch,
-		Created:      created,
-		Files:        []oci.File{{Path: "/pause", Mode: 0o755, Content: binary}},
-		Config: oci.Config{
-			Entrypoint: []string{"/pause"},
-			User:       PauseUser,
-			Labels: map[string]string{
-				"org.opencontainers.image.title":       "pause",
-				"org.opencontainers.image.description": "ecom-agent's pod sandbox (pause) image",
-				"org.opencontainers.image.version":     tag(PauseImage),
-			},
-		},
-	}
+	return program{PauseImage, "pause", PauseUser, "ecom-agent's pod sandbox (pause) image", nil}.image(binary, arch, created)
 }
 
 // Echo is the echo server's image around the static echo binary.
 func Echo(binary []byte, arch string, created time.Time) oci.Image {
-	return oci.Image{
-		Name:         EchoImage,
-		Architecture: arch,
-		Created:      created,
-		Files:        []oci.File{{Path: "/echo", Mode: 0o755, Content: binary}},
-		Config: oci.Config{
-			Entrypoint:   []string{"/echo"},
-			ExposedPorts: []string{strconv.Itoa(EchoPort) + "/tcp"},
-			User:         EchoUser,
-			Labels: map[string]string{
-				"org.opencontainers.image.title":       "echo",
-				"org.opencontainers.image.description": "ecom-agent's test server: answers its hostname and IP",
-				"org.opencontainers.image.version":     tag(EchoImage),
-			},
-		},
-	}
+	return program{EchoImage, "echo", EchoUser, "ecom-agent's test server: answers its hostname and IP",
+		[]string{strconv.Itoa(EchoPort) + "/tcp"}}.image(binary, arch, created)
 }
 
 // CoreDNS is the cluster DNS image around the static coredns binary.
 func CoreDNS(binary []byte, arch string, created time.Time) oci.Image {
+	return program{CoreDNSImage, "coredns", CoreDNSUser,
+		"CoreDNS " + CoreDNSVersion + ", built by ecom-agent from its Go module for air-gapped clusters",
+		[]string{"53/tcp", "53/udp"}}.image(binary, arch, created)
+}
+
+// program is an image of one static binary at /<title>, its entrypoint.
+type program struct {
+	name, title, user, description string
+	ports                          []string
+}
+
+func (p program) image(binary []byte, arch string, created time.Time) oci.Image {
 	return oci.Image{
-		Name:         CoreDNSImage,
+		Name:         p.name,
 		Architecture: arch,
 		Created:      created,
-		Files:        []oci.File{{Path: "/coredns", Mode: 0o755, Content: binary}},
+		Files:        []oci.File{{Path: "/" + p.title, Mode: 0o755, Content: binary}},
 		Config: oci.Config{
-			Entrypoint:   []string{"/coredns"},
-			ExposedPorts: []string{"53/tcp", "53/udp"},
-			User:         CoreDNSUser,
+			Entrypoint:   []string{"/" + p.title},
+			ExposedPorts: p.ports,
+			User:         p.user,
 			Labels: map[string]string{
-				"org.opencontainers.image.title":       "coredns",
-				"org.opencontainers.image.description": "CoreDNS " + CoreDNSVersion + ", built by ecom-agent from its Go module for air-gapped clusters",
-				"org.opencontainers.image.version":     tag(CoreDNSImage),
+				"org.opencontainers.image.title":       p.title,
+				"org.opencontainers.image.description": p.description,
+				"org.opencontainers.image.version":     tag(p.name),
 			},
 		},
 	}
