@@ -134,6 +134,10 @@ deb:
 	@kube=$$(tools/kube/build.sh) && containerd=$$(tools/containerd/build.sh) && \
 	  $(MAKE) --no-print-directory deb-packages KUBE_DIR="$$kube" CONTAINERD_DIR="$$containerd"
 
+# The images every node imports (the pod sandbox and the add-ons), shipped
+# in the agent's package.
+NODE_IMAGES := pause.tar coredns.tar local-path-provisioner.tar volume-helper.tar metrics-server.tar
+
 deb-packages: $(MKDEB) images
 	@mkdir -p $(DEB_TMP)
 	set -e; export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
@@ -141,7 +145,7 @@ deb-packages: $(MKDEB) images
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
 	  rm -f $(DEB_OUT)/ecom-agent_*_amd64.deb; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml -image out/images/pause.tar -image out/images/coredns.tar \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml $(addprefix -image out/images/,$(NODE_IMAGES)) \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-agent -out $(DEB_OUT)
 	@$(MAKE) --no-print-directory $(KUBE_DEB) $(CONTAINERD_DEB)
@@ -184,7 +188,7 @@ deb-upgrade: deb
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
 	  rm -rf $(DEB_OUT)/upgrade; mkdir -p $(DEB_OUT)/upgrade; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml -image out/images/pause.tar -image out/images/coredns.tar \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml $(addprefix -image out/images/,$(NODE_IMAGES)) \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-upgrade -out $(DEB_OUT)/upgrade; \
 	  ln -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb $(DEB_OUT)/ecom-agent-containerd_*_amd64.deb $(DEB_OUT)/upgrade/
@@ -196,8 +200,10 @@ deb-test:
 # imports image archives into containerd's k8s.io namespace instead of
 # pulling. out/images/pause.tar is the pod sandbox image containerd is
 # configured with (ecom-agent.local/pause:1.0), out/images/echo.tar the
-# tests' server (ecom-agent.local/echo:1.0); both built from Go by
-# images/cmd/mkimage, reproducibly (same sources and Go, same bytes).
+# tests' server (ecom-agent.local/echo:1.0), the others the add-ons'
+# (CoreDNS, local-path-provisioner and its volume helper, metrics-server);
+# all built from Go by images/cmd/mkimage, reproducibly (same sources and
+# Go, same bytes), the upstream ones from the modules images/*/go.mod pin.
 # Phony, or make would call it up to date: images/ is a directory.
 .PHONY: images
 images:

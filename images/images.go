@@ -34,19 +34,45 @@ const (
 	// CoreDNSImage is the cluster DNS, CoreDNSVersion built from its Go
 	// module (images/coredns pins it and every dependency in go.sum).
 	CoreDNSImage = "ecom-agent.local/coredns:" + CoreDNSVersion
+	// LocalPathImage is the node-local volume provisioner,
+	// LocalPathVersion of rancher's local-path-provisioner built from its
+	// Go module (images/local-path); VolumeHelperImage is the helper it
+	// runs on a volume's node to create and delete the volume's directory
+	// (images/volume-helper, in place of upstream's busybox and scripts).
+	LocalPathImage    = "ecom-agent.local/local-path-provisioner:" + LocalPathVersion
+	VolumeHelperImage = "ecom-agent.local/volume-helper:1.0"
+	// MetricsServerImage serves the metrics API (HPA, kubectl top),
+	// MetricsServerVersion built from its Go module (images/metrics-server).
+	MetricsServerImage = "ecom-agent.local/metrics-server:" + MetricsServerVersion
 )
 
 // CoreDNSVersion is the CoreDNS release images/coredns/go.mod builds; a
 // test checks the two agree.
 const CoreDNSVersion = "1.14.7"
 
+// LocalPathVersion and MetricsServerVersion are the releases
+// images/local-path/go.mod and images/metrics-server/go.mod build (with
+// a "v" there); a test checks they agree.
+const (
+	LocalPathVersion     = "0.0.30"
+	MetricsServerVersion = "0.8.0"
+)
+
 // The archives' file names, in mkimage's output directory and in
 // /var/lib/ecom-agent/images/.
 const (
-	PauseArchive   = "pause.tar"
-	EchoArchive    = "echo.tar"
-	CoreDNSArchive = "coredns.tar"
+	PauseArchive         = "pause.tar"
+	EchoArchive          = "echo.tar"
+	CoreDNSArchive       = "coredns.tar"
+	LocalPathArchive     = "local-path-provisioner.tar"
+	VolumeHelperArchive  = "volume-helper.tar"
+	MetricsServerArchive = "metrics-server.tar"
 )
+
+// NodeArchives are the archives every node imports: the pod sandbox and
+// the add-ons' images (the agent's package ships them; the Makefile's
+// NODE_IMAGES lists the same). EchoArchive is for the tests only.
+var NodeArchives = []string{PauseArchive, CoreDNSArchive, LocalPathArchive, VolumeHelperArchive, MetricsServerArchive}
 
 // EchoPort is the echo server's port when $PORT is unset.
 const EchoPort = 8080
@@ -62,6 +88,13 @@ const (
 	// process only through file capabilities; the Deployment drops every
 	// other capability and forbids privilege escalation.
 	CoreDNSUser = "0:0"
+	// VolumeHelperUser is root: it creates and deletes directories in the
+	// root-owned storage directory of the host.
+	VolumeHelperUser = "0:0"
+	// LocalPathUser and MetricsServerUser only talk to the API server
+	// and the kubelets.
+	LocalPathUser     = "65534:65534"
+	MetricsServerUser = "65534:65534"
 )
 
 // Pause is the pause image around the static pause binary for arch (""
@@ -81,6 +114,27 @@ func CoreDNS(binary []byte, arch string, created time.Time) oci.Image {
 	return program{CoreDNSImage, "coredns", CoreDNSUser,
 		"CoreDNS " + CoreDNSVersion + ", built by ecom-agent from its Go module for air-gapped clusters",
 		[]string{"53/tcp", "53/udp"}}.image(binary, arch, created)
+}
+
+// LocalPath is the provisioner's image around the static
+// local-path-provisioner binary.
+func LocalPath(binary []byte, arch string, created time.Time) oci.Image {
+	return program{LocalPathImage, "local-path-provisioner", LocalPathUser,
+		"local-path-provisioner " + LocalPathVersion + ", built by ecom-agent from its Go module for air-gapped clusters", nil}.image(binary, arch, created)
+}
+
+// VolumeHelper is the image of the provisioner's helper pods.
+func VolumeHelper(binary []byte, arch string, created time.Time) oci.Image {
+	return program{VolumeHelperImage, "volume-helper", VolumeHelperUser,
+		"ecom-agent's helper of local-path-provisioner: creates and deletes volume directories", nil}.image(binary, arch, created)
+}
+
+// MetricsServer is the metrics API's image around the static
+// metrics-server binary.
+func MetricsServer(binary []byte, arch string, created time.Time) oci.Image {
+	return program{MetricsServerImage, "metrics-server", MetricsServerUser,
+		"metrics-server " + MetricsServerVersion + ", built by ecom-agent from its Go module for air-gapped clusters",
+		[]string{"10250/tcp"}}.image(binary, arch, created)
 }
 
 // program is an image of one static binary at /<title>, its entrypoint.

@@ -24,6 +24,7 @@ func TestImages(t *testing.T) {
 	}{
 		{images.Pause(bin, "", time.Time{}), images.PauseImage, "pause", "65535:65535", nil},
 		{images.Echo(bin, "", time.Time{}), images.EchoImage, "echo", "65534:65534", map[string]struct{}{"8080/tcp": {}}},
+		{images.VolumeHelper(bin, "", time.Time{}), images.VolumeHelperImage, "volume-helper", "0:0", nil},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -80,25 +81,55 @@ func TestArch(t *testing.T) {
 	}
 }
 
-// The CoreDNS image's tag is the version images/coredns/go.mod builds.
-func TestCoreDNSVersionMatchesItsModule(t *testing.T) {
-	data, err := os.ReadFile("coredns/go.mod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "github.com/coredns/coredns v" + images.CoreDNSVersion
-	if !strings.Contains(string(data), want) {
-		t.Errorf("images/coredns/go.mod does not require %s; make images.CoreDNSVersion the version it builds", want)
+// The images built from other modules are tagged with the version their
+// module builds, and the seeded add-ons run the images the agent ships.
+var modules = []struct {
+	image, gomod, require, manifest string
+}{
+	{images.CoreDNSImage, "coredns/go.mod", "github.com/coredns/coredns v" + images.CoreDNSVersion, "00-coredns.yaml"},
+	{images.LocalPathImage, "local-path/go.mod", "github.com/rancher/local-path-provisioner v" + images.LocalPathVersion, "01-local-path.yaml"},
+	{images.MetricsServerImage, "metrics-server/go.mod", "sigs.k8s.io/metrics-server v" + images.MetricsServerVersion, "02-metrics-server.yaml"},
+}
+
+func TestVersionsMatchTheirModules(t *testing.T) {
+	for _, m := range modules {
+		data, err := os.ReadFile(m.gomod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), m.require+" ") && !strings.Contains(string(data), m.require+"\n") {
+			t.Errorf("images/%s does not require %s; make the version in images.go the one it builds", m.gomod, m.require)
+		}
 	}
 }
 
-// The seeded CoreDNS Deployment runs the image the agent ships.
-func TestSeededCoreDNSRunsTheShippedImage(t *testing.T) {
-	data, err := os.ReadFile("../seed/manifests/00-coredns.yaml")
+func TestSeededAddOnsRunTheShippedImages(t *testing.T) {
+	for _, m := range modules {
+		data, err := os.ReadFile("../seed/manifests/" + m.manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "image: "+m.image+"\n") {
+			t.Errorf("seed/manifests/%s does not run %s", m.manifest, m.image)
+		}
+	}
+	data, err := os.ReadFile("../seed/manifests/01-local-path.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(data), "image: "+images.CoreDNSImage+"\n") {
-		t.Errorf("seed/manifests/00-coredns.yaml does not run %s", images.CoreDNSImage)
+	if !strings.Contains(string(data), "image: "+images.VolumeHelperImage+"\n") {
+		t.Errorf("the provisioner's helper pods do not run %s", images.VolumeHelperImage)
+	}
+}
+
+// The Makefile packages the archives every node needs.
+func TestMakefileShipsTheNodeArchives(t *testing.T) {
+	data, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "NODE_IMAGES := " + strings.Join(images.NodeArchives, " ") + "\n"
+	if !strings.Contains(string(data), want) {
+		t.Errorf("the Makefile lacks %q", want)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/images"
@@ -47,6 +48,9 @@ var targets = []target{
 	{"echo", images.EchoArchive, images.Echo, "", pkgPath + "echo"},
 	// CoreDNS from its own module, a tool dependency of images/coredns.
 	{"coredns", images.CoreDNSArchive, images.CoreDNS, "images/coredns", "github.com/coredns/coredns"},
+	{"local-path", images.LocalPathArchive, images.LocalPath, "images/local-path", "github.com/rancher/local-path-provisioner"},
+	{"volume-helper", images.VolumeHelperArchive, images.VolumeHelper, "", pkgPath + "volume-helper"},
+	{"metrics-server", images.MetricsServerArchive, images.MetricsServer, "images/metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"},
 }
 
 func main() {
@@ -60,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "out/images", "output directory")
-	only := fs.String("only", "", "build only this image: pause, echo or coredns")
+	only := fs.String("only", "", "build only this image: one of "+names())
 	repo := fs.String("repo", ".", "the repository's root directory, where modules of other images are")
 	arch := fs.String("arch", runtime.GOARCH, "GOARCH of the binaries and the images (linux only)")
 	goCmd := fs.String("go", goCommand(), "go command to build with (default $GO or go)")
@@ -81,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if len(todo) == 0 {
-		return fmt.Errorf("-only %q: want pause, echo or coredns", *only)
+		return fmt.Errorf("-only %q: want one of %s", *only, names())
 	}
 	created, err := oci.SourceDateEpoch()
 	if err != nil {
@@ -132,6 +136,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: %s %s (binary %d bytes, archive %d bytes)\n", file, img.Name, digest, len(data), st.Size())
 	}
 	return nil
+}
+
+// names lists the targets' names, for messages.
+func names() string {
+	var n []string
+	for _, t := range targets {
+		n = append(n, t.name)
+	}
+	return strings.Join(n, ", ")
 }
 
 // goCommand is $GO (the Makefile's variable, when exported) or "go".

@@ -48,20 +48,37 @@ func dirNames(t *testing.T, dir string) []string {
 func TestPrebuilt(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "")
 	bins := t.TempDir()
-	pauseBin, echoBin, corednsBin := filepath.Join(bins, "p"), filepath.Join(bins, "e"), filepath.Join(bins, "c")
-	for file, content := range map[string]string{pauseBin: "pause binary", echoBin: "echo binary", corednsBin: "coredns binary"} {
-		if err := os.WriteFile(file, []byte(content), 0o755); err != nil {
+	var args []string
+	for _, tg := range targets {
+		bin := filepath.Join(bins, tg.name)
+		if err := os.WriteFile(bin, []byte(tg.name+" binary"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		args = append(args, "-"+tg.name+"-bin", bin)
 	}
+	pauseBin, echoBin := filepath.Join(bins, "pause"), filepath.Join(bins, "echo")
 	out := filepath.Join(t.TempDir(), "a", "b")
 	var stdout bytes.Buffer
-	args := []string{"-out", out, "-pause-bin", pauseBin, "-echo-bin", echoBin, "-coredns-bin", corednsBin, "-go", "/nonexistent/go"}
+	args = append(args, "-out", out, "-go", "/nonexistent/go")
 	if err := run(args, &stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if got := dirNames(t, out); strings.Join(got, " ") != "coredns.tar echo.tar pause.tar" {
+	want := "coredns.tar echo.tar local-path-provisioner.tar metrics-server.tar pause.tar volume-helper.tar"
+	if got := dirNames(t, out); strings.Join(got, " ") != want {
 		t.Errorf("out holds %q", got)
+	}
+	for _, tc := range []struct{ archive, image, file, user string }{
+		{images.LocalPathArchive, images.LocalPathImage, "local-path-provisioner", images.LocalPathUser},
+		{images.VolumeHelperArchive, images.VolumeHelperImage, "volume-helper", images.VolumeHelperUser},
+		{images.MetricsServerArchive, images.MetricsServerImage, "metrics-server", images.MetricsServerUser},
+	} {
+		a := check(t, filepath.Join(out, tc.archive), tc.image)
+		if f, ok := a.LayerFile(tc.file); !ok || f.Mode != 0o755 || !strings.HasSuffix(string(f.Content), " binary") {
+			t.Errorf("%s layer %+v", tc.archive, a.Layer)
+		}
+		if a.Config.Config.User != tc.user || strings.Join(a.Config.Config.Entrypoint, " ") != "/"+tc.file {
+			t.Errorf("%s config %+v", tc.archive, a.Config.Config)
+		}
 	}
 	c := check(t, filepath.Join(out, images.CoreDNSArchive), images.CoreDNSImage)
 	if f, ok := c.LayerFile("coredns"); !ok || string(f.Content) != "coredns binary" || f.Mode != 0o755 {
@@ -95,7 +112,9 @@ func TestPrebuilt(t *testing.T) {
 	if !bytes.Equal(before, after) {
 		t.Error("rebuilt echo.tar differs")
 	}
-	os.Remove(filepath.Join(out, images.CoreDNSArchive))
+	for _, a := range []string{images.CoreDNSArchive, images.LocalPathArchive, images.MetricsServerArchive, images.VolumeHelperArchive} {
+		os.Remove(filepath.Join(out, a))
+	}
 	if got := dirNames(t, out); strings.Join(got, " ") != "echo.tar" {
 		t.Errorf("-only echo: out holds %q", got)
 	}
@@ -129,8 +148,9 @@ func TestBadArgs(t *testing.T) {
 
 // TestBuild builds the agent's own programs as `make images` does,
 // twice: the archives are byte-identical, the binaries static. (CoreDNS,
-// a far larger build from its own module, is built by `make images` and
-// run by the e2e suite; here a stand-in binary.)
+// local-path-provisioner and metrics-server, far larger builds from
+// their own modules, are built by `make images` and run by the e2e suite;
+// here stand-in binaries.)
 func TestBuild(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")
@@ -140,18 +160,25 @@ func TestBuild(t *testing.T) {
 	}
 	t.Setenv("SOURCE_DATE_EPOCH", "")
 	first, second := t.TempDir(), t.TempDir()
-	stand := filepath.Join(t.TempDir(), "coredns")
+	stand := filepath.Join(t.TempDir(), "stand-in")
 	if err := os.WriteFile(stand, []byte("stand-in"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	var args []string
+	for _, tg := range targets {
+		if tg.module != "" {
+			args = append(args, "-"+tg.name+"-bin", stand)
+		}
+	}
 	for _, out := range []string{first, second} {
-		if err := run([]string{"-out", out, "-coredns-bin", stand}, io.Discard, os.Stderr); err != nil {
+		if err := run(append([]string{"-out", out}, args...), io.Discard, os.Stderr); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, tc := range []struct{ file, name, bin string }{
 		{images.PauseArchive, images.PauseImage, "pause"},
 		{images.EchoArchive, images.EchoImage, "echo"},
+		{images.VolumeHelperArchive, images.VolumeHelperImage, "volume-helper"},
 	} {
 		a1, _ := os.ReadFile(filepath.Join(first, tc.file))
 		a2, _ := os.ReadFile(filepath.Join(second, tc.file))
