@@ -27,6 +27,7 @@ const (
 	defaultRenewBefore              = 720 * time.Hour
 	defaultReplaceDeadAfter         = 5 * time.Minute
 	defaultResolvConf               = "/etc/resolv.conf"
+	defaultStorageDir               = "/var/lib/ecom-agent/storage"
 	minReplaceDeadAfter             = 30 * time.Second
 	defaultReadyTimeout             = 5 * time.Minute
 	defaultMetricsAddress           = "127.0.0.1:7948"
@@ -68,6 +69,10 @@ func (l *loader) applyDefaults(c *Config) {
 	set("apiserver.port", func() { c.APIServer.Port = defaultAPIServerPort })
 	set("apiserver.ready_timeout", func() { c.APIServer.ReadyTimeout.Duration = defaultReadyTimeout })
 	set("seed.enabled", func() { c.Seed.Enabled = true })
+	set("addons.dns", func() { c.AddOns.DNS = true })
+	set("addons.storage", func() { c.AddOns.Storage = true })
+	set("addons.metrics", func() { c.AddOns.Metrics = true })
+	set("addons.storage_dir", func() { c.AddOns.StorageDir = defaultStorageDir })
 	set("metrics.address", func() { c.Metrics.Address = defaultMetricsAddress })
 	set("kubelet.container_runtime_endpoint", func() {
 		c.Kubelet.ContainerRuntimeEndpoint = defaultContainerRuntimeEndpoint

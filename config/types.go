@@ -88,6 +88,7 @@ type Config struct {
 	Scheduler         Component `toml:"scheduler"`
 	Kubelet           Kubelet   `toml:"kubelet"`
 	Seed              Seed      `toml:"seed"`
+	AddOns            AddOns    `toml:"addons"`
 	Metrics           Metrics   `toml:"metrics"`
 }
 
@@ -178,6 +179,23 @@ type Seed struct {
 	// Enabled turns seeding on (default true). When off, no agent of
 	// this node takes part in the seeding Lease.
 	Enabled bool `toml:"enabled"`
+}
+
+// AddOns switches the cluster add-ons the seeder applies with the
+// platform's manifests, each on by default; a cluster that brings its own
+// DNS, storage or metrics API turns the agent's off (the seeder then
+// prunes what it applied of it before).
+type AddOns struct {
+	// DNS is CoreDNS, Deployment kube-system/coredns and Service kube-dns.
+	DNS bool `toml:"dns"`
+	// Storage is the default StorageClass local-path and its node-local
+	// provisioner (namespace local-path-storage).
+	Storage bool `toml:"storage"`
+	// Metrics is metrics-server, the metrics API of HPAs and kubectl top.
+	Metrics bool `toml:"metrics"`
+	// StorageDir is where the local volumes live on every node (default
+	// /var/lib/ecom-agent/storage), one directory per claim.
+	StorageDir string `toml:"storage_dir"`
 }
 
 // Kubelet configures the kubelet.

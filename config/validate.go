@@ -189,6 +189,9 @@ func (l *loader) validatePaths(c *Config) {
 	if !filepath.IsAbs(c.Kubelet.ResolvConf) {
 		l.add("kubelet.resolv_conf", "%q must be an absolute path, e.g. %q", c.Kubelet.ResolvConf, defaultResolvConf)
 	}
+	if d := c.AddOns.StorageDir; !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+		l.add("addons.storage_dir", "%q must be a clean absolute directory other than /, e.g. %q", d, defaultStorageDir)
+	}
 	ep := c.Kubelet.ContainerRuntimeEndpoint
 	if path, ok := strings.CutPrefix(ep, "unix://"); !ok || !filepath.IsAbs(path) {
 		l.add("kubelet.container_runtime_endpoint", "%q is not a unix socket URL; write it like %q",

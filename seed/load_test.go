@@ -1,6 +1,8 @@
 package seed
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +18,7 @@ func cm(name, extra string) string {
 	return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n  namespace: demo\ndata:\n  k: " + extra + "\n"
 }
 
-var testVars = Vars{ClusterName: "prod-eu", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10"}
+var testVars = Vars{ClusterName: "prod-eu", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent/storage"}
 
 // newRoot returns a host root in a temporary directory and writes files
 // into its manifests directory.
@@ -246,4 +248,36 @@ func TestEmbeddedManifestsLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d files, %d objects", len(set.Files), len(set.Manifests))
+}
+
+// An add-on switched off in the config leaves its file, and nothing else,
+// out of the set.
+func TestEmbeddedWithout(t *testing.T) {
+	all, problems := Load(nil, "", Embedded(), testVars)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	set, problems := Load(nil, "", EmbeddedWithout(AddOnStorage, AddOnMetrics), testVars)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	files := map[string]int{}
+	for _, m := range set.Manifests {
+		files[m.File]++
+	}
+	if files[AddOnFile[AddOnStorage]] != 0 || files[AddOnFile[AddOnMetrics]] != 0 || files[AddOnFile[AddOnDNS]] == 0 {
+		t.Errorf("files loaded %v", files)
+	}
+	var left int
+	for _, m := range all.Manifests {
+		if m.File != AddOnFile[AddOnStorage] && m.File != AddOnFile[AddOnMetrics] {
+			left++
+		}
+	}
+	if len(set.Manifests) != left || set.Hash == all.Hash {
+		t.Errorf("%d manifests, want %d; hash changed: %v", len(set.Manifests), left, set.Hash != all.Hash)
+	}
+	if _, err := fs.ReadFile(EmbeddedWithout(AddOnDNS), AddOnFile[AddOnDNS]); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("reading a hidden file: %v", err)
+	}
 }

@@ -76,12 +76,72 @@ func Embedded() fs.FS {
 	return sub
 }
 
-// Vars are substituted for @@CLUSTER_NAME@@, @@CLUSTER_DOMAIN@@ and
-// @@CLUSTER_DNS_IP@@ in the text of the manifests before they are parsed.
+// The cluster add-ons among the embedded manifests, each in one file the
+// config can leave out (AddOnFile).
+const (
+	AddOnDNS     = "dns"
+	AddOnStorage = "storage"
+	AddOnMetrics = "metrics"
+)
+
+// AddOnFile is the embedded manifest file of each add-on.
+var AddOnFile = map[string]string{
+	AddOnDNS:     "00-coredns.yaml",
+	AddOnStorage: "01-local-path.yaml",
+	AddOnMetrics: "02-metrics-server.yaml",
+}
+
+// EmbeddedWithout returns the embedded manifests less the files of the
+// add-ons named (switched off in the config). An unknown name panics: the
+// names are the constants above.
+func EmbeddedWithout(addOns ...string) fs.FS {
+	hide := map[string]bool{}
+	for _, a := range addOns {
+		f, ok := AddOnFile[a]
+		if !ok {
+			panic("seed: unknown add-on " + a)
+		}
+		hide[f] = true
+	}
+	return without{Embedded(), hide}
+}
+
+// without is an FS of files at its root with some of them hidden.
+type without struct {
+	fs.FS
+	hide map[string]bool
+}
+
+func (w without) Open(name string) (fs.File, error) {
+	if w.hide[name] {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return w.FS.Open(name)
+}
+
+func (w without) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := fs.ReadDir(w.FS, name)
+	if name != "." {
+		return entries, err
+	}
+	kept := entries[:0:0]
+	for _, e := range entries {
+		if !w.hide[e.Name()] {
+			kept = append(kept, e)
+		}
+	}
+	return kept, err
+}
+
+// Vars are substituted for @@CLUSTER_NAME@@, @@CLUSTER_DOMAIN@@,
+// @@CLUSTER_DNS_IP@@ and @@STORAGE_DIR@@ in the text of the manifests
+// before they are parsed.
 type Vars struct {
 	ClusterName   string
 	ClusterDomain string
 	ClusterDNSIP  string
+	// StorageDir is the nodes' directory of local volumes.
+	StorageDir string
 }
 
 func (v Vars) values() map[string]string {
@@ -89,6 +149,7 @@ func (v Vars) values() map[string]string {
 		"CLUSTER_NAME":   v.ClusterName,
 		"CLUSTER_DOMAIN": v.ClusterDomain,
 		"CLUSTER_DNS_IP": v.ClusterDNSIP,
+		"STORAGE_DIR":    v.StorageDir,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/kubeclient"
 	"github.com/ecom-platform/ecom-agent/seed"
 	"github.com/ecom-platform/ecom-agent/status"
@@ -58,7 +59,9 @@ func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config)
 				ClusterName:   cfg.ClusterName,
 				ClusterDomain: cfg.Network.ClusterDomain,
 				ClusterDNSIP:  cfg.ClusterDNSIP().String(),
+				StorageDir:    cfg.AddOns.StorageDir,
 			},
+			Embedded:  seed.EmbeddedWithout(addOnsOff(cfg.AddOns)...),
 			OnLeading: cp.setLeader,
 			OnReport:  cp.setReport,
 		})
@@ -72,6 +75,20 @@ func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config)
 			cp.mu.Unlock()
 		}
 	}()
+}
+
+// addOnsOff names the add-ons the config switches off.
+func addOnsOff(a config.AddOns) []string {
+	var off []string
+	for _, x := range []struct {
+		on   bool
+		name string
+	}{{a.DNS, seed.AddOnDNS}, {a.Storage, seed.AddOnStorage}, {a.Metrics, seed.AddOnMetrics}} {
+		if !x.on {
+			off = append(off, x.name)
+		}
+	}
+	return off
 }
 
 // Stop ends the seeder (releasing its Lease) and waits for it, at most
