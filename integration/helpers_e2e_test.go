@@ -170,7 +170,7 @@ func install(t *testing.T, h *testhost.Host, config string) {
 		t.Fatal(err)
 	}
 	// The images the package ships.
-	for _, a := range []string{images.PauseArchive, images.CoreDNSArchive} {
+	for _, a := range images.NodeArchives {
 		if err := h.CopyIn(filepath.Join(imagesDir(t), a), "/usr/share/ecom-agent/images/"+a, 0o644); err != nil {
 			t.Fatal(err)
 		}

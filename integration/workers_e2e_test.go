@@ -227,6 +227,10 @@ spec:
 		})
 	})
 
+	t.Run("the add-ons serve every node: DNS from a pod on each, a volume on a worker, the metrics API", func(t *testing.T) {
+		testAddOns(t, cps, worker, len(hosts))
+	})
+
 	t.Run("a control-plane host down: workers stay Ready, kubectl works through the others", func(t *testing.T) {
 		down := cps[2]
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

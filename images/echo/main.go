@@ -4,7 +4,11 @@
 // It listens on $PORT (default 8080). GET / answers "<hostname> <IPv4>\n",
 // the pod's name and its first non-loopback IPv4 address, so a test can
 // tell which pod a Service sent it to; GET /healthz answers "ok" (for
-// probes). Every request is logged to stdout. SIGTERM (and SIGINT) stop it
+// probes); GET /resolve?name=N looks N up with the pod's resolver (its
+// resolv.conf: the cluster DNS) and answers the addresses, sorted, one
+// per line, or 502 with the error. With $ECHO_WRITE set to a file path
+// it first writes its hostname there and exits 1 if it cannot (a test
+// that a mounted volume is writable by the image's user). Every request is logged to stdout. SIGTERM (and SIGINT) stop it
 // cleanly: the listener closes, requests in flight finish, exit 0.
 package main
 
@@ -18,7 +22,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -44,13 +50,20 @@ func run(logger *log.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if file := os.Getenv("ECHO_WRITE"); file != "" {
+		host, _ := podInfo()
+		if err := os.WriteFile(file, []byte(host+"\n"), 0o644); err != nil {
+			return fmt.Errorf("$ECHO_WRITE: %w", err)
+		}
+		logger.Printf("echo: wrote %s", file)
+	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", port))
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newHandler(podInfo, logger),
+		Handler:           newHandler(podInfo, net.DefaultResolver.LookupHost, logger),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	host, ip := podInfo()
@@ -108,8 +121,12 @@ func firstIPv4(addrs []net.Addr) string {
 	return "none"
 }
 
-// newHandler serves / and /healthz, logging each request to logger.
-func newHandler(info func() (hostname, ip string), logger *log.Logger) http.Handler {
+// lookupTimeout bounds a /resolve lookup.
+const lookupTimeout = 5 * time.Second
+
+// newHandler serves /, /healthz and /resolve, logging each request to
+// logger.
+func newHandler(info func() (hostname, ip string), lookup func(context.Context, string) ([]string, error), logger *log.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		host, ip := info()
@@ -119,6 +136,23 @@ func newHandler(info func() (hostname, ip string), logger *log.Logger) http.Hand
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /resolve", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			http.Error(w, "name= is required", http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
+		defer cancel()
+		addrs, err := lookup(ctx, name)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		slices.Sort(addrs)
+		io.WriteString(w, strings.Join(addrs, "\n")+"\n")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

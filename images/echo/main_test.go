@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -66,7 +68,13 @@ func get(t *testing.T, method, url string) (int, string) {
 func TestHandler(t *testing.T) {
 	var logs syncBuffer
 	info := func() (string, string) { return "echo-7d9f-abcde", "10.244.1.17" }
-	srv := httptest.NewServer(newHandler(info, log.New(&logs, "", 0)))
+	lookup := func(_ context.Context, name string) ([]string, error) {
+		if name == "kubernetes.default" {
+			return []string{"10.96.0.1", "10.0.0.1"}, nil
+		}
+		return nil, errors.New("lookup " + name + ": no such host")
+	}
+	srv := httptest.NewServer(newHandler(info, lookup, log.New(&logs, "", 0)))
 	defer srv.Close()
 
 	for _, tc := range []struct {
@@ -79,6 +87,9 @@ func TestHandler(t *testing.T) {
 		{"HEAD", "/", 200, ""},
 		{"GET", "/nope", 404, "404 page not found\n"},
 		{"POST", "/", 405, "Method Not Allowed\n"},
+		{"GET", "/resolve?name=kubernetes.default", 200, "10.0.0.1\n10.96.0.1\n"},
+		{"GET", "/resolve?name=nope.invalid", 502, "lookup nope.invalid: no such host\n"},
+		{"GET", "/resolve", 400, "name= is required\n"},
 	} {
 		code, body := get(t, tc.method, srv.URL+tc.path)
 		if code != tc.code || body != tc.body {
@@ -87,7 +98,8 @@ func TestHandler(t *testing.T) {
 	}
 	// One log line per request: client, method, path, status.
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	want := []string{`GET / 200 28B`, `GET /healthz 200 2B`, `HEAD / 200 `, `GET /nope 404 `, `POST / 405 `}
+	want := []string{`GET / 200 28B`, `GET /healthz 200 2B`, `HEAD / 200 `, `GET /nope 404 `, `POST / 405 `,
+		`GET /resolve?name=kubernetes.default 200 `, `GET /resolve?name=nope.invalid 502 `, `GET /resolve 400 `}
 	if len(lines) != len(want) {
 		t.Fatalf("log:\n%s", logs.String())
 	}
@@ -100,7 +112,7 @@ func TestHandler(t *testing.T) {
 
 // The real pod info: this host's name and an IPv4 address.
 func TestHandlerPodInfo(t *testing.T) {
-	srv := httptest.NewServer(newHandler(podInfo, log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(newHandler(podInfo, net.DefaultResolver.LookupHost, log.New(io.Discard, "", 0)))
 	defer srv.Close()
 	_, body := get(t, "GET", srv.URL+"/")
 	host, _ := os.Hostname()
