@@ -77,11 +77,11 @@ func TestWorkers(t *testing.T) {
 		conf := joinConfig(h, cps, 3)
 		if slices.Contains(workers, h) {
 			conf = configtest.WorkerOf(conf, h.Name())
-			// The air-gapped path: an archive dropped in the images
-			// directory is imported before the kubelet starts.
-			if err := h.CopyIn(filepath.Join(imagesDir(t), images.EchoArchive), "/var/lib/ecom-agent/images/"+images.EchoArchive, 0o644); err != nil {
-				t.Error(err)
-			}
+		}
+		// The air-gapped path: an archive dropped in the images
+		// directory is imported before the kubelet starts.
+		if err := h.CopyIn(filepath.Join(imagesDir(t), images.EchoArchive), "/var/lib/ecom-agent/images/"+images.EchoArchive, 0o644); err != nil {
+			t.Error(err)
 		}
 		install(t, h, conf)
 	})
