@@ -135,7 +135,7 @@ deb:
 	  $(MAKE) --no-print-directory deb-packages KUBE_DIR="$$kube" CONTAINERD_DIR="$$containerd"
 
 # The images every node imports (the pod sandbox and the add-ons), shipped
-# in the agent's package.
+# in ecom-agent-images, of the agent's version (the agent depends on it).
 NODE_IMAGES := pause.tar coredns.tar local-path-provisioner.tar volume-helper.tar metrics-server.tar
 
 deb-packages: $(MKDEB) images
@@ -145,9 +145,12 @@ deb-packages: $(MKDEB) images
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
 	  rm -f $(DEB_OUT)/ecom-agent_*_amd64.deb; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml $(addprefix -image out/images/,$(NODE_IMAGES)) \
+	  rm -f $(DEB_OUT)/ecom-agent-images_*_amd64.deb; \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
-	    -staging $(DEB_TMP)/stage-agent -out $(DEB_OUT)
+	    -staging $(DEB_TMP)/stage-agent -out $(DEB_OUT); \
+	  $(MKDEB) images -version "$$version" $(addprefix -image out/images/,$(NODE_IMAGES)) -compression $(DEB_COMPRESSION) \
+	    -staging $(DEB_TMP)/stage-images -out $(DEB_OUT)
 	@$(MAKE) --no-print-directory $(KUBE_DEB) $(CONTAINERD_DEB)
 
 # Dated with the last commit that touched the Kubernetes build or packaging,
@@ -178,7 +181,7 @@ lintian: deb
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2 || { \
 	    apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2; }; \
 	fi
-	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(KUBE_DEB) $(CONTAINERD_DEB)
+	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(DEB_OUT)/ecom-agent-images_*_amd64.deb $(KUBE_DEB) $(CONTAINERD_DEB)
 
 # The same commit packaged with a higher version, beside the same
 # Kubernetes package: what the e2e suite upgrades to.
@@ -188,9 +191,11 @@ deb-upgrade: deb
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
 	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
 	  rm -rf $(DEB_OUT)/upgrade; mkdir -p $(DEB_OUT)/upgrade; \
-	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml $(addprefix -image out/images/,$(NODE_IMAGES)) \
+	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \
 	    -staging $(DEB_TMP)/stage-upgrade -out $(DEB_OUT)/upgrade; \
+	  $(MKDEB) images -version "$$version" $(addprefix -image out/images/,$(NODE_IMAGES)) -compression $(DEB_COMPRESSION) \
+	    -staging $(DEB_TMP)/stage-upgrade-images -out $(DEB_OUT)/upgrade; \
 	  ln -f $(DEB_OUT)/ecom-agent-kubernetes_*_amd64.deb $(DEB_OUT)/ecom-agent-containerd_*_amd64.deb $(DEB_OUT)/upgrade/
 
 deb-test:

@@ -17,7 +17,8 @@ import (
 )
 
 // debs returns the packages in $name's directory (the Makefile builds
-// them): the agent's, the Kubernetes and the containerd packages.
+// them): the agent's, its images', the Kubernetes and the containerd
+// packages.
 func debs(t *testing.T, name string) []string {
 	t.Helper()
 	dir := os.Getenv(name)
@@ -25,8 +26,8 @@ func debs(t *testing.T, name string) []string {
 		t.Fatalf("$%s is not set: run the e2e suite with `make e2e`, which builds the packages", name)
 	}
 	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if err != nil || len(paths) != 3 {
-		t.Fatalf("want 3 packages in %s, found %v (%v)", dir, paths, err)
+	if err != nil || len(paths) != 4 {
+		t.Fatalf("want 4 packages in %s, found %v (%v)", dir, paths, err)
 	}
 	slices.Sort(paths)
 	return paths

@@ -29,10 +29,6 @@ type Agent struct {
 	// KubeVersion is the pinned Kubernetes version ("1.37.2"): the package
 	// recommends ecom-agent-kubernetes of that minor, at least that patch.
 	KubeVersion string
-	// Images are image archives shipped in /usr/share/ecom-agent/images
-	// (the pause image containerd's sandboxes run): the agent imports
-	// them on every node, so no node needs a registry for them.
-	Images []string
 }
 
 const agentDescription = `Kubernetes node bootstrap agent for bare-metal clusters
@@ -46,7 +42,8 @@ workloads once the API server is healthy. etcd is built into the binary.
 Installing the package enables and starts nothing: write
 /etc/ecom-agent/config.toml and the cluster secret, then run
 "ecom-agent join", which enables and starts ecom-agent.service.
-The Kubernetes binaries come from the ecom-agent-kubernetes package.`
+The Kubernetes binaries come from the ecom-agent-kubernetes package, the
+node images (pod sandbox and add-ons) from ecom-agent-images.`
 
 // Build writes the package into outDir and returns its path.
 func (a Agent) Build(ctx context.Context, outDir string) (string, error) {
@@ -83,16 +80,6 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 		return nil, err
 	}
 	s.add(bin, "/usr/bin/ecom-agent", 0o755, files.TypeFile)
-	for _, img := range a.Images {
-		src, err := filepath.Abs(img)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("image archive: %w (run make images)", err)
-		}
-		s.add(src, "/usr/share/ecom-agent/images/"+filepath.Base(img), 0o644, files.TypeFile)
-	}
 
 	unit, err := run("internal", "agent-unit")
 	if err != nil {
@@ -157,7 +144,9 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 	info.Contents = s.contents
 	// deb-systemd-helper and deb-systemd-invoke, used by the maintainer
 	// scripts; 1.52 is where bookworm's debhelper snippets start from.
-	info.Depends = []string{"init-system-helpers (>= 1.52)"}
+	// The node images of the same build: the pod sandbox every pod needs
+	// and the add-ons the agent seeds, which name those images.
+	info.Depends = []string{"init-system-helpers (>= 1.52)", fmt.Sprintf("%s (= %s)", ImagesName, a.Version)}
 	// The agent checks kube-apiserver is its configured minor and the
 	// controller manager and scheduler at most one older: the same minor,
 	// at least the pinned patch.

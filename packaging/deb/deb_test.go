@@ -203,7 +203,7 @@ func TestAgentIsReproducible(t *testing.T) {
 	control := dpkgDeb(t, "--field", debs[0])
 	for _, want := range []string{
 		"Package: ecom-agent\n", "Version: " + version + "\n", "Architecture: amd64\n",
-		"Section: admin\n", "Priority: optional\n", "Depends: init-system-helpers (>= 1.52)\n",
+		"Section: admin\n", "Priority: optional\n", "Depends: init-system-helpers (>= 1.52), ecom-agent-images (= " + version + ")\n",
 		"Recommends: ecom-agent-kubernetes (>= 1.37.2-1), ecom-agent-kubernetes (<< 1.38~), ecom-agent-containerd\n",
 	} {
 		if !strings.Contains(control, want) {
@@ -270,5 +270,51 @@ func TestContainerdPackage(t *testing.T) {
 	}.Build(ctx, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "run tools/containerd/build.sh") {
 		t.Errorf("missing binaries: got %v, want the error to say how to build them", err)
+	}
+}
+
+// TestImagesPackage builds the images package twice from the same
+// archives: same bytes, the archives where the agent imports them from,
+// and no package without archives.
+func TestImagesPackage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	var archives []string
+	for _, a := range []string{"pause.tar", "coredns.tar"} {
+		p := filepath.Join(dir, a)
+		if err := os.WriteFile(p, []byte("archive "+a), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		archives = append(archives, p)
+	}
+	const version = "0.0~git20261130.0123abc-1"
+	var paths []string
+	for i := range 2 {
+		p, err := Images{
+			Common:   Common{Version: version, MTime: commitTime, Staging: t.TempDir() + fmt.Sprint("/s", i)},
+			Archives: archives,
+		}.Build(ctx, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	if filepath.Base(paths[0]) != "ecom-agent-images_"+version+"_amd64.deb" {
+		t.Errorf("file name %s", filepath.Base(paths[0]))
+	}
+	if a, b := sum(t, paths[0]), sum(t, paths[1]); a != b {
+		t.Fatalf("two builds differ: %s %s", a, b)
+	}
+	list := dpkgDeb(t, "--contents", paths[0])
+	for _, a := range []string{"pause.tar", "coredns.tar"} {
+		if !regexpLine(list, "-rw-r--r-- root/root", "2026-11-30 04:48 ."+ImagesDir+"/"+a) {
+			t.Errorf("%s not in the package as root:root 0644:\n%s", a, list)
+		}
+	}
+	for _, bad := range [][]string{nil, {filepath.Join(dir, "missing.tar")}} {
+		_, err := Images{Common: Common{Version: version, MTime: commitTime, Staging: t.TempDir()}, Archives: bad}.Build(ctx, t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), "run make images") {
+			t.Errorf("archives %q: got %v, want the error to say how to build them", bad, err)
+		}
 	}
 }

@@ -28,6 +28,7 @@ const usage = `usage:
   mkdeb agent -version V -binary PATH -config PATH -kube-version X.Y.Z -staging DIR -out DIR [common flags]
   mkdeb kube -version V -bin-dir DIR -staging DIR -out DIR [common flags]
   mkdeb containerd -version V -bin-dir DIR -staging DIR -out DIR [common flags]
+  mkdeb images -version V -image ARCHIVE... -staging DIR -out DIR [common flags]
 common flags: -mtime EPOCH (default $SOURCE_DATE_EPOCH) -compression gzip|xz|zstd|none -maintainer M
 `
 
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string) error {
 	config := fs.String("config", "packaging/config.toml", "agent: the example config")
 	kubeVersion := fs.String("kube-version", "", "agent: pinned Kubernetes version, X.Y.Z")
 	var images []string
-	fs.Func("image", "agent: an image archive to ship in /usr/share/ecom-agent/images (repeatable)", func(v string) error {
+	fs.Func("image", "images: an image archive to ship in "+deb.ImagesDir+" (repeatable)", func(v string) error {
 		images = append(images, v)
 		return nil
 	})
@@ -97,7 +98,9 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(v)
 		return nil
 	case "agent":
-		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion, Images: images}.Build(ctx, *out)
+		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion}.Build(ctx, *out)
+	case "images":
+		path, err = deb.Images{Common: c, Archives: images}.Build(ctx, *out)
 	case "kube":
 		path, err = deb.Kube{Common: c, BinDir: *binDir}.Build(ctx, *out)
 	case "containerd":
