@@ -213,7 +213,35 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		return fmt.Errorf("not every Node Ready within 4 minutes: %s", last)
 	})
+	if err != nil {
+		return c, err
+	}
+	// The add-ons the agent seeds (DNS, storage, metrics) start from the
+	// images the packages ship; verify checks them as an operator would.
+	err = stage("the add-ons ready (ecom-agent verify --scope addons)", func() error {
+		return AwaitAddOns(ctx, c.Hosts[0], 6*time.Minute)
+	})
 	return c, err
+}
+
+// AwaitAddOns runs `ecom-agent verify --scope addons` on h until it
+// passes or timeout ends, and returns its last output as the error then.
+func AwaitAddOns(ctx context.Context, h *testhost.Host, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for wctx.Err() == nil {
+		res, err := h.Run(wctx, "ecom-agent", "verify", "--scope", "addons")
+		if err == nil {
+			return nil
+		}
+		last = strings.TrimSpace(res.Stdout + "\n" + res.Stderr)
+		select {
+		case <-wctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return fmt.Errorf("the add-ons not ready within %s:\n%s", timeout, last)
 }
 
 // Install copies the packages to h and installs them with one dpkg -i.
