@@ -11,6 +11,10 @@ type NodeStatus struct {
 	// Images are the image archives imported into containerd's k8s.io
 	// namespace before the kubelet started.
 	Images []string `json:"images,omitempty"`
+	// ImageErrors are the archives that did not import, each with why:
+	// the kubelet starts anyway, and the pods that need those images
+	// wait for them.
+	ImageErrors []string `json:"image_errors,omitempty"`
 	// KubeletStarted is true once the kubelet's unit was started.
 	KubeletStarted bool `json:"kubelet_started"`
 	// Ready is the Node's Ready condition; Reason says why not.

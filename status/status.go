@@ -179,6 +179,9 @@ func (s *Status) Judge(expectEtcd bool) {
 		}
 	}
 	if k := s.Kubelet; k != nil {
+		for _, e := range k.ImageErrors {
+			degraded = append(degraded, "image archive: "+e)
+		}
 		switch {
 		case k.Error != "":
 			degraded = append(degraded, "kubelet: "+k.Error)

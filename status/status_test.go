@@ -45,6 +45,7 @@ func TestJudge(t *testing.T) {
 		{"a member down", Status{Units: []UnitReport{active}, Etcd: &EtcdStatus{Leader: "cp-1", Members: []EtcdMember{{Name: "cp-1", Started: true, Healthy: true}, {Name: "cp-2", ID: "b2", Started: true, Error: "context deadline exceeded"}}}}, true, Degraded, "etcd member cp-2 (b2) does not answer: context deadline exceeded"},
 		{"another API server not ready", Status{Node: Node{Name: "cp-1"}, ControlPlane: &ControlPlaneStatus{Ready: true}, APIServers: []APIServerHealth{{Node: "cp-1", Ready: true}, {Node: "cp-2", URL: "https://10.0.0.2:6443", Error: "/readyz: connection refused"}}}, false, Degraded, "kube-apiserver on cp-2 (https://10.0.0.2:6443) is not ready: /readyz: connection refused"},
 		{"the local API server judged by its own probe", Status{Node: Node{Name: "cp-1"}, ControlPlane: &ControlPlaneStatus{Ready: true}, APIServers: []APIServerHealth{{Node: "cp-1", Error: "stale"}}}, false, Healthy, ""},
+		{"an image archive that did not import", Status{Kubelet: &NodeStatus{KubeletStarted: true, Ready: true, ImageErrors: []string{"/var/lib/ecom-agent/images/shop.tar did not import into containerd: unexpected EOF"}}}, false, Degraded, "image archive: /var/lib/ecom-agent/images/shop.tar did not import"},
 		{"the local API server without the daemon", Status{Node: Node{Name: "cp-1"}, APIServers: []APIServerHealth{{Node: "cp-1", URL: "https://10.0.0.1:6443", Error: "refused"}}}, false, Degraded, "kube-apiserver on cp-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -127,6 +127,8 @@ func (n *Node) Step(ctx context.Context) error {
 			n.setError(err)
 			return err
 		}
+	} else {
+		n.retryImports(ctx)
 	}
 	err := n.network(ctx)
 	n.setError(err)
@@ -195,13 +197,13 @@ func (n *Node) start(ctx context.Context) error {
 				return fmt.Errorf("start containerd: %w", err)
 			}
 		}
-		imported, err := n.importImages(ctx)
+		// An archive that does not import stops nothing else: the
+		// pods that need its images wait for them, and the status says
+		// which archive and why.
+		imported, failed := n.importImages(ctx)
 		n.mu.Lock()
-		n.status.Images = imported
+		n.status.Images, n.status.ImageErrors = imported, failed
 		n.mu.Unlock()
-		if err != nil {
-			return err
-		}
 	}
 	rep := nodecheck.Run(ctx, nodecheck.Options{
 		Root:         d.Root.Dir(),
@@ -246,11 +248,27 @@ func (n *Node) start(ctx context.Context) error {
 	return nil
 }
 
+// retryImports imports the archives again while some did not import:
+// an operator may have replaced a truncated file.
+func (n *Node) retryImports(ctx context.Context) {
+	n.mu.Lock()
+	failed := len(n.status.ImageErrors) > 0
+	n.mu.Unlock()
+	if !failed {
+		return
+	}
+	imported, failed2 := n.importImages(ctx)
+	n.mu.Lock()
+	n.status.Images, n.status.ImageErrors = imported, failed2
+	n.mu.Unlock()
+}
+
 // importImages imports every image archive the package ships and the
 // operator dropped in ImagesDir into containerd's k8s.io namespace, so the
 // kubelet finds the sandbox image and the node's workloads without a
-// registry. Importing an archive again changes nothing.
-func (n *Node) importImages(ctx context.Context) ([]string, error) {
+// registry. Importing an archive again changes nothing. It returns the
+// archives imported and, for each that was not, the archive and why.
+func (n *Node) importImages(ctx context.Context) (done, failed []string) {
 	d := n.d
 	var archives []string
 	for _, dir := range []string{bootstrap.PackageImagesDir, bootstrap.ImagesDir} {
@@ -264,15 +282,14 @@ func (n *Node) importImages(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	var done []string
-	var errs []error
 	for _, a := range archives {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		_, err := d.Run.Output(ictx, d.Config.Binaries.Ctr, "--address", bootstrap.ContainerdSocket(d.Config), "--namespace", "k8s.io",
 			"images", "import", "--label", "io.cri-containerd.pinned=pinned", d.Root.Path(a))
 		cancel()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("import %s into containerd: %w", a, err))
+			d.Log.Error("an image archive did not import; the pods that need its images will wait for them", "archive", a, "err", err)
+			failed = append(failed, fmt.Sprintf("%s did not import into containerd: %v", a, err))
 			continue
 		}
 		done = append(done, a)
@@ -280,7 +297,7 @@ func (n *Node) importImages(ctx context.Context) ([]string, error) {
 	if len(done) > 0 {
 		d.Log.Info("imported images into containerd", "archives", done)
 	}
-	return done, errors.Join(errs...)
+	return done, failed
 }
 
 // network writes the CNI config once the Node has its pod CIDR, routes

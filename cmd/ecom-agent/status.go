@@ -298,6 +298,9 @@ func printKubelet(w io.Writer, s status.Status) {
 	if len(k.Images) > 0 {
 		fmt.Fprintf(w, "images          %s\n", strings.Join(k.Images, ", "))
 	}
+	for _, e := range k.ImageErrors {
+		fmt.Fprintf(w, "image error     %s\n", e)
+	}
 	if len(k.APILoadBalancer) > 0 {
 		var eps []string
 		for _, e := range k.APILoadBalancer {
