@@ -6,6 +6,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/etcdmember"
 	"github.com/ecom-platform/ecom-agent/agent/membership"
 	"github.com/ecom-platform/ecom-agent/agent/node"
+	"github.com/ecom-platform/ecom-agent/agent/platform"
 	"github.com/ecom-platform/ecom-agent/agent/render"
 	"github.com/ecom-platform/ecom-agent/agent/renewal"
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
@@ -16,7 +17,8 @@ import (
 // docs/architecture.md), and the runner that steps them.
 //
 // Control-plane node: membership (gossip, RPC, formation) -> render ->
-// etcd member -> control plane -> node side; renewal once etcd serves.
+// etcd member -> control plane -> node side; renewal once etcd serves;
+// the platform's watch once the API serves.
 // Worker: membership -> render -> worker credentials (and the API load
 // balancer) -> node side.
 func (d *Daemon) build() (*component.Runner, error) {
@@ -62,6 +64,9 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: cp, Needs: etcd},
 			{Component: node.New(nodeDeps), Needs: cp},
 			{Component: renew, Needs: etcd},
+			{Component: platform.New(platform.Deps{
+				Log: log.With("component", platform.Name), Now: d.deps.Now, Read: platform.FromAPI(root),
+			}), Needs: cp},
 		}
 	} else {
 		worker := workercreds.New(workercreds.Deps{

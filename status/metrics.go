@@ -41,13 +41,15 @@ var (
 	descCertDue   = prometheus.NewDesc("ecom_agent_certificates", "The node's certificates, by state (due: inside the renewal window).", []string{"state"}, nil)
 	descCertLeft  = prometheus.NewDesc("ecom_agent_certificate_expiry_seconds", "Seconds until each certificate expires (negative once expired).", []string{"name"}, nil)
 	descJoin      = prometheus.NewDesc("ecom_agent_join_duration_seconds", "How long the running daemon took to bring the node to its target phase.", nil, nil)
+	descPlatform  = prometheus.NewDesc("ecom_agent_platform_workloads", "The seeded Deployments, StatefulSets and DaemonSets, by state (ready: available).", []string{"state"}, nil)
+	descOverdue   = prometheus.NewDesc("ecom_agent_platform_overdue", "1 once a seeded workload has been not available for the grace period (the verdict is degraded).", nil, nil)
 	descChanges   = prometheus.NewDesc("ecom_agent_etcd_membership_changes_total", "etcd membership changes this daemon made since it started, by action.", []string{"action"}, nil)
 )
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descVerdict, descPhase, descUptime, descGossip, descEtcd, descLeader,
 		descDBSize, descUnit, descRestarts, descAPIReady, descSeed, descSeeder, descCertFirst, descCertDue,
-		descCertLeft, descJoin, descChanges} {
+		descCertLeft, descJoin, descChanges, descPlatform, descOverdue} {
 		ch <- d
 	}
 }
@@ -109,6 +111,11 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if cp := s.ControlPlane; cp != nil {
 		gauge(descAPIReady, flag(cp.Ready))
+	}
+	if p := s.Platform; p != nil && p.Error == "" {
+		gauge(descPlatform, float64(p.Ready), "ready")
+		gauge(descPlatform, float64(p.Workloads-p.Ready), "not_ready")
+		gauge(descOverdue, flag(p.Overdue))
 	}
 	if sd := s.Seed; sd != nil {
 		for r, n := range sd.Counts {

@@ -73,6 +73,9 @@ type Status struct {
 	APIServers []APIServerHealth `json:"apiservers,omitempty"`
 	// Seed is the cluster's last seeding pass.
 	Seed *SeedStatus `json:"seed,omitempty"`
+	// Platform is what runs of the seeded workloads (control-plane
+	// nodes, when the daemon answers and the API is ready).
+	Platform *PlatformStatus `json:"platform,omitempty"`
 	// Certificates summarises the node's certificates: the one that
 	// expires first, and how many are due or expired.
 	Certificates *CertSummary `json:"certificates,omitempty"`
@@ -203,6 +206,14 @@ func (s *Status) Judge(expectEtcd bool) {
 		if n := sd.Counts["failed"]; n > 0 {
 			degraded = append(degraded, fmt.Sprintf("seeding: %d object(s) failed to apply (see seed.problems)", n))
 		}
+	}
+	if p := s.Platform; p != nil && p.Overdue {
+		first := ""
+		if len(p.NotReady) > 0 {
+			first = fmt.Sprintf(", the first %s: %s", p.NotReady[0].Object, p.NotReady[0].Reason)
+		}
+		degraded = append(degraded, fmt.Sprintf("platform: %d of %d seeded workload(s) not available since %s%s (see `ecom-agent verify`)",
+			p.Workloads-p.Ready, p.Workloads, p.NotReadySince.UTC().Format(time.RFC3339), first))
 	}
 	if c := s.Certificates; c != nil {
 		if c.Expired > 0 {

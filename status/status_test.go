@@ -3,6 +3,7 @@ package status
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ecom-platform/ecom-agent/units"
 )
@@ -46,6 +47,9 @@ func TestJudge(t *testing.T) {
 		{"another API server not ready", Status{Node: Node{Name: "cp-1"}, ControlPlane: &ControlPlaneStatus{Ready: true}, APIServers: []APIServerHealth{{Node: "cp-1", Ready: true}, {Node: "cp-2", URL: "https://10.0.0.2:6443", Error: "/readyz: connection refused"}}}, false, Degraded, "kube-apiserver on cp-2 (https://10.0.0.2:6443) is not ready: /readyz: connection refused"},
 		{"the local API server judged by its own probe", Status{Node: Node{Name: "cp-1"}, ControlPlane: &ControlPlaneStatus{Ready: true}, APIServers: []APIServerHealth{{Node: "cp-1", Error: "stale"}}}, false, Healthy, ""},
 		{"an image archive that did not import", Status{Kubelet: &NodeStatus{KubeletStarted: true, Ready: true, ImageErrors: []string{"/var/lib/ecom-agent/images/shop.tar did not import into containerd: unexpected EOF"}}}, false, Degraded, "image archive: /var/lib/ecom-agent/images/shop.tar did not import"},
+		{"the platform not ready within the grace", Status{Platform: &PlatformStatus{Workloads: 9, Ready: 5, NotReady: []PlatformProblem{{"Deployment ecommerce/backend", "pod backend-1: ImagePullBackOff"}}}}, false, Healthy, ""},
+		{"the platform not ready past the grace", Status{Platform: &PlatformStatus{Workloads: 9, Ready: 5, Overdue: true, NotReadySince: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC), NotReady: []PlatformProblem{{"Deployment ecommerce/backend", "pod backend-1: ImagePullBackOff"}}}}, false, Degraded,
+			"platform: 4 of 9 seeded workload(s) not available since 2026-12-05T10:00:00Z, the first Deployment ecommerce/backend: pod backend-1: ImagePullBackOff"},
 		{"the local API server without the daemon", Status{Node: Node{Name: "cp-1"}, APIServers: []APIServerHealth{{Node: "cp-1", URL: "https://10.0.0.1:6443", Error: "refused"}}}, false, Degraded, "kube-apiserver on cp-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

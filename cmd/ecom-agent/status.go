@@ -251,6 +251,7 @@ func printStatus(w io.Writer, s status.Status, colour bool) {
 		tw.Flush()
 	}
 	printControlPlane(w, s)
+	printPlatform(w, s.Platform)
 	printKubelet(w, s)
 	if c := s.Certificates; c != nil && c.Nearest != "" {
 		fmt.Fprintf(w, "certificates    %d, the first to expire: %s on %s (in %s)\n", c.Count, c.Nearest,
@@ -374,6 +375,32 @@ func printControlPlane(w io.Writer, s status.Status) {
 	}
 	if sd.Error != "" {
 		fmt.Fprintf(w, "  %s\n", sd.Error)
+	}
+}
+
+// printPlatform prints what runs of the seeded workloads.
+func printPlatform(w io.Writer, p *status.PlatformStatus) {
+	if p == nil {
+		return
+	}
+	switch {
+	case p.Error != "":
+		fmt.Fprintf(w, "platform        cannot read the workloads: %s\n", p.Error)
+		return
+	case p.Workloads == 0:
+		fmt.Fprintln(w, "platform        no seeded workload")
+		return
+	case p.Ready == p.Workloads:
+		fmt.Fprintf(w, "platform        %d of %d seeded workloads available\n", p.Ready, p.Workloads)
+		return
+	}
+	since := ""
+	if !p.NotReadySince.IsZero() {
+		since = ", not all since " + ago(p.NotReadySince)
+	}
+	fmt.Fprintf(w, "platform        %d of %d seeded workloads available%s (ecom-agent verify says more)\n", p.Ready, p.Workloads, since)
+	for _, n := range p.NotReady {
+		fmt.Fprintf(w, "  %s: %s\n", n.Object, n.Reason)
 	}
 }
 

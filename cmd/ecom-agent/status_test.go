@@ -61,6 +61,30 @@ func TestStatusTableShowsControlPlaneAndSeeding(t *testing.T) {
 	}
 }
 
+func TestStatusTableShowsThePlatform(t *testing.T) {
+	st := sampleStatus()
+	st.Platform = &status.PlatformStatus{Workloads: 9, Ready: 7, NotReadySince: time.Now().Add(-11 * time.Minute), Overdue: true,
+		NotReady: []status.PlatformProblem{{Object: "Deployment ecommerce/backend", Reason: "0/5 available; pod backend-1: ImagePullBackOff"}}}
+	var buf bytes.Buffer
+	if err := writeStatus(&buf, st, "table", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"platform        7 of 9 seeded workloads available, not all since 11m0s ago (ecom-agent verify says more)",
+		"  Deployment ecommerce/backend: 0/5 available; pod backend-1: ImagePullBackOff",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+	st.Platform = &status.PlatformStatus{Workloads: 9, Ready: 9}
+	buf.Reset()
+	_ = writeStatus(&buf, st, "table", false)
+	if !strings.Contains(buf.String(), "platform        9 of 9 seeded workloads available\n") {
+		t.Errorf("all available:\n%s", buf.String())
+	}
+}
+
 func TestStatusYAMLIsTheJSONDocument(t *testing.T) {
 	var buf bytes.Buffer
 	if err := writeStatus(&buf, sampleStatus(), "yaml", false); err != nil {
