@@ -231,6 +231,10 @@ spec:
 		testAddOns(t, cps, worker, len(hosts))
 	})
 
+	t.Run("a link down and up on a worker: its routes to the other nodes' pods come back by themselves", func(t *testing.T) {
+		testLinkFlap(t, cps[0], workers[1])
+	})
+
 	t.Run("a control-plane host down: workers stay Ready, kubectl works through the others", func(t *testing.T) {
 		down := cps[2]
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -264,4 +268,48 @@ spec:
 		}
 		await(t, 5*time.Minute, "all five Nodes Ready again", func() error { return nodesReady(cps[0], names) })
 	})
+}
+
+// testLinkFlap takes the link of h down and up, as a cable or a switch
+// port would: the kernel drops the routes through it, and the agent puts
+// back those to the other nodes' pod ranges; a pod on another node answers
+// from h again. The dns-probe pods of testAddOns are the peers.
+func testLinkFlap(t *testing.T, cp, h *testhost.Host) {
+	pods, err := runningPods(cp, "default", "app=dns-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peer probePod
+	for _, p := range pods {
+		if p.Node != h.Name() {
+			peer = p
+		}
+	}
+	if peer.IP == "" {
+		t.Fatalf("no dns-probe pod on another node than %s: %+v", h.Name(), pods)
+	}
+	answers := func() error {
+		res, err := run(h, "curl", "-sS", "-m", "3", "http://"+peer.IP+":8080/healthz")
+		if err != nil || res.Stdout != "ok" {
+			return fmt.Errorf("%s -> pod %s on %s: %q %v %s", h.Name(), peer.IP, peer.Node, res.Stdout, err, res.Stderr)
+		}
+		return nil
+	}
+	await(t, time.Minute, "the peer pod answering before the flap", answers)
+	link := strings.Fields(h.MustRun(t, "sh", "-c", "ip -o link show | awk -F': ' '$2 != \"lo\" {print $2; exit}'"))
+	if len(link) != 1 {
+		t.Fatalf("the host's link: %q", link)
+	}
+	dev, _, _ := strings.Cut(link[0], "@")
+	before := h.MustRun(t, "ip", "-4", "route", "show")
+	h.MustRun(t, "sh", "-c", "ip link set dev "+dev+" down && ip link set dev "+dev+" up")
+	flapped := time.Now()
+	t.Logf("routes right after the flap: %q", h.MustRun(t, "ip", "-4", "route", "show"))
+	await(t, time.Minute, "the peer pod answering after the flap", answers)
+	t.Logf("link %s down and up on %s: the pod on %s answered again after %.1fs (routes before: %q)", dev, h.Name(), peer.Node,
+		time.Since(flapped).Seconds(), before)
+	journal := h.MustRun(t, "journalctl", "-u", "ecom-agent.service", "--no-pager", "-o", "cat", "--since", "-2min")
+	if !strings.Contains(journal, "restored a route to another node's pods") {
+		t.Errorf("the agent did not log restoring a route:\n%s", journal)
+	}
 }

@@ -6,7 +6,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -355,15 +357,25 @@ func (n *Node) network(ctx context.Context) error {
 	n.status.Routes = routes
 	n.mu.Unlock()
 
+	// The kernel's table, not what this agent last wrote, is what
+	// counts: a link that went down and up took its routes along.
+	kernel, err := n.kernelRoutes(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for cidr, via := range want {
-		if n.routes[cidr] == via {
+		if kernel[cidr] == via && n.routes[cidr] == via {
 			continue
 		}
 		if _, err := d.Run.Output(ctx, "ip", "route", "replace", cidr.String(), "via", via.String()); err != nil {
 			errs = append(errs, fmt.Errorf("route %s via %s: %w", cidr, via, err))
 			continue
 		}
-		d.Log.Info("routed another node's pods", "pod_cidr", cidr, "via", via)
+		if n.routes[cidr] == via {
+			d.Log.Warn("restored a route to another node's pods that had gone from the kernel's table (a link down and up?)", "pod_cidr", cidr, "via", via)
+		} else {
+			d.Log.Info("routed another node's pods", "pod_cidr", cidr, "via", via)
+		}
 		n.routes[cidr] = via
 	}
 	for cidr := range n.routes {
@@ -398,6 +410,34 @@ func (n *Node) network(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// kernelRoutes reads the main table's IPv4 routes: each destination with
+// its gateway (an invalid address for a route without one).
+func (n *Node) kernelRoutes(ctx context.Context) (map[netip.Prefix]netip.Addr, error) {
+	out, err := n.d.Run.Output(ctx, "ip", "-4", "-json", "route", "show", "table", "main")
+	if err != nil {
+		return nil, fmt.Errorf("read the routes: %w", err)
+	}
+	var list []struct {
+		Dst     string `json:"dst"`
+		Gateway string `json:"gateway"`
+	}
+	if len(bytes.TrimSpace(out)) > 0 {
+		if err := json.Unmarshal(out, &list); err != nil {
+			return nil, fmt.Errorf("read the routes: ip -json: %w", err)
+		}
+	}
+	routes := map[netip.Prefix]netip.Addr{}
+	for _, r := range list {
+		dst, err := netip.ParsePrefix(r.Dst)
+		if err != nil {
+			continue // "default", or a host route without a length
+		}
+		gw, _ := netip.ParseAddr(r.Gateway)
+		routes[dst.Masked()] = gw
+	}
+	return routes, nil
 }
 
 // masquerade makes traffic from this node's pods to anywhere but the

@@ -37,23 +37,58 @@ import (
 // A command whose line (name and arguments joined by spaces) starts with
 // a key of fail exits non-zero: its error carries the command and the
 // key's stderr, as units.ExecRunner's carries the stderr.
+//
+// It keeps the kernel's routing table as `ip route replace` and `ip route
+// del` leave it, answers `ip -4 -json route show` from it (a read, not
+// recorded in ran), and a test can empty it as a link going down does.
 type fakeExec struct {
-	mu   sync.Mutex
-	ran  []string
-	fail map[string]string // command line prefix -> stderr
+	mu     sync.Mutex
+	ran    []string
+	fail   map[string]string // command line prefix -> stderr
+	routes map[string]string // destination -> gateway
 }
 
 func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byte, error) {
 	line := strings.Join(append([]string{name}, args...), " ")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ran = append(f.ran, line)
+	read := strings.HasPrefix(line, "ip -4 -json route show")
+	if !read {
+		f.ran = append(f.ran, line)
+	}
 	for p, stderr := range f.fail {
 		if strings.HasPrefix(line, p) {
 			return nil, fmt.Errorf("exit status 1: %s: %s", line, stderr)
 		}
 	}
+	if f.routes == nil {
+		f.routes = map[string]string{}
+	}
+	switch {
+	case read:
+		type route struct {
+			Dst     string `json:"dst"`
+			Gateway string `json:"gateway,omitempty"`
+		}
+		list := []route{{Dst: "default", Gateway: "10.77.0.1"}, {Dst: "10.77.0.0/24"}}
+		for dst, gw := range f.routes {
+			list = append(list, route{dst, gw})
+		}
+		return json.Marshal(list)
+	case len(args) == 5 && args[0] == "route" && args[1] == "replace":
+		f.routes[args[2]] = args[4]
+	case len(args) == 3 && args[0] == "route" && args[1] == "del":
+		delete(f.routes, args[2])
+	}
 	return nil, nil
+}
+
+// linkDown empties the routing table of the routes through other nodes,
+// as a link going down does.
+func (f *fakeExec) linkDown() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.routes = nil
 }
 
 // failing sets the commands that fail from now on (none if nil).
@@ -501,4 +536,64 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A link that went down and up took the routes to the other nodes' pods
+// out of the kernel's table, and an operator deleted one by hand: the next
+// step puts back exactly those, and a step with the table intact runs
+// nothing.
+func TestNodeNetworkRestoresLostRoutes(t *testing.T) {
+	cfg := configtest.ControlPlane(t)
+	cfg.Role = "worker"
+	root := configtest.Root(t)
+	ex := &fakeExec{}
+	store := nodestate.NewStore(root, &nodestate.State{NodeUnits: true}, nil)
+	n := New(Deps{Config: cfg, Root: root, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: store, Run: ex})
+	n.cs = fake.NewClientset(
+		testNode(cfg.NodeName, "10.244.0.0/24", "10.77.0.11", true),
+		testNode("cp-2", "10.244.1.0/24", "10.77.0.12", true),
+		testNode("cp-3", "10.244.2.0/24", "10.77.0.13", true),
+	)
+	ctx := context.Background()
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ex.lines()
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ex.lines(); len(got) != 0 {
+		t.Errorf("ran %q with every route in place", got)
+	}
+
+	ex.linkDown()
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := ex.lines()
+	slices.Sort(got)
+	if want := []string{"ip route replace 10.244.1.0/24 via 10.77.0.12", "ip route replace 10.244.2.0/24 via 10.77.0.13"}; !slices.Equal(got, want) {
+		t.Errorf("after the link flap ran %q, want %q", got, want)
+	}
+
+	ex.mu.Lock()
+	delete(ex.routes, "10.244.2.0/24")
+	ex.mu.Unlock()
+	if err := n.network(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ex.lines(), []string{"ip route replace 10.244.2.0/24 via 10.77.0.13"}; !slices.Equal(got, want) {
+		t.Errorf("after a route deleted by hand ran %q, want %q", got, want)
+	}
+
+	// A table that cannot be read is an error (the status degrades), and
+	// the routes are written again meanwhile.
+	ex.failing(map[string]string{"ip -4 -json route show": "Cannot open netlink socket"})
+	err := n.network(ctx)
+	if err == nil || !strings.Contains(err.Error(), "read the routes") {
+		t.Errorf("error %v, want the unread table named", err)
+	}
+	if got := ex.lines(); len(got) != 2 {
+		t.Errorf("ran %q, want both routes written again", got)
+	}
 }
