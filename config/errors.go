@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -98,24 +100,35 @@ func (l *loader) err() error {
 
 // syntaxProblem turns a TOML syntax error into a Problem that keeps the
 // line and column and shows the offending line with a caret under the
-// column.
+// column. An array or inline table left open on an earlier line is
+// reported where it opened: that is where the fix goes, not where the
+// parser noticed.
 func syntaxProblem(pe toml.ParseError, data []byte) Problem {
-	pos := pe.Position
-	msg := fmt.Sprintf("syntax error at column %d: %s", pos.Col, pe.Message)
+	line, col := errorLineCol(pe.Position, data)
+	msg := fmt.Sprintf("syntax error at column %d: %s", col, pe.Message)
+	if open, ok := unclosedBracket(data, line, col); ok {
+		what, closer := "array", "]"
+		if open.char == '{' {
+			what, closer = "inline table", "}"
+		}
+		msg = fmt.Sprintf("syntax error at column %d: this %s is never closed (a missing %q?); the parser was still inside it at line %d, column %d: %s",
+			open.col, what, closer, line, col, pe.Message)
+		line, col = open.line, open.col
+	}
 	lines := strings.Split(string(data), "\n")
-	if pos.Line >= 1 && pos.Line <= len(lines) {
-		src := strings.TrimRight(lines[pos.Line-1], "\r")
+	if line >= 1 && line <= len(lines) {
+		src := strings.TrimRight(lines[line-1], "\r")
 		if k, ok := secretAssignment(src); ok {
 			// Never echo a secret, even a malformed one: neither the
 			// line nor the parser's message, which may quote it.
-			return Problem{Line: pos.Line, Msg: fmt.Sprintf("syntax error at column %d of the line setting %s (not shown: it holds a secret); "+
-				`write it as %s = "<the secret>"`, pos.Col, k, k)}
+			return Problem{Line: line, Msg: fmt.Sprintf("syntax error at column %d of the line setting %s (not shown: it holds a secret); "+
+				`write it as %s = "<the secret>"`, col, k, k)}
 		}
 		// Copy the tabs of the source line so the caret lines up however
 		// wide the terminal draws a tab.
 		var caret strings.Builder
 		for i, r := range src {
-			if i >= pos.Col-1 {
+			if i >= col-1 {
 				break
 			}
 			if r == '\t' {
@@ -126,7 +139,118 @@ func syntaxProblem(pe toml.ParseError, data []byte) Problem {
 		}
 		msg += "\n\t" + src + "\n\t" + caret.String() + "^"
 	}
-	return Problem{Line: pos.Line, Msg: msg}
+	return Problem{Line: line, Msg: msg}
+}
+
+// errorLineCol returns the 1-based line and byte column of a parse error.
+// The parser's own line is one too far when its lexer had already read
+// the newline it complains about (`[apiserver` then a newline is reported
+// on the next line); the byte offset it reports (Start) is right, so the
+// line and column are counted from it. The parser skips a byte-order mark
+// before counting offsets.
+func errorLineCol(pos toml.Position, data []byte) (line, col int) {
+	for _, bom := range []string{"\xef\xbb\xbf", "\xff\xfe", "\xfe\xff"} {
+		if bytes.HasPrefix(data, []byte(bom)) {
+			data = data[len(bom):]
+			break
+		}
+	}
+	start := pos.Start
+	if start < 0 || start > len(data) || (start == 0 && pos.Line > 1) {
+		return pos.Line, pos.Col
+	}
+	if start == len(data) && start > 0 {
+		start-- // at the end: the last byte's line
+	}
+	lineStart := bytes.LastIndexByte(data[:start], '\n') + 1
+	return bytes.Count(data[:start], []byte("\n")) + 1, start - lineStart + 1
+}
+
+// keyLine matches a line that sets a bare key.
+var keyLine = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\s*=`)
+
+// bracket is an array's '[' or an inline table's '{' in a TOML file.
+type bracket struct {
+	char      byte
+	line, col int
+}
+
+// unclosedBracket returns the innermost array or inline table still open
+// at line:col that was opened on an earlier line, when what the parser
+// stopped at starts a table header or a key (`[network]`, `port = 1`) or
+// is the end of the file: a value whose closing bracket is missing runs
+// on until such a line, often lines below the mistake. It skips strings
+// and comments; table headers are never values.
+func unclosedBracket(data []byte, line, col int) (bracket, bool) {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) || col < 1 || col > len(lines[line-1])+1 {
+		return bracket{}, false
+	}
+	rest := strings.TrimSpace(lines[line-1][col-1:])
+	endOfFile := line == len(lines) || (line == len(lines)-1 && lines[len(lines)-1] == "")
+	lineStart := strings.TrimSpace(lines[line-1][:col-1]) == ""
+	if !(lineStart && (strings.HasPrefix(rest, "[") || keyLine.MatchString(rest))) && !(endOfFile && rest == "") {
+		return bracket{}, false
+	}
+	var stack []bracket
+	l, c := 1, 0
+	atLineStart := true
+	for i := 0; i < len(data); i++ {
+		ch := data[i]
+		c++
+		if l > line || (l == line && c >= col) {
+			break
+		}
+		switch {
+		case ch == '\n':
+			l, c, atLineStart = l+1, 0, true
+			continue
+		case ch == ' ' || ch == '\t' || ch == '\r':
+			continue
+		case ch == '#':
+			for i+1 < len(data) && data[i+1] != '\n' {
+				i++
+			}
+		case ch == '"' || ch == '\'':
+			// Skip the string, counting the lines a multi-line one
+			// spans.
+			quote := string(ch)
+			if bytes.HasPrefix(data[i:], []byte(quote+quote+quote)) {
+				quote = quote + quote + quote
+			}
+			j := i + len(quote)
+			for j < len(data) && !bytes.HasPrefix(data[j:], []byte(quote)) {
+				if data[j] == '\\' && ch == '"' {
+					j++
+				} else if data[j] == '\n' {
+					if len(quote) == 1 {
+						break
+					}
+					l, c = l+1, 0
+				}
+				j++
+				c++
+			}
+			c += len(quote) - 1
+			i = j + len(quote) - 1
+		case (ch == '[') && atLineStart && len(stack) == 0:
+			// A table header: it ends on its own line.
+			for i+1 < len(data) && data[i+1] != '\n' {
+				i++
+			}
+		case ch == '[' || ch == '{':
+			stack = append(stack, bracket{ch, l, c})
+		case ch == ']' || ch == '}':
+			if n := len(stack); n > 0 {
+				stack = stack[:n-1]
+			}
+		}
+		atLineStart = false
+	}
+	if n := len(stack); n > 0 && stack[n-1].line < line {
+		return stack[n-1], true
+	}
+	return bracket{}, false
 }
 
 // secretKeys are the keys whose values are never shown.

@@ -169,6 +169,48 @@ func TestSyntaxError(t *testing.T) {
 	}
 }
 
+// TestSyntaxErrorLines checks that a syntax error names the line to fix:
+// the parser's own line is one too far when it had read the newline it
+// complains about, and a bracket left open shows up lines below, where
+// the parser gives up.
+func TestSyntaxErrorLines(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		line  int
+		msg   string
+		src   string // the source line shown
+	}{
+		{"unclosed table header", []string{"[apiserver", "port = 6443"}, 4, "column 11: expected '.' or ']' to end table name", "[apiserver"},
+		{"unclosed header before a blank line", []string{"[gossip", "", "port = 7946"}, 4, "column 8: expected '.' or ']'", "[gossip"},
+		{"unterminated string", []string{`kubernetes_version = "v1.37.2`, "expect = 3"}, 4, "column 30: strings cannot contain newlines", "kubernetes_version"},
+		{"missing value", []string{"expect =", "[gossip]"}, 4, "column 9: expected value", "expect ="},
+		{"key without a value", []string{"expect", "[gossip]"}, 4, "column 7: expected '.' or '='", "expect"},
+		{"unquoted duration", []string{"[pki]", "ca_validity = 87600h"}, 5, "column 20: expected a top-level item to end", "ca_validity"},
+		{"array not closed before a table", []string{"[gossip]", `join = ["10.0.0.11", "10.0.0.12"`, "", "[network]", `service_cidr = "10.96.0.0/12"`}, 5,
+			`column 8: this array is never closed (a missing "]"?); the parser was still inside it at line 7, column 1`, "join = ["},
+		{"array not closed before a key", []string{"[gossip]", `join = ["10.0.0.11",`, "port = 7946"}, 5, "this array is never closed", "join = ["},
+		{"missing comma in a closed array", []string{"[gossip]", "join = [", `  "10.0.0.11"`, `  "10.0.0.12",`, "]"}, 7, "column 3: expected a comma", `"10.0.0.12"`},
+		{"duplicate key", []string{"expect = 3", "expect = 5"}, 5, "has already been defined", "expect = 5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(doc(append(base[:len(base):len(base)], tc.lines...)...)), "config.toml", oneHost())
+			ps := problems(t, err)
+			if len(ps) != 1 || ps[0].Line != tc.line || !strings.Contains(ps[0].Msg, tc.msg) {
+				t.Fatalf("problems = %+v\nwant one at line %d with %q", ps, tc.line, tc.msg)
+			}
+			if shown := strings.Split(ps[0].Msg, "\n"); len(shown) < 2 || !strings.Contains(shown[1], tc.src) {
+				t.Errorf("the line shown is not line %d:\n%s", tc.line, ps[0].Msg)
+			}
+		})
+	}
+	// A byte-order mark does not shift the column.
+	_, err := Parse([]byte("\xef\xbb\xbf"+doc(append(base[:len(base):len(base)], "expect = = 3")...)), "config.toml", oneHost())
+	if ps := problems(t, err); len(ps) != 1 || ps[0].Line != 4 || !strings.Contains(ps[0].Msg, "column 10:") {
+		t.Errorf("with a BOM: %+v", ps)
+	}
+}
+
 // TestAllProblems checks that one Parse reports every problem, in line
 // order, without follow-on noise for keys that failed to decode.
 func TestAllProblems(t *testing.T) {
