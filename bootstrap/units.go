@@ -165,8 +165,9 @@ func AgentUnitSpec() units.Spec {
 		ExecStart:     []string{AgentBinary, "run", "--config=" + AgentConfigFile},
 		Restart:       units.RestartAlways,
 		RestartDelay:  5 * time.Second,
-		// An invalid config (exit 2) needs an operator, not a restart loop.
-		RestartPreventExitStatus: []int{2},
+		// An invalid config (exit 78, EX_CONFIG) needs an operator, not
+		// a restart loop.
+		RestartPreventExitStatus: []int{78},
 		Watchdog:                 2 * time.Minute,
 		// The agent stops its work cleanly on SIGTERM; the units it
 		// manages keep running (they are separate units).

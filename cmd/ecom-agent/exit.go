@@ -9,14 +9,18 @@ import (
 	"github.com/ecom-platform/ecom-agent/config"
 )
 
-// Exit codes. They are part of the CLI's contract (documented in the
-// README): scripts and cloud-init branch on them.
+// Exit codes. They are part of the CLI's contract (the table in
+// docs/operations.md and exitCodesHelp): scripts, monitoring and
+// cloud-init branch on them, so each code means one thing.
 const (
 	exitOK = 0
-	// exitFailure is any failure without a more specific code.
+	// exitFailure is any failure without a more specific code (and
+	// status's degraded, verify's failed check).
 	exitFailure = 1
-	// exitConfig means the configuration is invalid; nothing was written.
-	exitConfig = 2
+
+	// 2 is status's down or unknown and verify's nothing could be
+	// checked: statusDown in status.go.
+
 	// exitPreflight: join's preflight checks failed; nothing was started.
 	exitPreflight = 3
 	// exitTimeout: join's --timeout passed before the node got there.
@@ -28,9 +32,29 @@ const (
 	// member would break the quorum; nothing was changed (--force
 	// overrides).
 	exitUnsafe = 6
-	// exitUsage means the command line itself is wrong.
+	// exitUsage means the command line itself is wrong (sysexits'
+	// EX_USAGE).
 	exitUsage = 64
+	// exitConfig means the configuration is invalid or cannot be read;
+	// nothing was written (sysexits' EX_CONFIG). It is not 2, which a
+	// monitor reads as a node down.
+	exitConfig = 78
 )
+
+// exitCodesHelp is the table of every exit code, shown in the root
+// command's help; docs/operations.md has the same table.
+const exitCodesHelp = `Exit codes:
+  0   success (status: healthy; verify: every check passed or was skipped)
+  1   failure (status: degraded; verify: a check failed; certs
+      check-expiration: a certificate is missing, expired or due)
+  2   status: down or unknown; verify: nothing could be checked
+  3   join: a preflight check failed; nothing was started
+  4   join: --timeout passed
+  5   join: refused by the cluster (wrong secret or cluster name,
+      mismatched expect, another cluster's CA)
+  6   reset: refused as unsafe for the etcd quorum; nothing was changed
+  64  wrong command line (unknown command or flag, bad flag value)
+  78  invalid configuration or none readable; nothing was changed`
 
 // exitError carries an exit code up to main with the error to print.
 type exitError struct {

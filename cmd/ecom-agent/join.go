@@ -48,10 +48,11 @@ the Kubernetes programs exist, run and fit the version skew policy; on a
 fresh node the advertise address is this host's and the ports the agent and
 its units listen on are free. Every failure is printed with its fix.
 
-Exit codes: 0 joined; 2 invalid config (nothing done); 3 a preflight check
+Exit codes: 0 joined; 78 invalid config (nothing done); 3 a preflight check
 failed (nothing started); 4 --timeout passed
 (the message says what the node waits for); 5 refused by the cluster
-(wrong cluster secret or name, mismatched expect, another CA).`,
+(wrong cluster secret or name, mismatched expect, another CA); 1 anything
+else.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.loadConfig()

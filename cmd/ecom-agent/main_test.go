@@ -66,7 +66,8 @@ func TestRenderTwice(t *testing.T) {
 	}
 }
 
-func TestInvalidConfigExitsTwoAndWritesNothing(t *testing.T) {
+// An invalid config exits 78 (EX_CONFIG), not 2, which is status's down.
+func TestInvalidConfigExits78AndWritesNothing(t *testing.T) {
 	cfg := writeConfig(t, testConfigTOML+"\n[apiserver]\nextra_san = [\"x\"]\n")
 	root := t.TempDir()
 	code, _, errOut := runCLI(t, "render", "--config", cfg, "--root", root)
@@ -119,7 +120,7 @@ func TestResetWantsConfirmation(t *testing.T) {
 }
 
 // join checks the config before it touches systemd: a bad config exits
-// 2 and does nothing.
+// 78 and does nothing.
 func TestJoinRefusesABadConfigFirst(t *testing.T) {
 	code, out, errOut := runCLI(t, "join", "--config", writeConfig(t, "cluster_name = \"shop\"\nrole = \"control-plane\"\nexpct = 3\n"))
 	if code != exitConfig || out != "" || !strings.Contains(errOut, "expct") {

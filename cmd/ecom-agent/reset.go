@@ -44,7 +44,8 @@ reset of a member it could not remove renames /var/lib/etcd and
 the cluster's only copy.
 
 Exit codes: 0 reset; 6 refused as unsafe (nothing changed); 64 no --yes
-without a terminal to confirm on; 1 anything else.`,
+without a terminal to confirm on; 78 invalid config (nothing changed); 1
+anything else.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.loadConfig()
 			if err != nil {
