@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/pki"
 	"github.com/ecom-platform/ecom-agent/status"
@@ -72,11 +72,16 @@ func (c *cli) checkExpirationCommand() *cobra.Command {
 	var rootDir, output string
 	cmd := &cobra.Command{
 		Use:   "check-expiration",
-		Short: "List every certificate with its expiry; exit 1 if any is expired or due for renewal",
+		Short: "List every certificate with its expiry; exit 1 if any is missing, expired or due for renewal",
+		Long: `check-expiration lists every certificate of this node: the PKI files, the
+client certificates in the kubeconfigs and the kubelet's, with expiry, time
+left, signing CA and whether the next renewal re-issues it. A certificate
+the node's role should have and that is not there is a MISSING row.
+
+Exit codes: 0 every certificate is there and valid; 1 one is missing,
+unreadable, expired or inside the renewal window (pki.renew_before); 78 the
+config cannot be used (without a config file the default window applies).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want table or json", output)}
-			}
 			root, err := hostfs.New(rootDir)
 			if err != nil {
 				return usageError{fmt.Errorf("--root: %w", err)}
@@ -88,6 +93,7 @@ func (c *cli) checkExpirationCommand() *cobra.Command {
 				opts = bootstrap.PKIOptions(cfg)
 			case errors.Is(err, fs.ErrNotExist):
 				fmt.Fprintf(c.stderr, "note: %s not found; using the default renewal window\n", c.configPath)
+				cfg = nil
 			default:
 				return err
 			}
@@ -95,36 +101,123 @@ func (c *cli) checkExpirationCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(statuses); err != nil {
+			rows := withMissing(statuses, cfg)
+			if output != outTable {
+				if err := writeDocument(c.stdout, rows, output); err != nil {
 					return err
 				}
 			} else {
-				printCertTable(c, statuses)
+				printCertTable(c, rows)
 			}
-			due := 0
-			for _, s := range statuses {
-				if s.Expired || s.WillRenew || s.Error != "" {
-					due++
-				}
-			}
-			if due > 0 {
-				return withCode(exitFailure, fmt.Errorf("%d certificate(s) expired, unreadable or inside the renewal window", due))
-			}
-			return nil
+			return certProblems(rows, root)
 		},
 	}
 	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addOutputFlag(cmd, &output)
 	return cmd
 }
 
-func printCertTable(c *cli, statuses []pki.CertStatus) {
+// certRow is one row of check-expiration: a certificate found, or one
+// the node should have and does not (Missing, the other fields empty).
+type certRow struct {
+	pki.CertStatus
+	Missing bool `json:"missing,omitempty"`
+}
+
+// expectedCerts lists the certificates a joined node of cfg's role holds,
+// named as bootstrap.CertInventory names them. Without a config the role
+// is guessed from what is there: a control-plane certificate found means
+// a control-plane node.
+func expectedCerts(cfg *config.Config, found map[string]bool) []string {
+	var cp []string
+	for _, n := range pki.CANames() {
+		cp = append(cp, string(n))
+	}
+	// The names only: the node's addresses do not change them.
+	for _, s := range pki.ControlPlaneCerts(pki.Node{}) {
+		cp = append(cp, s.Name)
+	}
+	cp = append(cp, bootstrap.AdminKubeconfig, bootstrap.SuperAdminKubeconfig, bootstrap.ControllerManagerKubeconfig,
+		bootstrap.SchedulerKubeconfig, bootstrap.AgentKubeconfig, bootstrap.KubeProxyKubeconfig)
+	kubelet := []string{bootstrap.KubeletClientCert, bootstrap.KubeletServerCert}
+	// A worker gets the cluster CA's certificate and its kubelet's from
+	// a control-plane agent; its kubelet's serving certificate comes
+	// from a CSR the cluster approves.
+	worker := append([]string{string(pki.CA)}, kubelet...)
+	controlPlane := cfg != nil && cfg.IsControlPlane()
+	if cfg == nil {
+		for _, n := range cp[1:] {
+			controlPlane = controlPlane || found[n]
+		}
+	}
+	if controlPlane {
+		return append(cp, kubelet...)
+	}
+	return worker
+}
+
+// withMissing adds a Missing row for every certificate the node should
+// have that the inventory did not find.
+func withMissing(statuses []pki.CertStatus, cfg *config.Config) []certRow {
+	found := map[string]bool{}
+	rows := make([]certRow, 0, len(statuses))
+	for _, s := range statuses {
+		found[s.Name] = true
+		rows = append(rows, certRow{CertStatus: s})
+	}
+	for _, n := range expectedCerts(cfg, found) {
+		if !found[n] {
+			path := n
+			if !strings.HasPrefix(n, "/") {
+				path = pki.CertPath(n)
+			}
+			rows = append(rows, certRow{CertStatus: pki.CertStatus{Name: n, Path: path}, Missing: true})
+		}
+	}
+	return rows
+}
+
+// certProblems is check-expiration's verdict: nil when every certificate
+// is there and valid, else an exit-1 error saying what is wrong and what
+// to run.
+func certProblems(rows []certRow, root *hostfs.Root) error {
+	var missing []string
+	due := 0
+	for _, r := range rows {
+		switch {
+		case r.Missing:
+			missing = append(missing, r.Name)
+		case r.Expired || r.WillRenew || r.Error != "":
+			due++
+		}
+	}
+	var msgs []string
+	switch {
+	case len(missing) > 0 && len(missing) == len(rows):
+		msgs = append(msgs, fmt.Sprintf("no certificate found under %s: this node has not joined a cluster (or --root is wrong); "+
+			"run `ecom-agent join`", root.Dir()))
+	case len(missing) > 0:
+		msgs = append(msgs, fmt.Sprintf("%d certificate(s) missing (%s): the agent writes what is missing when it starts: "+
+			"run `systemctl restart ecom-agent` (`ecom-agent join` on a node that has not joined)", len(missing), strings.Join(missing, ", ")))
+	}
+	if due > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d certificate(s) expired, unreadable or inside the renewal window: "+
+			"run `ecom-agent certs renew`", due))
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return withCode(exitFailure, errors.New(strings.Join(msgs, "; ")))
+}
+
+func printCertTable(c *cli, rows []certRow) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CERTIFICATE\tEXPIRES\tRESIDUAL\tSIGNED BY\tSTATE")
-	for _, s := range statuses {
+	for _, s := range rows {
+		if s.Missing {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tMISSING\n", s.Name)
+			continue
+		}
 		if s.Error != "" {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\tERROR: %s\n", s.Name, s.Error)
 			continue

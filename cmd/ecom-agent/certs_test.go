@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -65,5 +67,64 @@ func TestCompletion(t *testing.T) {
 		if code != exitOK || !strings.Contains(out, "ecom-agent") {
 			t.Errorf("completion %s: exit %d", shell, code)
 		}
+	}
+}
+
+// A node without its certificates fails the check: a monitor running
+// check-expiration must not pass on a node that has none.
+func TestCheckExpirationMissingCertificatesFail(t *testing.T) {
+	noConfig := filepath.Join(t.TempDir(), "none.toml")
+	code, out, errOut := runCLI(t, "certs", "check-expiration", "--config", noConfig, "--root", filepath.Join(t.TempDir(), "nonexistent"))
+	if code != exitFailure {
+		t.Errorf("nothing there: exit %d, want %d\n%s%s", code, exitFailure, out, errOut)
+	}
+	for _, want := range []string{"ca ", "MISSING", "kubelet-client-current.pem"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "no certificate found under") || !strings.Contains(errOut, "run `ecom-agent join`") {
+		t.Errorf("stderr does not say what to run: %s", errOut)
+	}
+
+	// A rendered control-plane node that lost two certificates.
+	cfg := writeConfig(t, testConfigTOML)
+	root := t.TempDir()
+	if code, _, errOut := runCLI(t, "render", "--config", cfg, "--root", root); code != exitOK {
+		t.Fatalf("render: %d %s", code, errOut)
+	}
+	for _, p := range []string{"etc/kubernetes/pki/etcd/peer.crt", "etc/kubernetes/admin.conf"} {
+		if err := os.Remove(filepath.Join(root, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut = runCLI(t, "certs", "check-expiration", "--config", cfg, "--root", root, "-o", "json")
+	if code != exitFailure || !strings.Contains(errOut, "2 certificate(s) missing (etcd/peer, /etc/kubernetes/admin.conf)") ||
+		!strings.Contains(errOut, "systemctl restart ecom-agent") {
+		t.Errorf("two missing: exit %d, stderr %q", code, errOut)
+	}
+	var rows []struct {
+		Name    string `json:"name"`
+		Missing bool   `json:"missing"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for _, r := range rows {
+		if r.Missing {
+			missing = append(missing, r.Name)
+		}
+	}
+	if strings.Join(missing, " ") != "etcd/peer /etc/kubernetes/admin.conf" || len(rows) != 18 {
+		t.Errorf("%d rows, missing %v; want 18 rows, etcd/peer and admin.conf missing", len(rows), missing)
+	}
+
+	// A worker that has not joined misses the CA's and its kubelet's.
+	worker := writeConfig(t, "cluster_name = \"shop-test\"\nrole = \"worker\"\nnode_name = \"w-1\"\nadvertise_address = \"10.77.0.21\"\n"+
+		"cluster_secret = \"test-secret-0123456789abcdef0123456789\"\n")
+	code, out, errOut = runCLI(t, "certs", "check-expiration", "--config", worker, "--root", t.TempDir())
+	if code != exitFailure || strings.Count(out, "MISSING") != 3 || strings.Contains(out, "etcd/") {
+		t.Errorf("worker: exit %d\n%s%s", code, out, errOut)
 	}
 }
