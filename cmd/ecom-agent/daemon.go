@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
@@ -32,11 +30,7 @@ stops.`,
 				return err
 			}
 			cfg.Gossip.Join = append(cfg.Gossip.Join, join...)
-			var lvl slog.Level
-			if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
-				return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)}
-			}
-			log := logging.New(c.stderr, lvl)
+			log := logging.New(c.stderr, c.logLevel)
 			// client-go (leader election, reflectors) logs through klog:
 			// into the same structured log, not raw lines on stderr.
 			klog.SetSlogLogger(log.With("component", "client-go"))

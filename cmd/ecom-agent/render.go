@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -19,14 +18,15 @@ func (c *cli) renderCommand() *cobra.Command {
 		Long: `render writes exactly the files this node would get, under DIR instead of /,
 and prints what it wrote. Running it again changes nothing that need not
 change: valid certificates are kept, unchanged files keep their bytes and
-modification times, and CAs are never overwritten.`,
+modification times, and CAs are never overwritten.
+
+The table shows each file where it was written (under DIR); -o json and
+-o yaml list the same files, each with "file" (that path) and "path" (where
+the node gets it).`,
 		Example: "  ecom-agent render --config /etc/ecom-agent/config.toml --root /tmp/node1",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if rootDir == "" {
 				return usageError{fmt.Errorf("--root is required: render writes under a directory, never over this host's /")}
-			}
-			if output != "text" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want text or json", output)}
 			}
 			cfg, err := c.loadConfig()
 			if err != nil {
@@ -38,11 +38,9 @@ modification times, and CAs are never overwritten.`,
 			}
 			r := bootstrap.NewRenderer(cfg, root, c.logger())
 			written, err := r.Run(cmd.Context())
-			if output == "json" {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(written); jerr != nil && err == nil {
-					err = jerr
+			if output != outTable {
+				if derr := writeDocument(c.stdout, writtenFiles(root, written), output); derr != nil && err == nil {
+					err = derr
 				}
 			} else {
 				printWritten(c, root, written)
@@ -51,8 +49,26 @@ modification times, and CAs are never overwritten.`,
 		},
 	}
 	cmd.Flags().StringVar(&rootDir, "root", "", "directory to write the node's files under (required)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addOutputFlag(cmd, &output)
 	return cmd
+}
+
+// writtenFile is one file of `render -o json`.
+type writtenFile struct {
+	// File is where render wrote it, as the table shows it.
+	File string `json:"file"`
+	// Path is where the node gets it.
+	Path   string `json:"path"`
+	Action string `json:"action"`
+	Note   string `json:"note,omitempty"`
+}
+
+func writtenFiles(root *hostfs.Root, written []bootstrap.Written) []writtenFile {
+	out := make([]writtenFile, 0, len(written))
+	for _, w := range written {
+		out = append(out, writtenFile{File: root.Path(w.Path), Path: w.Path, Action: w.Action, Note: w.Note})
+	}
+	return out
 }
 
 func printWritten(c *cli, root *hostfs.Root, written []bootstrap.Written) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,16 +23,20 @@ const defaultTokenTTL = 24 * time.Hour
 func (c *cli) tokenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Create and check join tokens",
-		Long: `A join token lets a node join without the cluster secret and pins the
-cluster CA it must see, like kubeadm's --discovery-token-ca-cert-hash:
+		Short: "Create and check join tokens (not yet a way to join: nodes join with the cluster secret)",
+		Long: `A join token names this cluster and pins its CA, like kubeadm's
+--discovery-token-ca-cert-hash, and expires by itself:
 
   EA1::sha256:<CA public key hash>::<id>.<expiry>.<mac>
 
+No command accepts a token to join yet: nodes, workers included, join with
+the cluster secret in their config (docs/security.md says what that allows
+and what is still open). Today a token only lets a holder of the
+cluster secret check, with token verify, that a CA hash is this cluster's.
+
 Any node holding the cluster secret creates and verifies tokens; no list of
 tokens is stored. A token cannot be revoked on its own: it stays valid until
-it expires or the cluster secret changes. It does not replace the cluster
-secret for gossip or for control-plane nodes, which need the secret.`,
+it expires or the cluster secret changes.`,
 	}
 	cmd.AddCommand(c.tokenCreateCommand(), c.tokenVerifyCommand())
 	return cmd
@@ -53,17 +56,18 @@ func (c *cli) tokenCreateCommand() *cobra.Command {
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "create",
-		Short: "Print a new join token for this cluster",
-		Long: `create prints a new join token on stdout. It needs the cluster secret (from
-the config) and the cluster CA certificate, so run it on a control-plane
-node of a formed cluster. Nothing is stored: any node with the cluster
-secret accepts the token until it expires.`,
+		Short: "Print a new token for this cluster (no command accepts it to join yet)",
+		Long: `create prints a new token on stdout: this cluster's name and CA hash, an
+expiry, and a MAC made with the cluster secret. It needs the cluster secret
+(from the config) and the cluster CA certificate, so run it on a
+control-plane node of a formed cluster. Nothing is stored: token verify, on
+any node with the cluster secret, accepts the token until it expires.
+
+A token does not let a node join: no command takes one yet, and workers
+join with the cluster secret (see docs/security.md).`,
 		Example: "  ecom-agent token create --ttl 2h\n  ecom-agent token create -o json",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want text or json", output)}
-			}
 			if ttl < 0 {
 				return usageError{fmt.Errorf("--ttl %s: must not be negative; 0 means the token never expires", ttl)}
 			}
@@ -91,14 +95,12 @@ secret accepts the token until it expires.`,
 				fmt.Fprintf(c.stderr, "warning: token %s never expires; it stays valid until the cluster secret changes. "+
 					"Prefer a --ttl such as 24h\n", tok.ID())
 			}
-			if output == "json" {
+			if output != outTable {
 				out := tokenJSON{Token: tok.String(), ID: tok.ID(), ClusterName: cfg.ClusterName, CAHash: tok.CAHash()}
 				if exp := tok.Expires(); !exp.IsZero() {
 					out.Expires = &exp
 				}
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return writeDocument(c.stdout, out, output)
 			}
 			fmt.Fprintln(c.stdout, tok.String())
 			return nil
@@ -106,7 +108,7 @@ secret accepts the token until it expires.`,
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", defaultTokenTTL, "how long the token is accepted; 0 for never (not recommended)")
 	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addOutputFlag(cmd, &output)
 	return cmd
 }
 
@@ -119,7 +121,7 @@ func (c *cli) tokenVerifyCommand() *cobra.Command {
 name, and, when this node has the cluster CA, that the token pins it. With
 "-" the token is read from stdin, which keeps it out of the process list
 and the shell history. Exit codes: 0 valid, 1 invalid (the reason is on
-stderr), 2 configuration error.`,
+stderr), 78 invalid config.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := c.loadConfig()

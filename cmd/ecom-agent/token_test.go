@@ -123,7 +123,7 @@ func TestTokenCreateRefuses(t *testing.T) {
 	}
 
 	for _, args := range [][]string{
-		{"-o", "yaml"},
+		{"-o", "xml"},
 		{"--ttl", "-1h"},
 		{"--ttl", "tomorrow"},
 		{"extra"},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,9 +64,6 @@ added within a version).`,
 			if err != nil {
 				return usageError{fmt.Errorf("--scope: %w", err)}
 			}
-			if output != "table" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want table or json", output)}
-			}
 			if timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout %s: want a positive duration, such as 30s", timeout)}
 			}
@@ -84,7 +80,7 @@ added within a version).`,
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", bootstrap.AdminKubeconfig, "an admin kubeconfig")
 	cmd.Flags().StringVar(&scope, "scope", string(verify.ScopeAll), "the checks to run: addons, platform or all")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	addOutputFlag(cmd, &output)
 	cmd.Flags().DurationVar(&timeout, "timeout", verify.DefaultTimeout, "how long each check may take")
 	return cmd
 }
@@ -114,10 +110,8 @@ func verifyCode(rep verify.Report) error {
 }
 
 func writeVerify(w io.Writer, rep verify.Report, output string, colour bool) error {
-	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+	if output != outTable {
+		return writeDocument(w, rep, output)
 	}
 	printVerify(w, rep, colour)
 	return nil

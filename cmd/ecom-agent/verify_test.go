@@ -21,7 +21,7 @@ func TestVerifyUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"verify", "--scope", "everything"}, `--scope: unknown scope "everything": want addons, platform or all`},
-		{[]string{"verify", "-o", "yaml"}, `--output "yaml": want table or json`},
+		{[]string{"verify", "-o", "xml"}, `invalid argument "xml" for "-o, --output" flag: want table, json or yaml`},
 		{[]string{"verify", "--timeout", "0s"}, "--timeout 0s: want a positive duration, such as 30s"},
 		{[]string{"verify", "--timeout", "soon"}, "invalid argument"},
 		{[]string{"verify", "extra"}, "unknown command"},
