@@ -2,20 +2,23 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"sigs.k8s.io/yaml"
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/buildinfo"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/status"
 	"github.com/ecom-platform/ecom-agent/status/collect"
@@ -38,18 +41,18 @@ func (c *cli) statusCommand() *cobra.Command {
 		Short: "Show this node's health; exit 0 healthy, 1 degraded, 2 down or unknown",
 		Long: `status asks the running agent over its control socket. When the agent does
 not answer, it reads the node's state file, systemd and etcd itself and says
-so. Exit codes: 0 healthy, 1 degraded, 2 down or unknown.
+so. Exit codes: 0 healthy, 1 degraded, 2 down or unknown (a node whose
+agent does not answer and whose config cannot be read is down too; run
+config validate for its problems).
 
 -o json and -o yaml print the status document (schema_version 1: fields are
 only added within a version); --schema prints its JSON Schema. --watch
-redraws it until interrupted.`,
+(-w) redraws it every 2s, or every interval given (-w 5s, --watch=5s),
+until interrupted.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if schema {
 				_, err := c.stdout.Write(status.StatusSchema)
 				return err
-			}
-			if output != "table" && output != "json" && output != "yaml" {
-				return usageError{fmt.Errorf("--output %q: want table, json or yaml", output)}
 			}
 			colour := output == "table" && isTerminal(c.stdout)
 			for {
@@ -78,7 +81,7 @@ redraws it until interrupted.`,
 			}
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	addOutputFlag(cmd, &output)
 	cmd.Flags().DurationVarP(&watch, "watch", "w", 0, "redraw every interval (e.g. 2s) until interrupted")
 	cmd.Flags().Lookup("watch").NoOptDefVal = "2s"
 	cmd.Flags().StringVar(&socket, "socket", bootstrap.AgentSocket, "the agent's control socket")
@@ -87,19 +90,38 @@ redraws it until interrupted.`,
 }
 
 // queryStatus asks the daemon, and falls back to reading the node itself.
+// When neither says much (no daemon, no config, a node that never
+// joined), the first reason says so plainly with what to run.
 func (c *cli) queryStatus(ctx context.Context, socket string) status.Status {
 	st, daemonErr := status.QueryStatus(ctx, socket)
 	if daemonErr == nil {
 		return st
 	}
+	silent, fix := daemonSilence(socket, daemonErr)
 	cfg, err := c.loadConfig()
 	if err != nil {
+		reason := fmt.Sprintf("%s, and the config %s is invalid; `ecom-agent config validate` lists every problem", silent, c.configPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			reason = fmt.Sprintf("%s, and there is no config at %s: this node has not been set up; write the config "+
+				"(`ecom-agent config print-defaults` prints the commented example), then run `ecom-agent join`", silent, c.configPath)
+		}
 		return status.Status{
 			SchemaVersion: status.StatusSchemaVersion, Source: "none", Verdict: status.Down,
-			Reasons: []string{"the agent daemon does not answer (" + daemonErr.Error() + ") and the config cannot be read: " + err.Error()},
+			Node:    status.Node{Version: buildinfo.Version},
+			Reasons: []string{reason},
 		}
 	}
-	root, _ := hostfs.New("/")
+	root, err := hostfs.New(cmp.Or(c.hostRoot, "/"))
+	if err != nil {
+		return status.Status{SchemaVersion: status.StatusSchemaVersion, Source: "none", Verdict: status.Down, Reasons: []string{err.Error()}}
+	}
+	if joined, _ := root.Exists(bootstrap.AgentStateFile); !joined {
+		// Nothing ran here yet: no units to ask systemd about, no etcd.
+		st = collect.Local(ctx, cfg, root, nil)
+		st.Reasons = append([]string{fmt.Sprintf("this node has not joined its cluster (there is no %s) and %s: run `ecom-agent join`",
+			bootstrap.AgentStateFile, silent)}, withoutNotJoined(st.Reasons)...)
+		return st
+	}
 	var sd collect.Systemd
 	m, err := units.Connect(ctx, root, units.Options{})
 	if err != nil {
@@ -109,27 +131,46 @@ func (c *cli) queryStatus(ctx context.Context, socket string) status.Status {
 		sd = m
 	}
 	st = collect.Local(ctx, cfg, root, sd)
-	st.Reasons = append(st.Reasons, "the agent daemon does not answer: "+daemonErr.Error())
+	st.Reasons = append(st.Reasons, silent+": "+fix)
 	return st
+}
+
+// daemonSilence says in plain words why the agent did not answer on its
+// socket, and what to do about it.
+func daemonSilence(socket string, err error) (why, fix string) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("the agent is not running (no socket at %s)", socket),
+			"start it with `systemctl start ecom-agent`; `journalctl -u ecom-agent` says why it stopped"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("the agent is not running (nothing listens on %s)", socket),
+			"start it with `systemctl start ecom-agent`; `journalctl -u ecom-agent` says why it stopped"
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("the agent's socket %s may not be opened by this user", socket), "run status as root"
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("the agent does not answer on %s in time", socket),
+			"it may be stuck: `journalctl -u ecom-agent` shows what it does"
+	}
+	return fmt.Sprintf("the agent did not answer on %s: %v", socket, err),
+		"`journalctl -u ecom-agent` shows what it does"
+}
+
+// withoutNotJoined drops collect's own "has not joined" reason, which
+// queryStatus replaces with one that says what to run.
+func withoutNotJoined(reasons []string) []string {
+	var out []string
+	for _, r := range reasons {
+		if !strings.HasPrefix(r, "this node has not joined") {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // writeStatus renders the status as a table, JSON or YAML.
 func writeStatus(w io.Writer, st status.Status, output string, colour bool) error {
-	switch output {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	case "yaml":
-		data, err := json.Marshal(st)
-		if err == nil {
-			data, err = yaml.JSONToYAML(data)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
-		return err
+	if output != outTable {
+		return writeDocument(w, st, output)
 	}
 	printStatus(w, st, colour)
 	return nil
@@ -172,23 +213,43 @@ func paint(verdict status.Verdict, colour bool) string {
 
 func printStatus(w io.Writer, s status.Status, colour bool) {
 	verdict := paint(s.Verdict, colour)
-	fmt.Fprintf(w, "%s  %s (%s) in cluster %s: %s\n", verdict, s.Node.Name, s.Node.Role, s.Node.Cluster, reasonOrOK(s))
+	// What is not known is left out, not printed blank.
+	who := "this node"
+	if s.Node.Name != "" {
+		who = s.Node.Name
+		if s.Node.Role != "" {
+			who += " (" + s.Node.Role + ")"
+		}
+		if s.Node.Cluster != "" {
+			who += " in cluster " + s.Node.Cluster
+		}
+	}
+	fmt.Fprintf(w, "%s  %s: %s\n", verdict, who, reasonOrOK(s))
 	for i, r := range s.Reasons {
 		if i == 0 {
 			continue
 		}
 		fmt.Fprintf(w, "         %s\n", r)
 	}
-	since := ""
-	if !s.PhaseSince.IsZero() {
-		since = " since " + s.PhaseSince.UTC().Format(time.RFC3339)
+	if s.Phase != "" {
+		since := ""
+		if !s.PhaseSince.IsZero() {
+			since = " since " + s.PhaseSince.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "phase    %s%s\n", s.Phase, since)
 	}
-	fmt.Fprintf(w, "phase    %s%s\n", s.Phase, since)
-	fmt.Fprintf(w, "node     id %s, address %s, agent %s", s.Node.ID, s.Node.AdvertiseAddress, s.Node.Version)
+	var node []string
+	if s.Node.ID != "" {
+		node = append(node, "id "+s.Node.ID)
+	}
+	if s.Node.AdvertiseAddress != "" && s.Node.AdvertiseAddress != "invalid IP" {
+		node = append(node, "address "+s.Node.AdvertiseAddress)
+	}
+	node = append(node, "agent "+cmp.Or(s.Node.Version, buildinfo.Version))
 	if !s.StartedAt.IsZero() {
-		fmt.Fprintf(w, ", up %s", time.Since(s.StartedAt).Round(time.Second))
+		node = append(node, "up "+time.Since(s.StartedAt).Round(time.Second).String())
 	}
-	fmt.Fprintf(w, " (source: %s)\n", s.Source)
+	fmt.Fprintf(w, "node     %s (source: %s)\n", strings.Join(node, ", "), s.Source)
 	if len(s.Units) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,75 @@ func TestStatusTableShowsKubelet(t *testing.T) {
 	} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+// runCLIAt runs the CLI with the node's files under hostRoot.
+func runCLIAt(t *testing.T, hostRoot string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, hostRoot: hostRoot}
+	code = c.run(args)
+	return code, out.String(), errOut.String()
+}
+
+// Without a daemon, a state file or a config, status says what is wrong
+// and what to run, and prints no blank fields nor Go's HTTP internals.
+func TestStatusWithoutDaemonSaysWhatToRun(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "agent.sock")
+	code, out, errOut := runCLIAt(t, t.TempDir(), "status", "--socket", socket, "--config", writeConfig(t, testConfigTOML))
+	want := "DOWN  cp-1 (control-plane) in cluster shop-test: this node has not joined its cluster (there is no /var/lib/ecom-agent/state.json) " +
+		"and the agent is not running (no socket at " + socket + "): run `ecom-agent join`\n"
+	if code != statusDown || !strings.HasPrefix(out, want) {
+		t.Errorf("not joined: exit %d, stdout\n%s\nwant it to start with\n%s", code, out, want)
+	}
+	missing := filepath.Join(t.TempDir(), "config.toml")
+	code, out2, errOut2 := runCLIAt(t, t.TempDir(), "status", "--socket", socket, "--config", missing)
+	want = "DOWN  this node: the agent is not running (no socket at " + socket + "), and there is no config at " + missing +
+		": this node has not been set up; write the config (`ecom-agent config print-defaults` prints the commented example), then run `ecom-agent join`\n"
+	if code != statusDown || !strings.HasPrefix(out2, want) {
+		t.Errorf("no config: exit %d, stdout\n%s\nwant it to start with\n%s", code, out2, want)
+	}
+	for _, bad := range []string{"dial unix", "http://agent", "()", "cluster :", "id ,", "address ,", "phase    \n"} {
+		if strings.Contains(out+errOut+out2+errOut2, bad) {
+			t.Errorf("output shows %q:\n%s%s%s%s", bad, out, errOut, out2, errOut2)
+		}
+	}
+}
+
+// -w takes its interval as the next argument too; alone it means 2s.
+func TestStatusWatchTakesASeparateValue(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"status", "-w", "5s"}, 5 * time.Second},
+		{[]string{"status", "--watch", "5s"}, 5 * time.Second},
+		{[]string{"status", "-w=5s"}, 5 * time.Second},
+		{[]string{"status", "-w"}, 2 * time.Second},
+		{[]string{"status", "-w", "-o", "json"}, 2 * time.Second},
+		{[]string{"status", "-o", "json", "--watch"}, 2 * time.Second},
+	} {
+		root := (&cli{}).rootCommand()
+		cmd, rest, err := root.Find(joinOptionalValues(root, tc.args))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		got, _ := cmd.Flags().GetDuration("watch")
+		if got != tc.want || len(cmd.Flags().Args()) != 0 {
+			t.Errorf("%v: watch %s, arguments %q; want %s and none", tc.args, got, cmd.Flags().Args(), tc.want)
+		}
+	}
+	// The whole command line: --schema prints and returns before watching.
+	for _, sep := range [][]string{{"-w", "5s"}, {"--watch", "5s"}} {
+		code, out, errOut := runCLI(t, append([]string{"status", "--schema"}, sep...)...)
+		if code != exitOK || !strings.Contains(out, "$schema") {
+			t.Errorf("status --schema %v: exit %d, stderr %q", sep, code, errOut)
 		}
 	}
 }
