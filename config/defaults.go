@@ -27,7 +27,7 @@ const (
 	defaultRenewBefore              = 720 * time.Hour
 	defaultReplaceDeadAfter         = 5 * time.Minute
 	defaultResolvConf               = "/etc/resolv.conf"
-	defaultStorageDir               = "/var/lib/ecom-agent/storage"
+	defaultStorageDir               = "/var/lib/ecom-agent-volumes"
 	minReplaceDeadAfter             = 30 * time.Second
 	defaultReadyTimeout             = 5 * time.Minute
 	defaultMetricsAddress           = "127.0.0.1:7948"

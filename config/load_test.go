@@ -93,7 +93,7 @@ func TestDefaults(t *testing.T) {
 		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
 		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock", ResolvConf: "/etc/resolv.conf"},
 		Seed:      Seed{Enabled: true},
-		AddOns:    AddOns{DNS: true, Storage: true, Metrics: true, StorageDir: "/var/lib/ecom-agent/storage"},
+		AddOns:    AddOns{DNS: true, Storage: true, Metrics: true, StorageDir: "/var/lib/ecom-agent-volumes"},
 		Metrics:   Metrics{Address: "127.0.0.1:7948"},
 	}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),

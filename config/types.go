@@ -194,7 +194,7 @@ type AddOns struct {
 	// Metrics is metrics-server, the metrics API of HPAs and kubectl top.
 	Metrics bool `toml:"metrics"`
 	// StorageDir is where the local volumes live on every node (default
-	// /var/lib/ecom-agent/storage), one directory per claim.
+	// /var/lib/ecom-agent-volumes), one directory per claim.
 	StorageDir string `toml:"storage_dir"`
 }
 

@@ -99,7 +99,7 @@ func TestBadInput(t *testing.T) {
 		{"relative binary", withBase(`[binaries]`, `kubelet = "kubelet"`), "binaries.kubelet", 5, `must be an absolute path, e.g. "/usr/bin/kubelet"`},
 		{"relative storage dir", withBase(`[addons]`, `storage_dir = "storage"`), "addons.storage_dir", 5, `must be a clean absolute directory other than /`},
 		{"root as storage dir", withBase(`[addons]`, `storage_dir = "/"`), "addons.storage_dir", 5, `must be a clean absolute directory other than /`},
-		{"unclean storage dir", withBase(`[addons]`, `storage_dir = "/var/lib/../etc"`), "addons.storage_dir", 5, `e.g. "/var/lib/ecom-agent/storage"`},
+		{"unclean storage dir", withBase(`[addons]`, `storage_dir = "/var/lib/../etc"`), "addons.storage_dir", 5, `e.g. "/var/lib/ecom-agent-volumes"`},
 		{"runtime endpoint", withBase(`[kubelet]`, `container_runtime_endpoint = "/run/containerd/containerd.sock"`),
 			"kubelet.container_runtime_endpoint", 5, "not a unix socket URL"},
 

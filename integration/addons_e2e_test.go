@@ -15,7 +15,7 @@ import (
 )
 
 // storageDir is the config's default addons.storage_dir.
-const storageDir = "/var/lib/ecom-agent/storage"
+const storageDir = "/var/lib/ecom-agent-volumes"
 
 // testAddOns checks the add-ons the agent seeds on a cluster of
 // control-plane hosts cps and nodes Nodes in all, worker among them:

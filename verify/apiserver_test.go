@@ -59,7 +59,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		"storage": {Fail, []string{
 			"Deployment local-path-storage/local-path-provisioner: 0/1 available; no ReplicaSet and no pods (is kube-controller-manager running?)",
 			"PersistentVolumeClaim ecommerce/data: Pending: waiting for first consumer (no pod uses it)",
-			"PersistentVolumeClaim ecommerce/uploads: Pending: ProvisioningFailed: failed to provision volume: mkdir /var/lib/ecom-agent/storage/pvc-1: permission denied",
+			"PersistentVolumeClaim ecommerce/uploads: Pending: ProvisioningFailed: failed to provision volume: mkdir /var/lib/ecom-agent-volumes/pvc-1: permission denied",
 		}},
 		"workloads": {Fail, []string{
 			"Deployment ecommerce/backend: 0/2 available; no ReplicaSet and no pods",
@@ -251,6 +251,6 @@ func (s seeder) seed() {
 	s.create(&corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "uploads.1"},
 		InvolvedObject: corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: ns, Name: "uploads"},
 		Type:           corev1.EventTypeWarning, Reason: "ProvisioningFailed", FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		Message: "failed to provision volume: mkdir /var/lib/ecom-agent/storage/pvc-1: permission denied",
+		Message: "failed to provision volume: mkdir /var/lib/ecom-agent-volumes/pvc-1: permission denied",
 		Source:  corev1.EventSource{Component: "rancher.io/local-path"}})
 }

@@ -272,8 +272,8 @@ func TestClaimProblem(t *testing.T) {
 		}()}, "Lost: its volume pvc-1 is gone"},
 		{"provisioning failed", claimFacts{claim: pending, class: wffc, users: []corev1.Pod{unscheduled}, events: []corev1.Event{
 			{Type: corev1.EventTypeNormal, Reason: "WaitForFirstConsumer", Message: "waiting for first consumer to be created before binding"},
-			{Type: corev1.EventTypeWarning, Reason: "ProvisioningFailed", Message: "failed to provision volume with StorageClass \"local-path\": failed to create volume pvc-1: mkdir /var/lib/ecom-agent/storage: read-only file system"},
-		}}, `Pending: ProvisioningFailed: failed to provision volume with StorageClass "local-path": failed to create volume pvc-1: mkdir /var/lib/ecom-agent/storage: read-only file system`},
+			{Type: corev1.EventTypeWarning, Reason: "ProvisioningFailed", Message: "failed to provision volume with StorageClass \"local-path\": failed to create volume pvc-1: mkdir /var/lib/ecom-agent-volumes: read-only file system"},
+		}}, `Pending: ProvisioningFailed: failed to provision volume with StorageClass "local-path": failed to create volume pvc-1: mkdir /var/lib/ecom-agent-volumes: read-only file system`},
 		{"no consumer", claimFacts{claim: pending, class: wffc}, "Pending: waiting for first consumer (no pod uses it)"},
 		{"its consumer not scheduled", claimFacts{claim: pending, class: wffc, users: []corev1.Pod{unscheduled}},
 			"Pending: waiting for first consumer: pod postgresql-0: Pending: Unschedulable: 0/3 nodes are available: 3 Insufficient memory."},
