@@ -305,8 +305,8 @@ func TestDaemonRunsEtcdUnderSystemd(t *testing.T) {
 		}
 		_, _ = run(h, "systemctl", "restart", "ecom-agent.service")
 		await(t, 30*time.Second, "ecom-agent failed", activeIs(h, "ecom-agent.service", "failed"))
-		if st := show(t, h, "ecom-agent.service", "ExecMainStatus"); st != "2" {
-			t.Errorf("exit status %s, want 2", st)
+		if st := show(t, h, "ecom-agent.service", "ExecMainStatus"); st != "78" {
+			t.Errorf("exit status %s, want 78 (an invalid config)", st)
 		}
 		if n := show(t, h, "ecom-agent.service", "NRestarts"); n != "0" {
 			t.Errorf("systemd restarted the agent %s times on a config error", n)

@@ -105,13 +105,14 @@ func TestPackagePath(t *testing.T) {
 		}
 		good := demo.Config("demo", peers)
 
-		// A typo'd key: exit 2, the key named, nothing started.
+		// A typo'd key: exit 78 (an invalid config), the key named,
+		// nothing started.
 		if err := demo.Configure(h, strings.Replace(good, "expect = 3", "expekt = 3", 1), c.Secrets); err != nil {
 			t.Fatal(err)
 		}
 		code, out := joinCode(t, h, "--timeout", "1m")
-		if code != 2 || !strings.Contains(out, "expekt") {
-			t.Errorf("typo'd key: exit %d, want 2 naming the key:\n%s", code, out)
+		if code != 78 || !strings.Contains(out, "expekt") {
+			t.Errorf("typo'd key: exit %d, want 78 naming the key:\n%s", code, out)
 		}
 		if err := activeIs(h, "ecom-agent.service", "inactive")(); err != nil {
 			t.Errorf("after a config error: %v", err)
