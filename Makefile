@@ -7,7 +7,8 @@ SHELL := /bin/bash
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 MODULE      := github.com/ecom-platform/ecom-agent
-LDFLAGS     := -s -w -X $(MODULE)/buildinfo.Version=$(VERSION)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS     := -s -w -X $(MODULE)/buildinfo.Version=$(VERSION) -X $(MODULE)/buildinfo.Commit=$(COMMIT)
 BIN_DIR     := bin
 AGENT       := $(BIN_DIR)/ecom-agent
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -143,7 +144,7 @@ deb-packages: $(MKDEB) images
 	set -e; export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
 	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)"); \
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
-	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
+	    -ldflags '-s -w -X $(MODULE)/buildinfo.Commit=$(COMMIT) -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_AGENT_BIN) ./cmd/ecom-agent; \
 	  rm -f $(DEB_OUT)/ecom-agent_*_amd64.deb; \
 	  rm -f $(DEB_OUT)/ecom-agent-images_*_amd64.deb; \
 	  $(MKDEB) agent -version "$$version" -binary $(DEB_AGENT_BIN) -config packaging/config.toml \
@@ -189,7 +190,7 @@ deb-upgrade: deb
 	set -e; export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
 	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)")+e2e1; \
 	  CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false \
-	    -ldflags '-s -w -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
+	    -ldflags '-s -w -X $(MODULE)/buildinfo.Commit=$(COMMIT) -X $(MODULE)/buildinfo.Version='"$$version" -o $(DEB_TMP)/ecom-agent-upgrade ./cmd/ecom-agent; \
 	  rm -rf $(DEB_OUT)/upgrade; mkdir -p $(DEB_OUT)/upgrade; \
 	  $(MKDEB) agent -version "$$version" -binary $(DEB_TMP)/ecom-agent-upgrade -config packaging/config.toml \
 	    -kube-version $(KUBE_VERSION) -compression $(DEB_COMPRESSION) \

@@ -14,11 +14,6 @@ import (
 	"github.com/ecom-platform/ecom-agent/config"
 )
 
-// buildCommit is the commit the binary was built from when the build
-// says so (-ldflags "-X main.buildCommit=..."): the package build turns
-// Go's own VCS stamp off (-buildvcs=false) for reproducible output.
-var buildCommit string
-
 // versions is `version -o json`: what this binary is and what it runs.
 type versions struct {
 	// Version is the agent's (git describe at build time).
@@ -37,7 +32,7 @@ type versions struct {
 }
 
 func currentVersions() versions {
-	v := versions{Version: buildinfo.Version, Commit: buildCommit, Go: runtime.Version(),
+	v := versions{Version: buildinfo.Version, Commit: buildinfo.Commit, Go: runtime.Version(),
 		Kubernetes: config.DefaultKubernetesVersion, Etcd: etcdversion.Version}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
