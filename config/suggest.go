@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+
+	"github.com/ecom-platform/ecom-agent/internal/editdist"
 )
 
 // knownKeys lists every key Config has, tables included, in dotted form.
@@ -56,7 +58,7 @@ func suggest(unknown string) string {
 	}
 	best, bestDist := "", -1
 	for _, k := range knownKeys() {
-		if d := editDistance(normalize(unknown), k); bestDist < 0 || d < bestDist {
+		if d := editdist.Levenshtein(normalize(unknown), k); bestDist < 0 || d < bestDist {
 			best, bestDist = k, d
 		}
 	}
@@ -69,24 +71,3 @@ func suggest(unknown string) string {
 // normalize folds the differences most likely to be mistakes rather than
 // typos: case and '-' for '_'.
 func normalize(s string) string { return strings.ReplaceAll(strings.ToLower(s), "-", "_") }
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}

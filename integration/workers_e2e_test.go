@@ -181,7 +181,7 @@ func TestWorkers(t *testing.T) {
 
 	worker := workers[0]
 	t.Run("a pod from an imported image runs on a worker and answers from another node", func(t *testing.T) {
-		manifest := fmt.Sprintf(`apiVersion: v1
+		apply(t, cps[0], "echo", fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: echo, namespace: default}
 spec:
@@ -191,13 +191,7 @@ spec:
     image: %s
     imagePullPolicy: IfNotPresent
     ports: [{containerPort: %d}]
-`, worker.Name(), images.EchoImage, images.EchoPort)
-		if err := cps[0].WriteFile("/tmp/echo.yaml", []byte(manifest), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kubectl(cps[0], "apply", "-f", "/tmp/echo.yaml"); err != nil {
-			t.Fatal(err)
-		}
+`, worker.Name(), images.EchoImage, images.EchoPort))
 		var ip string
 		await(t, 3*time.Minute, "the echo pod running", func() error {
 			out, err := kubectl(cps[0], "get", "pod", "echo", "-o", "jsonpath={.status.phase} {.spec.nodeName} {.status.podIP}")

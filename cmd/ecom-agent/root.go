@@ -17,6 +17,7 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/buildinfo"
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/internal/editdist"
 )
 
 // cli holds what every command shares: streams, the global flags and
@@ -201,33 +202,12 @@ func suggestCommands(typed string, names []string) []string {
 		for common < len(typed) && common < len(n) && typed[common] == n[common] {
 			common++
 		}
-		if editDistance(typed, n) <= max(1, len(typed)/3) || (len(typed) >= 2 && strings.HasPrefix(n, typed)) ||
+		if editdist.Levenshtein(typed, n) <= max(1, len(typed)/3) || (len(typed) >= 2 && strings.HasPrefix(n, typed)) ||
 			(common >= 4 && 2*common >= len(typed)) {
 			out = append(out, n)
 		}
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // helpCommand is `help [command]`; an unknown command is a usage error
