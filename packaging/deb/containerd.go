@@ -15,6 +15,9 @@ const ContainerdName = "ecom-agent-containerd"
 // tools/containerd/build.sh builds them.
 var ContainerdBinaries = []string{"containerd", "containerd-shim-runc-v2", "ctr"}
 
+// ContainerdReplaces are the packages that ship the same programs.
+var ContainerdReplaces = []string{"containerd", "containerd.io"}
+
 // Containerd describes the ecom-agent-containerd package: containerd 2.x,
 // because Debian 12's containerd (1.6) is older than what kubelet 1.37
 // supports.
@@ -62,5 +65,10 @@ its own, and starts nothing. runc and the CNI plugins come from Debian.`, upstre
 	// The shim runs runc; the agent configures containerd's CRI plugin
 	// with Debian's CNI plugins in /usr/lib/cni.
 	info.Depends = []string{"runc", "containernetworking-plugins"}
+	// Debian's containerd and Docker's containerd.io ship containerd and
+	// ctr in /usr/bin too: one runtime per host, this one replacing theirs
+	// instead of dpkg failing with "trying to overwrite".
+	info.Conflicts = ContainerdReplaces
+	info.Replaces = ContainerdReplaces
 	return info, nil
 }

@@ -98,6 +98,14 @@ func TestKubeIsReproducible(t *testing.T) {
 			t.Errorf("entry not root:root at the commit time: %s", line)
 		}
 	}
+	// Debian's and upstream's packages of the same programs are replaced,
+	// not overwritten by a failing dpkg -i.
+	info := dpkgDeb(t, "--info", paths[0])
+	for _, want := range []string{"Conflicts: kubernetes-client, kubectl, kubelet, kubeadm\n", "Replaces: kubernetes-client, kubectl, kubelet, kubeadm\n"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("control lacks %q:\n%s", want, info)
+		}
+	}
 }
 
 // regexpLine reports whether some line of list starts with prefix and ends
@@ -260,8 +268,11 @@ func TestContainerdPackage(t *testing.T) {
 			t.Errorf("%s not in the package as root:root 0755:\n%s", b, list)
 		}
 	}
-	if info := dpkgDeb(t, "--info", paths[0]); !strings.Contains(info, "Depends: runc, containernetworking-plugins\n") {
-		t.Errorf("control lacks the runtime's dependencies:\n%s", info)
+	info := dpkgDeb(t, "--info", paths[0])
+	for _, want := range []string{"Depends: runc, containernetworking-plugins\n", "Conflicts: containerd, containerd.io\n", "Replaces: containerd, containerd.io\n"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("control lacks %q:\n%s", want, info)
+		}
 	}
 
 	_, err := Containerd{

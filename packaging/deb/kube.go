@@ -34,6 +34,9 @@ func (k Kube) Build(ctx context.Context, outDir string) (string, error) {
 	return writeFile(info, outDir)
 }
 
+// KubeReplaces are the packages that ship the same programs in /usr/bin.
+var KubeReplaces = []string{"kubernetes-client", "kubectl", "kubelet", "kubeadm"}
+
 // Info stages the package's files and returns its nfpm description.
 func (k Kube) Info(context.Context) (*nfpm.Info, error) {
 	if err := k.check(); err != nil {
@@ -57,5 +60,10 @@ kube-scheduler, kubelet, kube-proxy and kubectl, in /usr/bin.
 
 ecom-agent writes their configuration and systemd units; this package ships
 the programs only, with no units of its own, and starts nothing.`, upstream)
+	// The same programs in /usr/bin: Debian's kubernetes-client (kubectl)
+	// and the upstream packages of pkgs.k8s.io. One set per host: dpkg
+	// replaces theirs instead of failing with "trying to overwrite".
+	info.Conflicts = KubeReplaces
+	info.Replaces = KubeReplaces
 	return info, nil
 }
