@@ -130,6 +130,21 @@ func TestRenderTwiceChangesNothing(t *testing.T) {
 	}
 }
 
+// The agent's unit installed by the package belongs to dpkg: a render
+// writes one where none is installed and never rewrites it.
+func TestRenderLeavesThePackagedAgentUnit(t *testing.T) {
+	root := testRoot(t)
+	packaged := []byte("# the package's ecom-agent.service\n[Service]\nExecStart=/usr/bin/ecom-agent run\n")
+	if _, err := root.WriteFile(AgentUnitFile, packaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render(t, "", root)
+	got, err := root.ReadFile(AgentUnitFile)
+	if err != nil || string(got) != string(packaged) {
+		t.Errorf("the packaged unit was rewritten (%v):\n%s", err, got)
+	}
+}
+
 // TestRenderReissuesOnlyWhatChanged adds an API server SAN: the API
 // server certificate is re-issued and nothing else changes.
 func TestRenderReissuesOnlyWhatChanged(t *testing.T) {

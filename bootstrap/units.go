@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/config"
@@ -163,8 +164,10 @@ func AgentUnitSpec() units.Spec {
 		After:         []string{"network-online.target"},
 		Type:          units.TypeNotify,
 		ExecStart:     []string{AgentBinary, "run", "--config=" + AgentConfigFile},
-		Restart:       units.RestartAlways,
-		RestartDelay:  5 * time.Second,
+		// The control socket's directory, made and cleaned by systemd.
+		RuntimeDirectory: path.Base(AgentRuntimeDir),
+		Restart:          units.RestartAlways,
+		RestartDelay:     5 * time.Second,
 		// An invalid config (exit 78, EX_CONFIG) needs an operator, not
 		// a restart loop.
 		RestartPreventExitStatus: []int{78},
@@ -192,6 +195,11 @@ func (r *Renderer) phaseUnits(_ context.Context) error {
 		if err := r.write(s.Path(), data, 0o644, ""); err != nil {
 			return err
 		}
+	}
+	// The agent's own unit is the package's file (dpkg owns it): written
+	// only where none is installed, never rewritten.
+	if ok, err := r.root.Exists(AgentUnitFile); err != nil || ok {
+		return err
 	}
 	data, err := units.Render(AgentUnitSpec())
 	if err != nil {

@@ -154,6 +154,7 @@ func (s *Spec) options() ([]*unit.UnitOption, error) {
 		plain(svc, "EnvironmentFile", f)
 	}
 	plain(svc, "WorkingDirectory", s.WorkingDirectory)
+	plain(svc, "RuntimeDirectory", s.RuntimeDirectory)
 	for _, c := range s.ExecStartPre {
 		v, ferr := FormatCommand(c.Argv)
 		if ferr != nil {

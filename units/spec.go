@@ -95,6 +95,9 @@ type Spec struct {
 	// file optional.
 	EnvironmentFiles []string
 	WorkingDirectory string
+	// RuntimeDirectory is a directory under /run that systemd creates
+	// before the service starts and removes after it stops.
+	RuntimeDirectory string
 	Restart          RestartPolicy
 	RestartDelay     time.Duration
 	// StartTimeout and StopTimeout may be Infinity.
