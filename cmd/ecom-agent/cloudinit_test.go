@@ -30,7 +30,8 @@ func TestCloudInitExample(t *testing.T) {
 			Permissions string `json:"permissions"`
 			Content     string `json:"content"`
 		} `json:"write_files"`
-		RunCmd [][]string `json:"runcmd"`
+		RunCmd        [][]string `json:"runcmd"`
+		PackageUpdate bool       `json:"package_update"`
 	}
 	if err := yaml.UnmarshalStrict(data, &ud); err != nil {
 		t.Fatal(err)
@@ -89,6 +90,21 @@ func TestCloudInitExample(t *testing.T) {
 		}
 		if cfg.NodeName != host || cfg.AdvertiseAddress.String() != addr || !cfg.IsControlPlane() || cfg.Expect != 3 || len(cfg.Gossip.Join) != 3 {
 			t.Errorf("on %s: %+v", host, cfg)
+		}
+	}
+	if !ud.PackageUpdate {
+		t.Error("package_update is not set: apt-get install of runc would work from stale lists")
+	}
+	// dpkg -i gets every package, the images the agent depends on too.
+	var dpkg string
+	for _, c := range ud.RunCmd {
+		if l := strings.Join(c, " "); strings.Contains(l, "dpkg ") {
+			dpkg = l
+		}
+	}
+	for _, pkg := range []string{"ecom-agent-containerd_", "ecom-agent-kubernetes_", "ecom-agent-images_", "ecom-agent_"} {
+		if !strings.Contains(dpkg, "/"+pkg) {
+			t.Errorf("the dpkg -i line does not install %s*.deb: %q", pkg, dpkg)
 		}
 	}
 	last := ud.RunCmd[len(ud.RunCmd)-1]
