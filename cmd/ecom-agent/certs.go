@@ -34,6 +34,7 @@ func (c *cli) renewCommand() *cobra.Command {
 	var socket string
 	cmd := &cobra.Command{
 		Use:   "renew [NAME...|all]",
+		Args:  cobra.ArbitraryArgs,
 		Short: "Re-issue leaf certificates now and restart what reads them, one control-plane node at a time",
 		Long: `renew asks the running agent to re-issue the named leaf certificates (names
 as check-expiration lists them: apiserver, etcd/peer, admin.conf's

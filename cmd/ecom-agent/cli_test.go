@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ecom-platform/ecom-agent/config"
 )
 
@@ -152,5 +154,34 @@ func TestTokenHelpDoesNotClaimJoining(t *testing.T) {
 			!strings.Contains(out, "join with the cluster secret") {
 			t.Errorf("%v:\n%s", args, out)
 		}
+	}
+}
+
+// A command whose usage names a positional argument (NAME, DIR, TOKEN)
+// takes one: the strict argument checks must not refuse what the help
+// promises (`certs renew apiserver` once did).
+func TestCommandsTakeTheArgumentsTheirUsageNames(t *testing.T) {
+	var walk func(cmd *cobra.Command)
+	checked := 0
+	walk = func(cmd *cobra.Command) {
+		fields := strings.Fields(cmd.Use)
+		for i := 1; i < len(fields); i++ {
+			f := fields[i]
+			if strings.HasPrefix(f, "-") || strings.HasPrefix(fields[i-1], "-") || strings.ToLower(f) == f {
+				continue // a flag, a flag's value, or "[command]"/"[etcd flags]"
+			}
+			checked++
+			if err := cmd.ValidateArgs([]string{"apiserver"}); err != nil {
+				t.Errorf("%s (usage %q) refuses an argument: %v", cmd.CommandPath(), cmd.Use, err)
+			}
+			break
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk((&cli{}).rootCommand())
+	if checked < 3 {
+		t.Errorf("checked %d commands; the walk found too few usages with arguments", checked)
 	}
 }
