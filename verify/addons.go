@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,35 +34,35 @@ const (
 	kubernetesService = "kubernetes"
 )
 
-// addOnDeployment gets an add-on's Deployment; a nil Deployment and a
-// SKIP result when it does not exist (the add-on is switched off: the
-// cluster brings its own).
-func (e *env) addOnDeployment(ctx context.Context, ns, name string) (*appsv1.Deployment, *Result) {
+// addOn starts an add-on's check: the reader the check goes on with, the
+// add-on's Deployment as a workload and, when it is not available, its
+// problem. When the
+// Deployment does not exist (the add-on is switched off: the cluster
+// brings its own) or cannot be read, res is the check's result.
+func (e *env) addOn(ctx context.Context, ns, name string) (r *reader, w workload, probs []Problem, res *Result) {
 	d, err := e.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		r := skip("not seeded: no " + objectName("Deployment", ns, name))
-		return nil, &r
+		return nil, w, nil, &r
 	case err != nil:
 		r := broken("get "+objectName("Deployment", ns, name), err)
-		return nil, &r
+		return nil, w, nil, &r
 	}
-	return d, nil
+	r = e.reader()
+	if w = deploymentWorkload(d); !w.ok {
+		probs = append(probs, r.diagnose(ctx, w))
+	}
+	return r, w, probs, nil
 }
 
 // checkDNS: CoreDNS available, kube-dns with ready endpoints, and
 // kubernetes.default.svc.<domain> resolving, through the kube-dns
 // Service's cluster IP, to the kubernetes Service's.
 func checkDNS(ctx context.Context, e *env) Result {
-	d, res := e.addOnDeployment(ctx, dnsNamespace, dnsDeployment)
+	r, w, probs, res := e.addOn(ctx, dnsNamespace, dnsDeployment)
 	if res != nil {
 		return *res
-	}
-	r := e.reader()
-	var probs []Problem
-	w := deploymentWorkload(d)
-	if !w.ok {
-		probs = append(probs, r.diagnose(ctx, w))
 	}
 	svc, err := e.cs.CoreV1().Services(dnsNamespace).Get(ctx, dnsService, metav1.GetOptions{})
 	if err != nil {
@@ -132,14 +131,9 @@ func resolve(ctx context.Context, server, name string) ([]netip.Addr, error) {
 // checkStorage: a default StorageClass, the provisioner available, and
 // every claim in the platform's namespaces Bound.
 func checkStorage(ctx context.Context, e *env) Result {
-	d, res := e.addOnDeployment(ctx, storageNamespace, storageDeployment)
+	r, _, probs, res := e.addOn(ctx, storageNamespace, storageDeployment)
 	if res != nil {
 		return *res
-	}
-	r := e.reader()
-	var probs []Problem
-	if w := deploymentWorkload(d); !w.ok {
-		probs = append(probs, r.diagnose(ctx, w))
 	}
 	classes, err := e.cs.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -227,14 +221,9 @@ func (e *env) managedNamespaces(ctx context.Context) (map[string]bool, error) {
 // checkMetrics: metrics-server available, its APIService Available, and
 // the metrics API reporting usage for every node.
 func checkMetrics(ctx context.Context, e *env) Result {
-	d, res := e.addOnDeployment(ctx, metricsNamespace, metricsDeployment)
+	_, _, probs, res := e.addOn(ctx, metricsNamespace, metricsDeployment)
 	if res != nil {
 		return *res
-	}
-	r := e.reader()
-	var probs []Problem
-	if w := deploymentWorkload(d); !w.ok {
-		probs = append(probs, r.diagnose(ctx, w))
 	}
 	rest := e.cs.Discovery().RESTClient()
 	apiObj := "APIService " + metricsAPIService
