@@ -6,7 +6,10 @@
 // tell which pod a Service sent it to; GET /healthz answers "ok" (for
 // probes); GET /resolve?name=N looks N up with the pod's resolver (its
 // resolv.conf: the cluster DNS) and answers the addresses, sorted, one
-// per line, or 502 with the error. With $ECHO_WRITE set to a file path
+// per line, or 502 with the error; GET /connect?addr=HOST:PORT opens a TCP
+// connection from the pod (as upstream's agnhost connect does for the
+// NetworkPolicy tests) and answers "connected" or 502 with the error.
+// With $ECHO_WRITE set to a file path
 // it first writes its hostname there and exits 1 if it cannot (a test
 // that a mounted volume is writable by the image's user). Every request is logged to stdout. SIGTERM (and SIGINT) stop it
 // cleanly: the listener closes, requests in flight finish, exit 0.
@@ -124,7 +127,11 @@ func firstIPv4(addrs []net.Addr) string {
 // lookupTimeout bounds a /resolve lookup.
 const lookupTimeout = 5 * time.Second
 
-// newHandler serves /, /healthz and /resolve, logging each request to
+// connectTimeout bounds a /connect dial: a connection a policy drops
+// times out.
+const connectTimeout = 2 * time.Second
+
+// newHandler serves /, /healthz, /resolve and /connect, logging each request to
 // logger.
 func newHandler(info func() (hostname, ip string), lookup func(context.Context, string) ([]string, error), logger *log.Logger) http.Handler {
 	mux := http.NewServeMux()
@@ -153,6 +160,22 @@ func newHandler(info func() (hostname, ip string), lookup func(context.Context, 
 		}
 		slices.Sort(addrs)
 		io.WriteString(w, strings.Join(addrs, "\n")+"\n")
+	})
+	mux.HandleFunc("GET /connect", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		addr := r.URL.Query().Get("addr")
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			http.Error(w, "addr=HOST:PORT is required", http.StatusBadRequest)
+			return
+		}
+		d := net.Dialer{Timeout: connectTimeout}
+		c, err := d.DialContext(r.Context(), "tcp", addr)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c.Close()
+		io.WriteString(w, "connected\n")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

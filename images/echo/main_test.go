@@ -76,6 +76,14 @@ func TestHandler(t *testing.T) {
 	}
 	srv := httptest.NewServer(newHandler(info, lookup, log.New(&logs, "", 0)))
 	defer srv.Close()
+	// A port nothing listens on: the listener is closed before the dial.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	srvAddr := strings.TrimPrefix(srv.URL, "http://")
 
 	for _, tc := range []struct {
 		method, path string
@@ -90,6 +98,9 @@ func TestHandler(t *testing.T) {
 		{"GET", "/resolve?name=kubernetes.default", 200, "10.0.0.1\n10.96.0.1\n"},
 		{"GET", "/resolve?name=nope.invalid", 502, "lookup nope.invalid: no such host\n"},
 		{"GET", "/resolve", 400, "name= is required\n"},
+		{"GET", "/connect?addr=" + srvAddr, 200, "connected\n"},
+		{"GET", "/connect?addr=" + closedAddr, 502, "dial tcp " + closedAddr + ": connect: connection refused\n"},
+		{"GET", "/connect?addr=nope", 400, "addr=HOST:PORT is required\n"},
 	} {
 		code, body := get(t, tc.method, srv.URL+tc.path)
 		if code != tc.code || body != tc.body {
@@ -99,7 +110,8 @@ func TestHandler(t *testing.T) {
 	// One log line per request: client, method, path, status.
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	want := []string{`GET / 200 28B`, `GET /healthz 200 2B`, `HEAD / 200 `, `GET /nope 404 `, `POST / 405 `,
-		`GET /resolve?name=kubernetes.default 200 `, `GET /resolve?name=nope.invalid 502 `, `GET /resolve 400 `}
+		`GET /resolve?name=kubernetes.default 200 `, `GET /resolve?name=nope.invalid 502 `, `GET /resolve 400 `,
+		`GET /connect?addr=` + srvAddr + ` 200 `, `GET /connect?addr=` + closedAddr + ` 502 `, `GET /connect?addr=nope 400 `}
 	if len(lines) != len(want) {
 		t.Fatalf("log:\n%s", logs.String())
 	}
