@@ -7,6 +7,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/membership"
 	"github.com/ecom-platform/ecom-agent/agent/node"
 	"github.com/ecom-platform/ecom-agent/agent/platform"
+	"github.com/ecom-platform/ecom-agent/agent/policy"
 	"github.com/ecom-platform/ecom-agent/agent/render"
 	"github.com/ecom-platform/ecom-agent/agent/renewal"
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
@@ -17,10 +18,10 @@ import (
 // docs/architecture.md), and the runner that steps them.
 //
 // Control-plane node: membership (gossip, RPC, formation) -> render ->
-// etcd member -> control plane -> node side; renewal once etcd serves;
-// the platform's watch once the API serves.
+// etcd member -> control plane -> node side -> network policy; renewal
+// once etcd serves; the platform's watch once the API serves.
 // Worker: membership -> render -> worker credentials (and the API load
-// balancer) -> node side.
+// balancer) -> node side -> network policy.
 func (d *Daemon) build() (*component.Runner, error) {
 	cfg, root, log := d.deps.Config, d.deps.Root, d.deps.Log
 	members, err := membership.New(membership.Deps{
@@ -36,6 +37,12 @@ func (d *Daemon) build() (*component.Runner, error) {
 		Config: cfg, Root: root, Log: log.With("component", node.Name), Store: d.store, Systemd: d.sd,
 		Run: d.deps.Run, Written: files.Written, Members: members.Members,
 	}
+	// Both roles enforce NetworkPolicy once the node side runs, under
+	// kube-proxy's identity (bound to ecom-agent:network-policy).
+	enforce := policy.New(policy.Deps{
+		Config: cfg, Root: root, Log: log.With("component", policy.Name), Run: d.deps.Run,
+		Kubeconfig: bootstrap.KubeProxyKubeconfig, Now: d.deps.Now,
+	})
 	var entries []component.Entry
 	if cfg.IsControlPlane() {
 		members.Handle(workercreds.MethodNodeCerts, (&workercreds.Signer{
@@ -53,6 +60,7 @@ func (d *Daemon) build() (*component.Runner, error) {
 		// The kubelet registers with the local API server, so the node
 		// side starts once that one is ready.
 		nodeDeps.Kubeconfig = bootstrap.AgentKubeconfig
+		nodeSide := node.New(nodeDeps)
 		renew := renewal.New(renewal.Deps{
 			Config: cfg, Root: root, Log: log.With("component", renewal.Name), Store: d.store,
 			Systemd: d.sd, Now: d.deps.Now, Refreshed: d.refresh,
@@ -62,7 +70,8 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: files, Needs: members},
 			{Component: etcd, Needs: files},
 			{Component: cp, Needs: etcd},
-			{Component: node.New(nodeDeps), Needs: cp},
+			{Component: nodeSide, Needs: cp},
+			{Component: enforce, Needs: nodeSide},
 			{Component: renew, Needs: etcd},
 			{Component: platform.New(platform.Deps{
 				Log: log.With("component", platform.Name), Now: d.deps.Now, Read: platform.FromAPI(root),
@@ -75,11 +84,13 @@ func (d *Daemon) build() (*component.Runner, error) {
 		})
 		nodeDeps.Kubeconfig = bootstrap.KubeProxyKubeconfig
 		nodeDeps.LoadBalancer = worker.LoadBalancer
+		nodeSide := node.New(nodeDeps)
 		entries = []component.Entry{
 			{Component: members},
 			{Component: files, Needs: members},
 			{Component: worker, Needs: files},
-			{Component: node.New(nodeDeps), Needs: worker},
+			{Component: nodeSide, Needs: worker},
+			{Component: enforce, Needs: nodeSide},
 		}
 	}
 	return component.NewRunner(log, entries...), nil

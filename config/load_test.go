@@ -73,6 +73,7 @@ func TestDefaults(t *testing.T) {
 			ServiceCIDR:   netip.MustParsePrefix("10.96.0.0/12"),
 			PodCIDR:       netip.MustParsePrefix("10.244.0.0/16"),
 			ClusterDomain: "cluster.local",
+			Policy:        true,
 		},
 		PKI: PKI{
 			KeyAlgorithm: KeyECDSAP256,

@@ -120,6 +120,10 @@ type Network struct {
 	ServiceCIDR   netip.Prefix `toml:"service_cidr"`   // default 10.96.0.0/12
 	PodCIDR       netip.Prefix `toml:"pod_cidr"`       // default 10.244.0.0/16
 	ClusterDomain string       `toml:"cluster_domain"` // default cluster.local
+	// Policy has every node enforce the cluster's NetworkPolicies with
+	// kube-router's network-policy controller inside the agent (default
+	// true); false for a cluster whose own CNI enforces them.
+	Policy bool `toml:"policy"`
 }
 
 // PKI configures certificate generation.

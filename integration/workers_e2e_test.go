@@ -225,6 +225,10 @@ spec:
 		testAddOns(t, cps, worker, len(hosts))
 	})
 
+	t.Run("NetworkPolicy enforced pair by pair across nodes, and changed at run time", func(t *testing.T) {
+		testNetworkPolicy(t, cps[0], cps[1], workers[1], workers[0])
+	})
+
 	t.Run("a link down and up on a worker: its routes to the other nodes' pods come back by themselves", func(t *testing.T) {
 		testLinkFlap(t, cps[0], workers[1])
 	})

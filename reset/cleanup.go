@@ -18,6 +18,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/netpol"
 	"github.com/ecom-platform/ecom-agent/nodecheck"
 	"github.com/ecom-platform/ecom-agent/token"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -123,6 +124,22 @@ func cleanupKubeProxy(ctx context.Context, root *hostfs.Root, cfg *config.Config
 	defer cancel()
 	if _, err := r.Output(cctx, root.Path(bin), "--cleanup"); err != nil {
 		return fmt.Sprintf("kube-proxy --cleanup: %v", err)
+	}
+	return ""
+}
+
+// cleanupNetworkPolicy removes the network-policy engine's chains and
+// ipsets (the agent that ran the engine is stopped by now). It returns a
+// warning, or "".
+func cleanupNetworkPolicy(ctx context.Context, r units.Runner) string {
+	if r == nil {
+		return ""
+	}
+	if _, err := r.Output(ctx, "iptables-save", "-t", "filter"); err != nil {
+		return "" // no iptables here: nothing of the engine's either
+	}
+	if _, err := netpol.Cleanup(ctx, timeoutRunner{r, 30 * time.Second}); err != nil {
+		return "network policy rules: " + err.Error()
 	}
 	return ""
 }

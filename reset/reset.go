@@ -251,6 +251,9 @@ func (r *resetter) stepUnits(ctx context.Context) error {
 	if msg := cleanupKubeProxy(ctx, o.Root, o.Config, o.Runner); msg != "" {
 		r.rep.Warnings = append(r.rep.Warnings, msg)
 	}
+	if msg := cleanupNetworkPolicy(ctx, o.Runner); msg != "" {
+		r.rep.Warnings = append(r.rep.Warnings, msg)
+	}
 	disabled, err := o.Systemd.Disable(ctx, bootstrap.AgentUnit)
 	if err != nil {
 		r.rep.Warnings = append(r.rep.Warnings, err.Error())

@@ -43,13 +43,14 @@ var (
 	descJoin      = prometheus.NewDesc("ecom_agent_join_duration_seconds", "How long the running daemon took to bring the node to its target phase.", nil, nil)
 	descPlatform  = prometheus.NewDesc("ecom_agent_platform_workloads", "The seeded Deployments, StatefulSets and DaemonSets, by state (ready: available).", []string{"state"}, nil)
 	descOverdue   = prometheus.NewDesc("ecom_agent_platform_overdue", "1 once a seeded workload has been not available for the grace period (the verdict is degraded).", nil, nil)
+	descNetpol    = prometheus.NewDesc("ecom_agent_network_policy_enforcing", "1 when this node enforces NetworkPolicy (the engine runs and the kernel holds its hooks); absent with network.policy = false.", nil, nil)
 	descChanges   = prometheus.NewDesc("ecom_agent_etcd_membership_changes_total", "etcd membership changes this daemon made since it started, by action.", []string{"action"}, nil)
 )
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descVerdict, descPhase, descUptime, descGossip, descEtcd, descLeader,
 		descDBSize, descUnit, descRestarts, descAPIReady, descSeed, descSeeder, descCertFirst, descCertDue,
-		descCertLeft, descJoin, descChanges, descPlatform, descOverdue} {
+		descCertLeft, descJoin, descChanges, descPlatform, descOverdue, descNetpol} {
 		ch <- d
 	}
 }
@@ -116,6 +117,9 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPlatform, float64(p.Ready), "ready")
 		gauge(descPlatform, float64(p.Workloads-p.Ready), "not_ready")
 		gauge(descOverdue, flag(p.Overdue))
+	}
+	if np := s.NetworkPolicy; np != nil && !np.Off {
+		gauge(descNetpol, flag(np.Enforcing))
 	}
 	if sd := s.Seed; sd != nil {
 		for r, n := range sd.Counts {

@@ -71,6 +71,9 @@ type Status struct {
 	// APIServers is every control-plane node's kube-apiserver /readyz,
 	// as this node reaches it (one per etcd member).
 	APIServers []APIServerHealth `json:"apiservers,omitempty"`
+	// NetworkPolicy is this node's NetworkPolicy enforcement (when the
+	// daemon answers and the node side runs).
+	NetworkPolicy *NetworkPolicyStatus `json:"network_policy,omitempty"`
 	// Seed is the cluster's last seeding pass.
 	Seed *SeedStatus `json:"seed,omitempty"`
 	// Platform is what runs of the seeded workloads (control-plane
@@ -198,6 +201,9 @@ func (s *Status) Judge(expectEtcd bool) {
 		if !a.Ready && (a.Node != s.Node.Name || s.ControlPlane == nil) {
 			degraded = append(degraded, fmt.Sprintf("kube-apiserver on %s (%s) is not ready: %s", a.Node, a.URL, a.Error))
 		}
+	}
+	if np := s.NetworkPolicy; np != nil && !np.Off && np.Error != "" {
+		degraded = append(degraded, "network policy is not enforced: "+np.Error)
 	}
 	if sd := s.Seed; sd != nil {
 		if sd.Error != "" {

@@ -22,17 +22,32 @@ import (
 //     cluster-admin, so admin.conf is not system:masters and can be
 //     revoked;
 //   - kubelets renew their own client certificates (the CSR approver
-//     auto-approves system:nodes' self-node-client requests).
+//     auto-approves system:nodes' self-node-client requests);
+//   - kube-proxy's identity (system:kube-proxy) may also read what the
+//     network-policy engine every agent runs under it needs: pods,
+//     namespaces and NetworkPolicies (ClusterRole
+//     ecom-agent:network-policy, as kube-router's own ClusterRole; it
+//     already reads Nodes as system:node-proxier).
 //
 // Nodes themselves are authorized by the Node authorizer and the
 // NodeRestriction admission plugin, both on in the API server's flags.
 // It runs with super-admin.conf (system:masters), which needs no binding.
 func bootstrapRBAC(ctx context.Context, cs kubernetes.Interface) error {
+	role := rbacac.ClusterRole(NetworkPolicyRole).
+		WithLabels(map[string]string{seed.ManagedByLabel: seed.ManagedByValue}).
+		WithRules(
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("pods", "namespaces").WithVerbs("get", "list", "watch"),
+			rbacac.PolicyRule().WithAPIGroups("networking.k8s.io").WithResources("networkpolicies").WithVerbs("get", "list", "watch"),
+		)
+	if _, err := cs.RbacV1().ClusterRoles().Apply(ctx, role, metav1.ApplyOptions{FieldManager: seed.FieldManager, Force: true}); err != nil {
+		return fmt.Errorf("cluster role %s: %w", NetworkPolicyRole, err)
+	}
 	bindings := []*rbacac.ClusterRoleBindingApplyConfiguration{
 		groupBinding("ecom-agent:agents", "cluster-admin", pki.AgentGroup),
 		groupBinding("kubeadm:cluster-admins", "cluster-admin", "kubeadm:cluster-admins"),
 		groupBinding("ecom-agent:node-autoapprove-certificate-rotation",
 			"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
+		subjectBinding(NetworkPolicyRole, NetworkPolicyRole, rbacv1.UserKind, "system:kube-proxy"),
 	}
 	for _, b := range bindings {
 		_, err := cs.RbacV1().ClusterRoleBindings().Apply(ctx, b, metav1.ApplyOptions{FieldManager: seed.FieldManager, Force: true})
@@ -43,9 +58,17 @@ func bootstrapRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	return nil
 }
 
+// NetworkPolicyRole is the ClusterRole of the network-policy engine,
+// bound to kube-proxy's identity.
+const NetworkPolicyRole = "ecom-agent:network-policy"
+
 func groupBinding(name, role, group string) *rbacac.ClusterRoleBindingApplyConfiguration {
+	return subjectBinding(name, role, rbacv1.GroupKind, group)
+}
+
+func subjectBinding(name, role, kind, subject string) *rbacac.ClusterRoleBindingApplyConfiguration {
 	return rbacac.ClusterRoleBinding(name).
 		WithLabels(map[string]string{seed.ManagedByLabel: seed.ManagedByValue}).
 		WithRoleRef(rbacac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(role)).
-		WithSubjects(rbacac.Subject().WithAPIGroup(rbacv1.GroupName).WithKind(rbacv1.GroupKind).WithName(group))
+		WithSubjects(rbacac.Subject().WithAPIGroup(rbacv1.GroupName).WithKind(kind).WithName(subject))
 }

@@ -65,6 +65,28 @@ func TestBootstrapRBACOnARealAPIServer(t *testing.T) {
 	if b.RoleRef.Name != "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient" || b.Subjects[0].Name != "system:nodes" {
 		t.Errorf("kubelet certificate rotation binding: %+v %+v", b.RoleRef, b.Subjects)
 	}
+	// The network-policy engine runs as kube-proxy and reads what it
+	// enforces from.
+	for _, want := range []authv1.ResourceAttributes{
+		{Verb: "list", Resource: "pods"}, {Verb: "watch", Resource: "pods"}, {Verb: "watch", Resource: "namespaces"},
+		{Verb: "list", Group: "networking.k8s.io", Resource: "networkpolicies"}, {Verb: "get", Resource: "nodes", Name: "n1"},
+	} {
+		r, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
+			User: "system:kube-proxy", Groups: []string{"system:authenticated"}, ResourceAttributes: &want,
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Status.Allowed {
+			t.Errorf("system:kube-proxy may not %s %s: %s", want.Verb, want.Resource, r.Status.Reason)
+		}
+	}
+	r, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
+		User: "system:kube-proxy", Groups: []string{"system:authenticated"}, ResourceAttributes: &authv1.ResourceAttributes{Verb: "list", Resource: "secrets"},
+	}}, metav1.CreateOptions{})
+	if err != nil || r.Status.Allowed {
+		t.Errorf("system:kube-proxy may list secrets (%v)", err)
+	}
 	rv := b.ResourceVersion
 	if err := bootstrapRBAC(ctx, admin); err != nil {
 		t.Fatal(err)

@@ -314,6 +314,7 @@ func printStatus(w io.Writer, s status.Status, colour bool) {
 	printControlPlane(w, s)
 	printPlatform(w, s.Platform)
 	printKubelet(w, s)
+	printNetworkPolicy(w, s.NetworkPolicy)
 	if c := s.Certificates; c != nil && c.Nearest != "" {
 		fmt.Fprintf(w, "certificates    %d, the first to expire: %s on %s (in %s)\n", c.Count, c.Nearest,
 			c.NearestNotAfter.UTC().Format(time.DateOnly), days(time.Until(c.NearestNotAfter)))
@@ -462,6 +463,23 @@ func printPlatform(w io.Writer, p *status.PlatformStatus) {
 	fmt.Fprintf(w, "platform        %d of %d seeded workloads available%s (ecom-agent verify says more)\n", p.Ready, p.Workloads, since)
 	for _, n := range p.NotReady {
 		fmt.Fprintf(w, "  %s: %s\n", n.Object, n.Reason)
+	}
+}
+
+// printNetworkPolicy prints the node's NetworkPolicy enforcement.
+func printNetworkPolicy(w io.Writer, p *status.NetworkPolicyStatus) {
+	switch {
+	case p == nil:
+	case p.Off:
+		fmt.Fprintln(w, "netpol          off (network.policy = false): the cluster's CNI enforces NetworkPolicy, or nothing does")
+	case p.Error != "":
+		fmt.Fprintf(w, "netpol          NOT ENFORCED: %s\n", p.Error)
+	default:
+		last := ""
+		if !p.LastSync.IsZero() {
+			last = ", last full sync " + ago(p.LastSync)
+		}
+		fmt.Fprintf(w, "netpol          enforced by %s: %d policy chain(s), %d pod firewall chain(s)%s\n", p.Engine, p.PolicyChains, p.PodChains, last)
 	}
 }
 

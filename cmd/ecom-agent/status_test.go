@@ -62,6 +62,29 @@ func TestStatusTableShowsControlPlaneAndSeeding(t *testing.T) {
 	}
 }
 
+func TestStatusTableShowsNetworkPolicy(t *testing.T) {
+	for _, c := range []struct {
+		np   *status.NetworkPolicyStatus
+		want string
+	}{
+		{&status.NetworkPolicyStatus{Engine: "kube-router", Enforcing: true, PolicyChains: 10, PodChains: 3},
+			"netpol          enforced by kube-router: 10 policy chain(s), 3 pod firewall chain(s)\n"},
+		{&status.NetworkPolicyStatus{Engine: "kube-router", Error: "waiting for the kubelet to register Node w1"},
+			"netpol          NOT ENFORCED: waiting for the kubelet to register Node w1\n"},
+		{&status.NetworkPolicyStatus{Off: true}, "netpol          off (network.policy = false)"},
+	} {
+		st := sampleStatus()
+		st.NetworkPolicy = c.np
+		var buf bytes.Buffer
+		if err := writeStatus(&buf, st, "table", false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), c.want) {
+			t.Errorf("table lacks %q:\n%s", c.want, buf.String())
+		}
+	}
+}
+
 func TestStatusTableShowsThePlatform(t *testing.T) {
 	st := sampleStatus()
 	st.Platform = &status.PlatformStatus{Workloads: 9, Ready: 7, NotReadySince: time.Now().Add(-11 * time.Minute), Overdue: true,

@@ -24,6 +24,9 @@ PACKAGES=(
 	# too old, see tools/containerd): the OCI runtime, the CNI plugins
 	# (bridge, host-local, portmap, loopback), conntrack for kube-proxy.
 	runc containernetworking-plugins conntrack
+	# The agent package's own Depends beside: the network-policy engine's
+	# ipset (iptables is above).
+	ipset
 )
 # Units that fail, or touch the machine's hardware, in a container whose
 # /dev and /sys are not a real machine's.

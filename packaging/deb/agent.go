@@ -146,7 +146,9 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 	// scripts; 1.52 is where bookworm's debhelper snippets start from.
 	// The node images of the same build: the pod sandbox every pod needs
 	// and the add-ons the agent seeds, which name those images.
-	info.Depends = []string{"init-system-helpers (>= 1.52)", fmt.Sprintf("%s (= %s)", ImagesName, a.Version)}
+	// iptables and ipset: the network-policy engine the agent runs
+	// (network.policy) programs the filter table and ipsets with them.
+	info.Depends = []string{"init-system-helpers (>= 1.52)", "iptables", "ipset", fmt.Sprintf("%s (= %s)", ImagesName, a.Version)}
 	// The agent checks kube-apiserver is its configured minor and the
 	// controller manager and scheduler at most one older: the same minor,
 	// at least the pinned patch.

@@ -211,7 +211,7 @@ func TestAgentIsReproducible(t *testing.T) {
 	control := dpkgDeb(t, "--field", debs[0])
 	for _, want := range []string{
 		"Package: ecom-agent\n", "Version: " + version + "\n", "Architecture: amd64\n",
-		"Section: admin\n", "Priority: optional\n", "Depends: init-system-helpers (>= 1.52), ecom-agent-images (= " + version + ")\n",
+		"Section: admin\n", "Priority: optional\n", "Depends: init-system-helpers (>= 1.52), iptables, ipset, ecom-agent-images (= " + version + ")\n",
 		"Recommends: ecom-agent-kubernetes (>= 1.37.2-1), ecom-agent-kubernetes (<< 1.38~), ecom-agent-containerd\n",
 	} {
 		if !strings.Contains(control, want) {
