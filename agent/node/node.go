@@ -402,12 +402,16 @@ func (n *Node) network(ctx context.Context) error {
 	} else if res != hostfs.Unchanged {
 		d.Log.Info("wrote the pod network's config", "path", bootstrap.CNIConfFile, "pod_cidr", podCIDR)
 	}
-	if n.masq != podCIDR.String() {
-		if err := n.masquerade(ctx, podCIDR); err != nil {
-			errs = append(errs, err)
-		} else {
-			n.masq = podCIDR.String()
-		}
+	// The rule is checked in the kernel on every step, as the routes
+	// are: a `iptables -t nat -F` by hand is repaired within a step.
+	added, err := n.masquerade(ctx, podCIDR)
+	switch {
+	case err != nil:
+		errs = append(errs, err)
+	case added && n.masq == podCIDR.String():
+		d.Log.Warn("restored the masquerade rule of this node's pods (it was gone from the nat table)", "pod_cidr", podCIDR)
+	case added:
+		n.masq = podCIDR.String()
 	}
 	return errors.Join(errs...)
 }
@@ -443,15 +447,19 @@ func (n *Node) kernelRoutes(ctx context.Context) (map[netip.Prefix]netip.Addr, e
 // masquerade makes traffic from this node's pods to anywhere but the
 // cluster's pods leave with the node's address; pod-to-pod traffic keeps
 // its addresses.
-func (n *Node) masquerade(ctx context.Context, podCIDR netip.Prefix) error {
+// It reports whether it added the rule.
+func (n *Node) masquerade(ctx context.Context, podCIDR netip.Prefix) (bool, error) {
 	rule := bootstrap.MasqueradeRule(podCIDR.Masked().String(), n.d.Config.Network.PodCIDR.String())
 	if _, err := n.d.Run.Output(ctx, "iptables", append([]string{"-w", "5", "-t", "nat", "-C"}, rule...)...); err == nil {
-		return nil
+		if n.masq == "" {
+			n.masq = podCIDR.String()
+		}
+		return false, nil
 	}
 	if _, err := n.d.Run.Output(ctx, "iptables", append([]string{"-w", "5", "-t", "nat", "-A"}, rule...)...); err != nil {
-		return fmt.Errorf("masquerade pod traffic: %w", err)
+		return false, fmt.Errorf("masquerade pod traffic: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 func (n *Node) client() (kubernetes.Interface, error) {
