@@ -19,28 +19,33 @@ const PodNetworkName = "ecom-pods"
 // traffic to other nodes' pods is routed by the agent through those nodes'
 // addresses (host-gw, as flannel's backend of that name), and traffic
 // leaving the cluster's pod range is masqueraded to the node's address.
-func PodNetworkConfig(podCIDR, clusterCIDR netip.Prefix) ([]byte, error) {
+// mtu, when not 0, is the pods' MTU (the VXLAN backend's, below the link's).
+func PodNetworkConfig(podCIDR, clusterCIDR netip.Prefix, mtu int) ([]byte, error) {
 	if !podCIDR.IsValid() || !clusterCIDR.Contains(podCIDR.Addr()) {
 		return nil, fmt.Errorf("pod CIDR %s is not inside the cluster's pod range %s", podCIDR, clusterCIDR)
+	}
+	bridge := map[string]any{
+		"type":        "bridge",
+		"bridge":      "cni0",
+		"isGateway":   true,
+		"hairpinMode": true,
+		// The bridge plugin's ipMasq would also rewrite traffic to other
+		// nodes' pods; the agent's own rule spares it.
+		"ipMasq": false,
+		"ipam": map[string]any{
+			"type":   "host-local",
+			"ranges": [][]map[string]string{{{"subnet": podCIDR.Masked().String()}}},
+			"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+		},
+	}
+	if mtu > 0 {
+		bridge["mtu"] = mtu
 	}
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       PodNetworkName,
 		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      "cni0",
-				"isGateway":   true,
-				"hairpinMode": true,
-				// The bridge plugin's ipMasq would also rewrite traffic to
-				// other nodes' pods; the agent's own rule spares it.
-				"ipMasq": false,
-				"ipam": map[string]any{
-					"type":   "host-local",
-					"ranges": [][]map[string]string{{{"subnet": podCIDR.Masked().String()}}},
-					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
-				},
-			},
+			bridge,
 			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
 		},
 	}

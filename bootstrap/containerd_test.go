@@ -53,7 +53,7 @@ func TestContainerdConfig(t *testing.T) {
 
 func TestPodNetworkConfig(t *testing.T) {
 	cluster := netip.MustParsePrefix("10.244.0.0/16")
-	data, err := PodNetworkConfig(netip.MustParsePrefix("10.244.7.0/24"), cluster)
+	data, err := PodNetworkConfig(netip.MustParsePrefix("10.244.7.0/24"), cluster, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,14 @@ func TestPodNetworkConfig(t *testing.T) {
 	if conf.Plugins[0]["ipMasq"] != false || !strings.Contains(string(data), `"subnet": "10.244.7.0/24"`) {
 		t.Errorf("bridge:\n%s", data)
 	}
-	if _, err := PodNetworkConfig(netip.MustParsePrefix("10.9.0.0/24"), cluster); err == nil || !strings.Contains(err.Error(), "not inside the cluster's pod range") {
+	if _, ok := conf.Plugins[0]["mtu"]; ok {
+		t.Errorf("an MTU with none asked for:\n%s", data)
+	}
+	vx, _ := PodNetworkConfig(netip.MustParsePrefix("10.244.7.0/24"), cluster, 1450)
+	if !strings.Contains(string(vx), `"mtu": 1450`) {
+		t.Errorf("the VXLAN backend's MTU:\n%s", vx)
+	}
+	if _, err := PodNetworkConfig(netip.MustParsePrefix("10.9.0.0/24"), cluster, 0); err == nil || !strings.Contains(err.Error(), "not inside the cluster's pod range") {
 		t.Errorf("a range outside the cluster's: %v", err)
 	}
 }

@@ -57,6 +57,7 @@ func (l *loader) applyDefaults(c *Config) {
 	set("network.pod_cidr", func() { c.Network.PodCIDR = defaultPodCIDR })
 	set("network.cluster_domain", func() { c.Network.ClusterDomain = defaultClusterDomain })
 	set("network.policy", func() { c.Network.Policy = true })
+	set("network.backend", func() { c.Network.Backend = BackendHostGW })
 	set("pki.key_algorithm", func() { c.PKI.KeyAlgorithm = defaultKeyAlgorithm })
 	set("pki.ca_validity", func() { c.PKI.CAValidity.Duration = defaultCAValidity })
 	set("pki.cert_validity", func() { c.PKI.CertValidity.Duration = defaultCertValidity })

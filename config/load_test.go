@@ -74,6 +74,7 @@ func TestDefaults(t *testing.T) {
 			PodCIDR:       netip.MustParsePrefix("10.244.0.0/16"),
 			ClusterDomain: "cluster.local",
 			Policy:        true,
+			Backend:       "host-gw",
 		},
 		PKI: PKI{
 			KeyAlgorithm: KeyECDSAP256,

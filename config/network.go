@@ -14,6 +14,12 @@ import (
 // API server's and the DNS service's IPs are its first and tenth.
 const minServiceAddrs = 16
 
+// The pod network's backends (package podnet).
+const (
+	BackendHostGW = "host-gw"
+	BackendVXLAN  = "vxlan"
+)
+
 func (l *loader) validateNetwork(c *Config) {
 	n := &c.Network
 	svcOK := l.checkPrefix("network.service_cidr", n.ServiceCIDR)
@@ -36,6 +42,10 @@ func (l *loader) validateNetwork(c *Config) {
 			l.add("network.pod_cidr", "%s overlaps network.service_cidr %s; use ranges that do not overlap, e.g. the defaults %s and %s",
 				n.PodCIDR, n.ServiceCIDR, defaultPodCIDR, defaultServiceCIDR)
 		}
+	}
+	if n.Backend != BackendHostGW && n.Backend != BackendVXLAN {
+		l.add("network.backend", "%q is not a backend: use %q (nodes on one layer-2 segment) or %q (nodes anywhere IP reaches)",
+			n.Backend, BackendHostGW, BackendVXLAN)
 	}
 	if !isDNSSubdomain(n.ClusterDomain) {
 		l.add("network.cluster_domain", "%q is not a DNS name: use lowercase letters, digits, '-' and '.', e.g. %q",

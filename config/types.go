@@ -124,6 +124,11 @@ type Network struct {
 	// kube-router's network-policy controller inside the agent (default
 	// true); false for a cluster whose own CNI enforces them.
 	Policy bool `toml:"policy"`
+	// Backend is how pod traffic reaches the other nodes: "host-gw"
+	// (default: routed through their addresses, every node on one
+	// layer-2 segment) or "vxlan" (encapsulated, nodes anywhere IP
+	// reaches). The same on every node.
+	Backend string `toml:"backend"`
 }
 
 // PKI configures certificate generation.

@@ -75,6 +75,7 @@ func TestBadInput(t *testing.T) {
 		{"service CIDR too small", withBase(`[network]`, `service_cidr = "10.96.0.0/29"`), "network.service_cidr", 5, "too small"},
 		{"pod CIDR too small", withBase(`[network]`, `pod_cidr = "10.244.0.0/25"`), "network.pod_cidr", 5, "smaller than the /24"},
 		{"bad cluster domain", withBase(`[network]`, `cluster_domain = "cluster..local"`), "network.cluster_domain", 5, "is not a DNS name"},
+		{"unknown pod network backend", withBase(`[network]`, `backend = "flannel"`), "network.backend", 5, `"flannel" is not a backend: use "host-gw"`},
 		{"advertise not an IP", withBase(`advertise_address = "10.0.0.300"`), "advertise_address", 4, `"10.0.0.300" is not an IP address`},
 		{"advertise unspecified", withBase(`advertise_address = "0.0.0.0"`), "advertise_address", 4, "unspecified"},
 		{"advertise multicast", withBase(`advertise_address = "224.0.0.1"`), "advertise_address", 4, "multicast"},

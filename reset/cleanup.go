@@ -19,6 +19,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/netpol"
+	"github.com/ecom-platform/ecom-agent/podnet"
 	"github.com/ecom-platform/ecom-agent/nodecheck"
 	"github.com/ecom-platform/ecom-agent/token"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -186,6 +187,7 @@ func removePods(ctx context.Context, root *hostfs.Root, cfg *config.Config, sd S
 		r.Output(ctx, "iptables", append([]string{"-w", "5", "-t", "nat", "-D"}, bootstrap.MasqueradeRule(podCIDR, cfg.Network.PodCIDR.String())...)...)
 	}
 	r.Output(ctx, "ip", "link", "delete", "cni0")
+	r.Output(ctx, "ip", "link", "delete", podnet.Device) // the vxlan backend's (its routes go with it)
 	out, err := r.Output(ctx, "ip", "-o", "route", "show", "root", cfg.Network.PodCIDR.String())
 	if err == nil {
 		for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {

@@ -303,7 +303,7 @@ func (f *fakeCRI) RemovePodSandbox(_ context.Context, r *runtimeapi.RemovePodSan
 func TestResetRemovesPods(t *testing.T) {
 	cfg := configtest.ControlPlane(t)
 	root := configtest.Root(t)
-	conf, err := bootstrap.PodNetworkConfig(netip.MustParsePrefix("10.244.3.0/24"), cfg.Network.PodCIDR)
+	conf, err := bootstrap.PodNetworkConfig(netip.MustParsePrefix("10.244.3.0/24"), cfg.Network.PodCIDR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestResetRemovesPods(t *testing.T) {
 	}
 	want := []string{
 		"iptables -w 5 -t nat -D POSTROUTING -s 10.244.3.0/24 ! -d 10.244.0.0/16",
-		"ip link delete cni0", "ip -o route show root 10.244.0.0/16",
+		"ip link delete cni0", "ip link delete ecom-vxlan", "ip -o route show root 10.244.0.0/16",
 		"ip route del 10.244.1.0/24", "ip route del 10.244.2.0/24",
 	}
 	if len(r.ran) != len(want) {

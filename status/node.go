@@ -25,6 +25,8 @@ type NodeStatus struct {
 	PodCIDR string `json:"pod_cidr,omitempty"`
 	// Routes are the other nodes' pod ranges routed through them.
 	Routes []string `json:"routes,omitempty"`
+	// Backend is how pod traffic reaches them: host-gw or vxlan.
+	Backend string `json:"backend,omitempty"`
 	// Preflight lists what keeps the kubelet from starting, each with
 	// its fix.
 	Preflight []string `json:"preflight,omitempty"`

@@ -79,6 +79,8 @@ type Node struct {
 	cs      kubernetes.Interface
 	routes  map[netip.Prefix]netip.Addr // applied: pod CIDR -> via
 	masq    string                      // the pod CIDR masqueraded
+	// vxlanGone is set once a host-gw node found no VXLAN device.
+	vxlanGone bool
 	// refusedCSR remembers the serving-certificate requests left
 	// pending, so each is logged once.
 	refusedCSR map[string]bool
@@ -354,46 +356,16 @@ func (n *Node) network(ctx context.Context) error {
 	slices.Sort(routes)
 	n.mu.Lock()
 	n.status.Ready, n.status.Reason, n.status.PodCIDR = ready, reason, self.Spec.PodCIDR
-	n.status.Routes = routes
+	n.status.Routes, n.status.Backend = routes, cfg.Network.Backend
 	n.mu.Unlock()
 
-	// The kernel's table, not what this agent last wrote, is what
-	// counts: a link that went down and up took its routes along.
-	kernel, err := n.kernelRoutes(ctx)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for cidr, via := range want {
-		if kernel[cidr] == via && n.routes[cidr] == via {
-			continue
-		}
-		if _, err := d.Run.Output(ctx, "ip", "route", "replace", cidr.String(), "via", via.String()); err != nil {
-			errs = append(errs, fmt.Errorf("route %s via %s: %w", cidr, via, err))
-			continue
-		}
-		if n.routes[cidr] == via {
-			d.Log.Warn("restored a route to another node's pods that had gone from the kernel's table (a link down and up?)", "pod_cidr", cidr, "via", via)
-		} else {
-			d.Log.Info("routed another node's pods", "pod_cidr", cidr, "via", via)
-		}
-		n.routes[cidr] = via
-	}
-	for cidr := range n.routes {
-		if _, ok := want[cidr]; ok {
-			continue
-		}
-		if _, err := d.Run.Output(ctx, "ip", "route", "del", cidr.String()); err != nil && !strings.Contains(err.Error(), "No such process") {
-			errs = append(errs, fmt.Errorf("remove route %s: %w", cidr, err))
-			continue
-		}
-		d.Log.Info("removed the route of a node that is gone", "pod_cidr", cidr)
-		delete(n.routes, cidr)
-	}
-	podCIDR, err := netip.ParsePrefix(self.Spec.PodCIDR)
-	if err != nil {
+	podCIDR, _ := netip.ParsePrefix(self.Spec.PodCIDR) // invalid until allocated
+	mtu, perr := n.routePeers(ctx, want, podCIDR)
+	errs = append(errs, perr...)
+	if !podCIDR.IsValid() {
 		return errors.Join(errs...) // no pod CIDR allocated yet
 	}
-	conf, err := bootstrap.PodNetworkConfig(podCIDR, cfg.Network.PodCIDR)
+	conf, err := bootstrap.PodNetworkConfig(podCIDR, cfg.Network.PodCIDR, mtu)
 	if err != nil {
 		return err
 	}

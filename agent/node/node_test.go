@@ -46,15 +46,17 @@ type fakeExec struct {
 	ran    []string
 	fail   map[string]string // command line prefix -> stderr
 	routes map[string]string // destination -> gateway
+	// vxlan is the VXLAN device (nil: none), see podnet_test.go.
+	vxlan *fakeVXLAN
 }
 
 func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byte, error) {
 	line := strings.Join(append([]string{name}, args...), " ")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// Reads (the route table, the masquerade rule's check) are not
-	// recorded: they run on every step.
-	read := strings.HasPrefix(line, "ip -4 -json route show") || strings.Contains(line, " -t nat -C ")
+	// Reads (the route table, the devices and their entries, the
+	// masquerade rule's check) are not recorded: they run on every step.
+	read := strings.Contains(line, " show") || strings.Contains(line, " -t nat -C ")
 	if !read {
 		f.ran = append(f.ran, line)
 	}
@@ -66,8 +68,11 @@ func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byt
 	if f.routes == nil {
 		f.routes = map[string]string{}
 	}
+	if out, err, ok := f.vxlanCommand(line, args); ok {
+		return out, err
+	}
 	switch {
-	case read:
+	case strings.HasPrefix(line, "ip -4 -json route show"):
 		type route struct {
 			Dst     string `json:"dst"`
 			Gateway string `json:"gateway,omitempty"`
@@ -77,7 +82,7 @@ func (f *fakeExec) Output(_ context.Context, name string, args ...string) ([]byt
 			list = append(list, route{dst, gw})
 		}
 		return json.Marshal(list)
-	case len(args) == 5 && args[0] == "route" && args[1] == "replace":
+	case len(args) >= 5 && args[0] == "route" && args[1] == "replace":
 		f.routes[args[2]] = args[4]
 	case len(args) == 3 && args[0] == "route" && args[1] == "del":
 		delete(f.routes, args[2])

@@ -356,7 +356,11 @@ func printKubelet(w io.Writer, s status.Status) {
 		fmt.Fprintf(w, "runtime         %s\n", k.Runtime)
 	}
 	if k.PodCIDR != "" {
-		fmt.Fprintf(w, "pod network     %s, %d route(s) to other nodes' pods\n", k.PodCIDR, len(k.Routes))
+		backend := ""
+		if k.Backend != "" {
+			backend = " (" + k.Backend + ")"
+		}
+		fmt.Fprintf(w, "pod network     %s, %d route(s) to other nodes' pods%s\n", k.PodCIDR, len(k.Routes), backend)
 	}
 	if len(k.Images) > 0 {
 		fmt.Fprintf(w, "images          %s\n", strings.Join(k.Images, ", "))

@@ -139,6 +139,9 @@ func Open(ctx context.Context, opts Options) (*Env, error) {
 	if err := createBridge(ctx, e.id, st.Subnet); err != nil {
 		return nil, errors.Join(fmt.Errorf("testhost: %w", err), e.Close())
 	}
+	if err := createRouter(ctx, e.id, st.Subnet); err != nil {
+		return nil, errors.Join(fmt.Errorf("testhost: %w", err), e.Close())
+	}
 	opts.Logf("testhost: environment %s on %s (state %s)", e.id, withMask(bridgeAddr(st.Subnet)), e.dir)
 	return e, nil
 }
@@ -256,10 +259,15 @@ func (e *Env) Host(name string) *Host {
 // StartHosts adds n hosts to the environment and boots them in parallel. It
 // returns when all have booted, or with the errors of those that did not.
 func (e *Env) StartHosts(ctx context.Context, n int) ([]*Host, error) {
+	return e.StartHostsOn(ctx, n, SegmentA)
+}
+
+// StartHostsOn is StartHosts with the hosts on segment seg.
+func (e *Env) StartHostsOn(ctx context.Context, n int, seg Segment) ([]*Host, error) {
 	start := time.Now()
 	var hosts []*Host
 	for range n {
-		h, err := e.addHost(ctx)
+		h, err := e.addHost(ctx, seg)
 		if err != nil {
 			return nil, fmt.Errorf("testhost: %w", err)
 		}
@@ -285,7 +293,7 @@ func (e *Env) StartHosts(ctx context.Context, n int) ([]*Host, error) {
 }
 
 // addHost creates the next host: its record, disk, identity and network.
-func (e *Env) addHost(ctx context.Context) (*Host, error) {
+func (e *Env) addHost(ctx context.Context, seg Segment) (*Host, error) {
 	e.life.RLock() // no Close while the host's objects are made
 	defer e.life.RUnlock()
 	e.mu.Lock()
@@ -301,7 +309,7 @@ func (e *Env) addHost(ctx context.Context) (*Host, error) {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("add host: at most %d hosts", maxHosts)
 	}
-	hs := &hostState{Name: e.st.Prefix + strconv.Itoa(index), Index: index, Addr: hostAddr(e.st.Subnet, index).String()}
+	hs := &hostState{Name: e.st.Prefix + strconv.Itoa(index), Index: index, Addr: segmentHostAddr(e.st.Subnet, index, seg).String(), Segment: seg}
 	e.st.Hosts = append(e.st.Hosts, hs)
 	h := e.newHost(hs)
 	e.hosts = append(e.hosts, h)
@@ -317,7 +325,7 @@ func (e *Env) addHost(ctx context.Context) (*Host, error) {
 	if err := h.writeIdentity(); err != nil {
 		return nil, fmt.Errorf("add host %s: %w", h.name, err)
 	}
-	if err := createHostNetwork(ctx, e.id, e.st.Subnet, h.name, index); err != nil {
+	if err := createHostNetwork(ctx, e.id, e.st.Subnet, h.name, index, seg); err != nil {
 		return nil, fmt.Errorf("add host %s: %w", h.name, err)
 	}
 	return h, nil

@@ -7,7 +7,7 @@ import (
 
 func TestNames(t *testing.T) {
 	const id = "0a1b2c"
-	for _, link := range []string{bridgeName(id), vethName(id, 1), vethName(id, maxHosts)} {
+	for _, link := range []string{bridgeName(id), vethName(id, 1), vethName(id, maxHosts), routerLinkName(id)} {
 		if len(link) > 15 {
 			t.Errorf("link name %q longer than Linux's 15 bytes", link)
 		}
@@ -25,6 +25,15 @@ func TestNames(t *testing.T) {
 	}
 	if got := hostAddr(7, 3).String(); got != "10.77.7.13" {
 		t.Errorf("hostAddr = %s", got)
+	}
+	if got := segmentHostAddr(7, 3, SegmentB).String(); got != "10.78.7.13" {
+		t.Errorf("segmentHostAddr = %s", got)
+	}
+	if a, b := routerAddr(7, SegmentA).String(), routerAddr(7, SegmentB).String(); a != "10.77.7.2" || b != "10.78.7.1" {
+		t.Errorf("router %s %s", a, b)
+	}
+	if got := envIDOfNetns(netnsName(id, "router")); got != id {
+		t.Errorf("the router's netns: %q", got)
 	}
 }
 

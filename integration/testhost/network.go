@@ -13,6 +13,14 @@ import (
 // Addresses: each environment gets its own /24 of 10.77.0.0/16, so that
 // environments of concurrent test processes never overlap. The bridge is .1,
 // host i is .(10+i).
+//
+// A second segment, for hosts that must not share a layer-2 network with
+// the first (a VXLAN test): its hosts are 10.78.Subnet.(10+i)/24 on the
+// same bridge, and a router namespace (the environment's, with
+// 10.77.Subnet.2 and 10.78.Subnet.1) forwards between the two subnets. A
+// host of one segment reaches the other's only through the router, so a
+// route through another segment's host address is refused by the kernel
+// ("Nexthop has invalid gateway"), as across racks.
 const (
 	subnetMin     = 1
 	subnetMax     = 250
@@ -31,12 +39,44 @@ func bridgeName(envID string) string          { return linkPrefix + envID + "br"
 func vethName(envID string, index int) string { return linkPrefix + envID + "v" + strconv.Itoa(index) }
 func netnsName(envID, host string) string     { return netnsPrefix + envID + "-" + host }
 
+// Segment is a network segment of an environment.
+type Segment int
+
+// The segments.
+const (
+	SegmentA Segment = 0 // the default, with the machine's address
+	SegmentB Segment = 1 // behind the environment's router
+)
+
+// segmentOctet is the second octet of a segment's addresses.
+func segmentOctet(seg Segment) byte { return 77 + byte(seg) }
+
+// routerName is the environment's router link (and the netns's suffix).
+func routerLinkName(envID string) string { return linkPrefix + envID + "r" }
+
+// routerAddr is the router's address on a segment.
+func routerAddr(subnet int, seg Segment) netip.Addr {
+	if seg == SegmentB {
+		return netip.AddrFrom4([4]byte{10, segmentOctet(seg), byte(subnet), 1})
+	}
+	return netip.AddrFrom4([4]byte{10, 77, byte(subnet), 2})
+}
+
+// segmentPrefix is a segment's /24.
+func segmentPrefix(subnet int, seg Segment) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, segmentOctet(seg), byte(subnet), 0}), bridgeMaskLen)
+}
+
 func bridgeAddr(subnet int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 77, byte(subnet), 1})
 }
 
 func hostAddr(subnet, index int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, 77, byte(subnet), byte(hostAddrBase + index)})
+	return segmentHostAddr(subnet, index, SegmentA)
+}
+
+func segmentHostAddr(subnet, index int, seg Segment) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, segmentOctet(seg), byte(subnet), byte(hostAddrBase + index)})
 }
 
 func withMask(a netip.Addr) string { return netip.PrefixFrom(a, bridgeMaskLen).String() }
@@ -44,11 +84,11 @@ func withMask(a netip.Addr) string { return netip.PrefixFrom(a, bridgeMaskLen).S
 // envIDOfLink returns the ID of the environment a link belongs to, or "".
 func envIDOfLink(link string) string {
 	rest, ok := strings.CutPrefix(link, linkPrefix)
-	if !ok || len(rest) < envIDLen+2 || !isEnvID(rest[:envIDLen]) {
+	if !ok || len(rest) < envIDLen+1 || !isEnvID(rest[:envIDLen]) {
 		return ""
 	}
 	switch suffix := rest[envIDLen:]; {
-	case suffix == "br":
+	case suffix == "br", suffix == "r":
 	case suffix[0] == 'v' && isDigits(suffix[1:]):
 	default:
 		return ""
@@ -86,18 +126,52 @@ func createBridge(ctx context.Context, envID string, subnet int) error {
 	return nil
 }
 
+// createRouter makes the environment's router: a namespace on the bridge
+// with an address on each segment, forwarding between them (and sending
+// no redirects: the segments are to stay apart).
+func createRouter(ctx context.Context, envID string, subnet int) error {
+	ns, veth := netnsName(envID, "router"), routerLinkName(envID)
+	steps := [][]string{
+		{"netns", "add", ns},
+		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"link", "set", veth, "master", bridgeName(envID), "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "addr", "add", withMask(routerAddr(subnet, SegmentA)), "dev", "eth0"},
+		{"-n", ns, "addr", "add", withMask(routerAddr(subnet, SegmentB)), "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+	}
+	for _, s := range steps {
+		if _, err := run(ctx, "ip", s...); err != nil {
+			return fmt.Errorf("create router: %w", err)
+		}
+	}
+	sysctls := "echo 1 > /proc/sys/net/ipv4/ip_forward && " +
+		"for f in all default eth0; do echo 0 > /proc/sys/net/ipv4/conf/$f/send_redirects; done"
+	if _, err := run(ctx, "ip", "netns", "exec", ns, "sh", "-c", sysctls); err != nil {
+		return fmt.Errorf("create router: %w", err)
+	}
+	return nil
+}
+
 // createHostNetwork gives a host its network namespace and its eth0, a veth
-// whose other end is on the environment's bridge.
-func createHostNetwork(ctx context.Context, envID string, subnet int, host string, index int) error {
+// whose other end is on the environment's bridge, with an address on its
+// segment and routes to the other through the router.
+func createHostNetwork(ctx context.Context, envID string, subnet int, host string, index int, seg Segment) error {
 	ns, veth := netnsName(envID, host), vethName(envID, index)
 	steps := [][]string{
 		{"netns", "add", ns},
 		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
 		{"link", "set", veth, "master", bridgeName(envID), "up"},
 		{"-n", ns, "link", "set", "lo", "up"},
-		{"-n", ns, "addr", "add", withMask(hostAddr(subnet, index)), "dev", "eth0"},
+		{"-n", ns, "addr", "add", withMask(segmentHostAddr(subnet, index, seg)), "dev", "eth0"},
 		{"-n", ns, "link", "set", "eth0", "up"},
-		{"-n", ns, "route", "add", "default", "via", bridgeAddr(subnet).String()},
+	}
+	if seg == SegmentB {
+		steps = append(steps, []string{"-n", ns, "route", "add", "default", "via", routerAddr(subnet, SegmentB).String()})
+	} else {
+		steps = append(steps,
+			[]string{"-n", ns, "route", "add", "default", "via", bridgeAddr(subnet).String()},
+			[]string{"-n", ns, "route", "add", segmentPrefix(subnet, SegmentB).String(), "via", routerAddr(subnet, SegmentA).String()})
 	}
 	for _, s := range steps {
 		if _, err := run(ctx, "ip", s...); err != nil {

@@ -36,6 +36,8 @@ type hostState struct {
 	Name  string `json:"name"`
 	Index int    `json:"index"`
 	Addr  string `json:"addr"`
+	// Segment is the host's network segment.
+	Segment Segment `json:"segment,omitempty"`
 	// Init is the host's systemd, PID 1 inside; nil while the host is stopped.
 	Init         *procRef `json:"init,omitempty"`
 	Disconnected bool     `json:"disconnected,omitempty"`

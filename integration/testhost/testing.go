@@ -61,6 +61,18 @@ func (e *Env) Start(t testing.TB, n int) []*Host {
 	return hosts
 }
 
+// StartOn is Start with the hosts on segment seg.
+func (e *Env) StartOn(t testing.TB, n int, seg Segment) []*Host {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e.opts.BootTimeout+time.Minute)
+	defer cancel()
+	hosts, err := e.StartHostsOn(ctx, n, seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hosts
+}
+
 // MustRun runs args on the host and returns its standard output without
 // surrounding space. It ends t if the command fails.
 func (h *Host) MustRun(t testing.TB, args ...string) string {
