@@ -139,12 +139,14 @@ func ContainerdUnitSpec(cfg *config.Config) units.Spec {
 		After:         []string{"network-online.target", "local-fs.target"},
 		Type:          units.TypeNotify,
 		ExecStart:     []string{cfg.Binaries.Containerd, "--config=" + ContainerdConfigFile},
-		Restart:       units.RestartAlways,
-		RestartDelay:  5 * time.Second,
-		LimitNOFILE:   1048576,
-		KillMode:      units.KillProcess,
-		Delegate:      true,
-		StartLimit:    &units.StartLimit{Interval: 0},
-		WantedBy:      []string{"multi-user.target"},
+		// A proxy's settings for image pulls, if the operator has any.
+		EnvironmentFiles: []string{"-" + EnvironmentFile},
+		Restart:          units.RestartAlways,
+		RestartDelay:     5 * time.Second,
+		LimitNOFILE:      1048576,
+		KillMode:         units.KillProcess,
+		Delegate:         true,
+		StartLimit:       &units.StartLimit{Interval: 0},
+		WantedBy:         []string{"multi-user.target"},
 	}
 }

@@ -43,6 +43,10 @@ const (
 	AgentStateDir   = "/var/lib/ecom-agent"
 	AgentStateFile  = "/var/lib/ecom-agent/state.json"
 	AgentConfigFile = "/etc/ecom-agent/config.toml"
+	// EnvironmentFile is the operator's environment for the agent,
+	// containerd and the kubelet (HTTP_PROXY, HTTPS_PROXY, NO_PROXY),
+	// read if it exists; the package ships it commented out.
+	EnvironmentFile = "/etc/default/ecom-agent"
 	AgentBinary     = "/usr/bin/ecom-agent"
 	AgentRuntimeDir = "/run/ecom-agent"
 	AgentSocket     = "/run/ecom-agent/agent.sock"

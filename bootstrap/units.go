@@ -149,6 +149,7 @@ func KubeletUnitSpec(cfg *config.Config) units.Spec {
 	s.Wants = append(s.Wants, "containerd.service")
 	s.After = append(s.After, "containerd.service")
 	s.RestartDelay = 10 * time.Second
+	s.EnvironmentFiles = []string{"-" + EnvironmentFile}
 	return s
 }
 
@@ -164,6 +165,8 @@ func AgentUnitSpec() units.Spec {
 		After:         []string{"network-online.target"},
 		Type:          units.TypeNotify,
 		ExecStart:     []string{AgentBinary, "run", "--config=" + AgentConfigFile},
+		// The operator's environment (a proxy's settings), if any.
+		EnvironmentFiles: []string{"-" + EnvironmentFile},
 		// The control socket's directory, made and cleaned by systemd.
 		RuntimeDirectory: path.Base(AgentRuntimeDir),
 		Restart:          units.RestartAlways,

@@ -40,7 +40,8 @@ by gossip, forms the etcd quorum exactly once, and seeds the platform's
 workloads once the API server is healthy. etcd is built into the binary.
 
 Installing the package enables and starts nothing: write
-/etc/ecom-agent/config.toml and the cluster secret, then run
+/etc/ecom-agent/config.toml (from the example in
+/usr/share/doc/ecom-agent/examples/) and the cluster secret, then run
 "ecom-agent join", which enables and starts ecom-agent.service.
 The Kubernetes binaries come from the ecom-agent-kubernetes package, the
 node images (pod sandbox and add-ons) from ecom-agent-images.`
@@ -89,14 +90,24 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 		return nil, err
 	}
 
+	// The example config is documentation, not a conffile: the real
+	// /etc/ecom-agent/config.toml carries a node's own values (written by
+	// the operator or cloud-init), so an upgrade never prompts over it.
 	config, err := os.ReadFile(a.Config)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.addData("/etc/ecom-agent/config.toml", config, 0o644, files.TypeConfig); err != nil {
+	doc := "/usr/share/doc/" + AgentName + "/"
+	if err := s.addData(doc+"examples/config.toml", config, 0o644, files.TypeFile); err != nil {
 		return nil, err
 	}
+	s.addDir("/etc/ecom-agent")
 	s.addDir("/etc/ecom-agent/manifests.d")
+	// The environment file (bootstrap.EnvironmentFile) ships commented
+	// out: a conffile that changes only when the operator sets a proxy.
+	if err := s.addStatic("ecom-agent/default", "/etc/default/ecom-agent", 0o644, files.TypeConfig); err != nil {
+		return nil, err
+	}
 
 	if err := a.manPages(s, run); err != nil {
 		return nil, err
@@ -116,7 +127,6 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 		}
 	}
 
-	doc := "/usr/share/doc/" + AgentName + "/"
 	for _, f := range []struct{ src, dst string }{
 		{"ecom-agent/copyright", doc + "copyright"},
 		{"ecom-agent/README.manifests.d", doc + "README.manifests.d"},

@@ -181,8 +181,9 @@ func TestAgentIsReproducible(t *testing.T) {
 	for _, want := range []string{
 		"./usr/bin/ecom-agent",
 		"./lib/systemd/system/ecom-agent.service",
-		"./etc/ecom-agent/config.toml",
+		"./usr/share/doc/ecom-agent/examples/config.toml",
 		"./etc/ecom-agent/manifests.d/",
+		"./etc/default/ecom-agent",
 		"./usr/share/man/man1/ecom-agent.1.gz",
 		"./usr/share/man/man1/ecom-agent-join.1.gz",
 		"./usr/share/bash-completion/completions/ecom-agent",
@@ -204,9 +205,15 @@ func TestAgentIsReproducible(t *testing.T) {
 	if got := dpkgDeb(t, "--ctrl-tarfile", debs[0]); !strings.Contains(got, "conffiles") {
 		t.Error("no conffiles")
 	}
+	// The node's config is its own (written by the operator or
+	// cloud-init), never a conffile an upgrade prompts over; the
+	// environment file ships commented out.
 	conffiles := dpkgDeb(t, "--info", debs[0], "conffiles")
-	if conffiles != "/etc/ecom-agent/config.toml\n" {
+	if conffiles != "/etc/default/ecom-agent\n" {
 		t.Errorf("conffiles = %q", conffiles)
+	}
+	if slices.Contains(paths, "./etc/ecom-agent/config.toml") {
+		t.Error("the package ships /etc/ecom-agent/config.toml")
 	}
 	control := dpkgDeb(t, "--field", debs[0])
 	for _, want := range []string{
