@@ -178,8 +178,10 @@ func TestPackagePath(t *testing.T) {
 }
 
 // TestPackageLifecycle: install, join, upgrade to a package with a higher
-// version (the agent restarts, the cluster is intact), remove (the agent
-// stops, its state stays), purge (its state goes, etcd's data stays).
+// version (the agent restarts, the cluster is intact), remove (refused on
+// an active etcd member; forced, the agent stops and its state stays),
+// purge (the etcd unit that runs the agent's binary goes; the member's
+// identity and etcd's data stay).
 func TestPackageLifecycle(t *testing.T) {
 	env := testhost.New(t, testhost.Options{Prefix: "l", Logf: t.Logf})
 	h := env.Start(t, 1)[0]
@@ -225,8 +227,15 @@ func TestPackageLifecycle(t *testing.T) {
 		}
 	})
 
-	t.Run("remove stops the agent and keeps its state", func(t *testing.T) {
-		h.MustRun(t, "dpkg", "-r", "ecom-agent")
+	t.Run("remove is refused on an etcd member, then forced stops the agent and keeps its state", func(t *testing.T) {
+		res, err := run(h, "dpkg", "-r", "ecom-agent")
+		if err == nil || !strings.Contains(res.Stderr, "refusing to remove: this host is an active etcd member") {
+			t.Fatalf("dpkg -r on an etcd member: %v\n%s", err, res.Stderr)
+		}
+		if err := activeIs(h, "ecom-agent.service", "active")(); err != nil {
+			t.Errorf("after the refused removal: %v", err)
+		}
+		h.MustRun(t, "env", "ECOM_AGENT_FORCE_REMOVE=1", "dpkg", "-r", "ecom-agent")
 		if err := activeIs(h, "ecom-agent.service", "inactive")(); err != nil {
 			t.Error(err)
 		}
@@ -237,12 +246,16 @@ func TestPackageLifecycle(t *testing.T) {
 		}
 	})
 
-	t.Run("purge removes the agent's state and never etcd's data", func(t *testing.T) {
+	t.Run("purge keeps a member's identity and data and removes the etcd unit that needs the agent", func(t *testing.T) {
 		h.MustRun(t, "dpkg", "-P", "ecom-agent")
-		if _, err := run(h, "test", "-e", "/var/lib/ecom-agent"); err == nil {
-			t.Error("/var/lib/ecom-agent survived dpkg -P")
+		if _, err := run(h, "test", "-e", "/etc/systemd/system/etcd.service"); err == nil {
+			t.Error("etcd.service (ExecStart=/usr/bin/ecom-agent) survived dpkg -P")
 		}
-		for _, p := range []string{"/var/lib/etcd/member", "/etc/kubernetes/pki/ca.crt"} {
+		if err := activeIs(h, "etcd.service", "inactive")(); err != nil {
+			t.Error(err)
+		}
+		// The host holds etcd data: the state that names its member stays.
+		for _, p := range []string{"/var/lib/ecom-agent/state.json", "/var/lib/etcd/member", "/etc/kubernetes/pki/ca.crt"} {
 			if _, err := run(h, "test", "-e", p); err != nil {
 				t.Errorf("%s is gone after dpkg -P", p)
 			}
