@@ -237,7 +237,9 @@ func TestPackageLifecycle(t *testing.T) {
 		}
 		h.MustRun(t, "env", "ECOM_AGENT_FORCE_REMOVE=1", "dpkg", "-r", "ecom-agent")
 		if err := activeIs(h, "ecom-agent.service", "inactive")(); err != nil {
-			t.Error(err)
+			show, _ := run(h, "systemctl", "show", "ecom-agent.service", "-p", "Result,ExecMainCode,ExecMainStatus")
+			journal, _ := run(h, "journalctl", "-u", "ecom-agent.service", "--no-pager", "-o", "cat", "-n", "40")
+			t.Errorf("%v\n%s\n%s", err, show.Stdout, journal.Stdout)
 		}
 		for _, p := range []string{"/var/lib/ecom-agent/state.json", "/etc/ecom-agent/config.toml", "/var/lib/etcd/member"} {
 			if _, err := run(h, "test", "-e", p); err != nil {

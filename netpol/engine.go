@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 )
 
 // EngineName names the engine in the status and the docs.
@@ -48,9 +50,33 @@ type Engine interface {
 	// Resync asks for a full sync now (the rules in the kernel were
 	// found changed); it does not wait for it.
 	Resync()
+	// Failed reports whether the engine stopped on a fatal error: start
+	// another one.
+	Failed() bool
 	// Stop stops the engine and waits for it, at most until ctx is done.
 	// Its rules stay in the kernel and keep being enforced.
 	Stop(ctx context.Context) error
+}
+
+// fatals counts klog.Fatal calls in this process; see catchFatal.
+var fatals atomic.Int64
+
+var catchOnce sync.Once
+
+// catchFatal makes klog.Fatal end the calling goroutine instead of the
+// process. kube-router's controller calls klog.Fatal when an iptables
+// command fails (the xtables lock held too long, a chain changed under
+// it), which would take the whole agent down with it; instead its
+// goroutine ends (runtime.Goexit runs its deferred unlocks and
+// WaitGroup.Done), the engine reports Failed, and agent/policy starts a
+// new one. Nothing else in the agent calls klog.Fatal.
+func catchFatal() {
+	catchOnce.Do(func() {
+		klog.OsExit = func(int) {
+			fatals.Add(1)
+			runtime.Goexit()
+		}
+	})
 }
 
 // StartKubeRouter starts kube-router's network-policy controller with
@@ -60,6 +86,7 @@ type Engine interface {
 // KUBE-ROUTER-* chains and the ipsets of the policies in step. It needs
 // iptables, iptables-save, iptables-restore and ipset in the PATH.
 func StartKubeRouter(ctx context.Context, cs kubernetes.Interface, s Settings) (Engine, error) {
+	catchFatal()
 	cfg := options.NewKubeRouterConfig()
 	cfg.EnableIPv4, cfg.EnableIPv6 = true, false
 	cfg.RunFirewall = true
@@ -104,7 +131,7 @@ func StartKubeRouter(ctx context.Context, cs kubernetes.Interface, s Settings) (
 			return fail(err)
 		}
 	}
-	e := &kubeRouter{npc: npc, stop: stop, factory: factory, health: make(chan *healthcheck.ControllerHeartbeat, 8), done: make(chan struct{})}
+	e := &kubeRouter{npc: npc, fatals: fatals.Load(), stop: stop, factory: factory, health: make(chan *healthcheck.ControllerHeartbeat, 8), done: make(chan struct{})}
 	e.wg.Add(1)
 	go npc.Run(e.health, stop, &e.wg)
 	go e.beats()
@@ -114,6 +141,7 @@ func StartKubeRouter(ctx context.Context, cs kubernetes.Interface, s Settings) (
 // kubeRouter is kube-router's controller running in this process.
 type kubeRouter struct {
 	npc      *netpol.NetworkPolicyController
+	fatals   int64 // fatals when it started
 	stop     chan struct{}
 	once     sync.Once
 	factory  informers.SharedInformerFactory
@@ -144,6 +172,8 @@ func (e *kubeRouter) LastSync() time.Time {
 }
 
 func (e *kubeRouter) Resync() { e.npc.RequestFullSync() }
+
+func (e *kubeRouter) Failed() bool { return fatals.Load() > e.fatals }
 
 func (e *kubeRouter) Stop(ctx context.Context) error {
 	e.once.Do(func() { close(e.stop) })

@@ -109,6 +109,17 @@ func (p *Policy) Step(ctx context.Context) error {
 	p.mu.Lock()
 	e := p.engine
 	p.mu.Unlock()
+	if e != nil && e.Failed() {
+		// Its rules stay in the kernel meanwhile; a new engine takes
+		// them over.
+		p.d.Log.Error("the network-policy engine stopped on a fatal error (its message is in the journal, component client-go); starting it again")
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := p.Stop(sctx); err != nil {
+			p.d.Log.Warn("stop the failed network-policy engine", "err", err)
+		}
+		cancel()
+		e = nil
+	}
 	if e == nil {
 		var err error
 		if e, err = p.start(ctx); err != nil {

@@ -57,10 +57,12 @@ func (h *host) Output(_ context.Context, name string, args ...string) ([]byte, e
 
 type engine struct {
 	resyncs, stops int
+	failed         bool
 }
 
 func (e *engine) LastSync() time.Time            { return time.Unix(1800000000, 0) }
 func (e *engine) Resync()                        { e.resyncs++ }
+func (e *engine) Failed() bool                   { return e.failed }
 func (e *engine) Stop(ctx context.Context) error { e.stops++; return nil }
 
 type fixture struct {
@@ -183,5 +185,24 @@ func TestOffRemovesTheEnginesRulesOnce(t *testing.T) {
 	n := len(f.h.ran)
 	if err := f.p.Step(ctx); err != nil || len(f.h.ran) != n {
 		t.Fatalf("a second step ran %q (%v)", f.h.ran[n:], err)
+	}
+}
+
+// An engine that stopped on a fatal error (kube-router's klog.Fatal, which
+// no longer ends the agent) is stopped and a new one started.
+func TestAFailedEngineIsStartedAgain(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	f.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w1"}}, metav1.CreateOptions{})
+	f.h.table = hooked
+	if err := f.p.Step(ctx); err != nil || len(f.started) != 1 {
+		t.Fatalf("first step: %v, started %d", err, len(f.started))
+	}
+	f.e.failed = true
+	if err := f.p.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.started) != 2 || f.e.stops != 1 {
+		t.Fatalf("after a failure: started %d times, stopped %d", len(f.started), f.e.stops)
 	}
 }
