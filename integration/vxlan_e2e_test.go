@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,9 @@ spec:
 			}
 			mtu := h.MustRun(t, "cat", "/sys/class/net/ecom-vxlan/mtu")
 			parent := h.MustRun(t, "cat", "/sys/class/net/eth0/mtu")
-			if mtu == "" || parent == "" || atoiE2E(parent)-atoiE2E(mtu) != 50 {
+			m, merr := strconv.Atoi(mtu)
+			pm, perr := strconv.Atoi(parent)
+			if merr != nil || perr != nil || pm-m != 50 {
 				t.Errorf("%s: ecom-vxlan MTU %s on eth0 of %s, want 50 less", h.Name(), mtu, parent)
 			}
 			// The pods' interfaces have the device's MTU: the host
@@ -166,15 +169,4 @@ spec:
 		}
 		await(t, 30*time.Second, "allowed again once the policy is gone", connect)
 	})
-}
-
-func atoiE2E(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return -1
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
 }

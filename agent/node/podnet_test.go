@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -63,7 +64,7 @@ func (f *fakeExec) vxlanCommand(line string, args []string) (out []byte, err err
 		f.vxlan = &fakeVXLAN{local: args[8], neigh: map[string]string{}, fdb: map[string]string{}}
 	case strings.HasPrefix(line, "ip link set "+dev+" address "):
 		v.mac, v.up = args[4], true
-		v.mtu = atoi(args[6])
+		v.mtu, _ = strconv.Atoi(args[6])
 	case line == "ip link delete "+dev:
 		f.vxlan = nil
 	case strings.HasPrefix(line, "ip addr replace ") && strings.HasSuffix(line, " dev "+dev):
@@ -80,14 +81,6 @@ func (f *fakeExec) vxlanCommand(line string, args []string) (out []byte, err err
 		return nil, nil, false
 	}
 	return nil, nil, true
-}
-
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 // The VXLAN backend: the device is made on the interface of the node's
