@@ -19,8 +19,8 @@ import (
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/netpol"
-	"github.com/ecom-platform/ecom-agent/podnet"
 	"github.com/ecom-platform/ecom-agent/nodecheck"
+	"github.com/ecom-platform/ecom-agent/podnet"
 	"github.com/ecom-platform/ecom-agent/token"
 	"github.com/ecom-platform/ecom-agent/units"
 )
