@@ -104,6 +104,19 @@ func TestWorkers(t *testing.T) {
 	await(t, 6*time.Minute, "all five Nodes Ready", func() error { return nodesReady(cps[0], names) })
 	t.Logf("simultaneous join: every join returned after %.1fs, all five Nodes Ready after %.1fs", joinsDone.Seconds(), time.Since(joined).Seconds())
 
+	t.Run("ecom-agent etcdctl reaches the members with the agent's certificate", func(t *testing.T) {
+		var list struct {
+			Members []struct {
+				Name string `json:"name"`
+			} `json:"members"`
+		}
+		out := cps[1].MustRun(t, "ecom-agent", "etcdctl", "member", "list", "-w", "json")
+		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Members) != 3 {
+			t.Errorf("member list on %s (%v):\n%s", cps[1].Name(), err, out)
+		}
+		cps[1].MustRun(t, "ecom-agent", "etcdctl", "endpoint", "health", "--cluster")
+	})
+
 	t.Run("workers hold no CA key and got their certificates from a CSR", func(t *testing.T) {
 		for _, w := range workers {
 			if _, err := w.ReadFile("/etc/kubernetes/pki/ca.key"); err == nil {

@@ -64,6 +64,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "etcd" {
 		return runEtcd(args[1:])
 	}
+	// `ecom-agent etcdctl` likewise, with this node's connection flags.
+	if len(args) > 0 && args[0] == "etcdctl" {
+		return runEtcdctl(args[1:])
+	}
 	return (&cli{stdin: stdin, stdout: stdout, stderr: stderr}).run(args)
 }
 
@@ -126,6 +130,7 @@ and seeds the platform's workloads once the API server is healthy.
 		c.tokenCommand(),
 		c.resetCommand(),
 		etcdCommand(),
+		etcdctlCommand(),
 		c.versionCommand(),
 		c.configCommand(),
 		c.internalCommand(),
