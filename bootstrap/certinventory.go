@@ -34,14 +34,19 @@ func CertInventory(root *hostfs.Root, opts pki.Options) ([]pki.CertStatus, error
 		if err != nil {
 			return nil, err
 		}
-		certPEM, _, err := EmbeddedCredentials(data)
+		certPEM, _, certFile, err := credentials(data)
+		if err == nil && len(certPEM) == 0 && certFile != "" {
+			continue // a worker's kube-proxy.conf names its certificate's file, listed below
+		}
 		if err != nil || len(certPEM) == 0 {
 			statuses = append(statuses, pki.CertStatus{Name: kc, Path: kc, Error: fmt.Sprintf("no embedded client certificate (%v)", err)})
 			continue
 		}
 		statuses = append(statuses, pki.Inspect(kc, kc, certPEM, cas, opts))
 	}
-	for _, p := range []string{KubeletClientCert, KubeletServerCert} {
+	// The kubelet's certificates, and a worker's kube-proxy certificate
+	// (signed by a control-plane agent from its CSR).
+	for _, p := range []string{KubeletClientCert, KubeletServerCert, KubeProxyClientCert} {
 		data, err := root.ReadFile(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -59,17 +59,24 @@ func Kubeconfig(s KubeconfigSpec) ([]byte, error) {
 // EmbeddedCredentials returns the client certificate and key embedded in a
 // kubeconfig's current user, or nil when the file has none.
 func EmbeddedCredentials(data []byte) (certPEM, keyPEM []byte, err error) {
+	certPEM, keyPEM, _, err = credentials(data)
+	return certPEM, keyPEM, err
+}
+
+// credentials returns a kubeconfig's embedded client certificate and key
+// of its current context, or the file it names for them instead.
+func credentials(data []byte) (certPEM, keyPEM []byte, certFile string, err error) {
 	c, err := clientcmd.Load(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse kubeconfig: %w", err)
+		return nil, nil, "", fmt.Errorf("parse kubeconfig: %w", err)
 	}
 	ctx, ok := c.Contexts[c.CurrentContext]
 	if !ok {
-		return nil, nil, nil
+		return nil, nil, "", nil
 	}
 	u, ok := c.AuthInfos[ctx.AuthInfo]
 	if !ok {
-		return nil, nil, nil
+		return nil, nil, "", nil
 	}
-	return u.ClientCertificateData, u.ClientKeyData, nil
+	return u.ClientCertificateData, u.ClientKeyData, u.ClientCertificate, nil
 }

@@ -190,6 +190,17 @@ func TestWorkers(t *testing.T) {
 			_, err := kubectl(cps[0], "get", "--raw", "/api/v1/nodes/"+workers[0].Name()+"/proxy/healthz")
 			return err
 		})
+		// Every certificate a worker holds, kube-proxy's included, is in
+		// its inventory and valid.
+		for _, w := range workers {
+			await(t, time.Minute, w.Name()+"'s certs check-expiration passing", func() error {
+				res, err := run(w, "ecom-agent", "certs", "check-expiration")
+				if err != nil || !strings.Contains(res.Stdout, "/var/lib/kube-proxy/client.pem") {
+					return fmt.Errorf("%v\n%s%s", err, res.Stdout, res.Stderr)
+				}
+				return nil
+			})
+		}
 	})
 
 	worker := workers[0]

@@ -141,10 +141,10 @@ func expectedCerts(cfg *config.Config, found map[string]bool) []string {
 	cp = append(cp, bootstrap.AdminKubeconfig, bootstrap.SuperAdminKubeconfig, bootstrap.ControllerManagerKubeconfig,
 		bootstrap.SchedulerKubeconfig, bootstrap.AgentKubeconfig, bootstrap.KubeProxyKubeconfig)
 	kubelet := []string{bootstrap.KubeletClientCert, bootstrap.KubeletServerCert}
-	// A worker gets the cluster CA's certificate and its kubelet's from
-	// a control-plane agent; its kubelet's serving certificate comes
-	// from a CSR the cluster approves.
-	worker := append([]string{string(pki.CA)}, kubelet...)
+	// A worker gets the cluster CA's certificate and its kubelet's and
+	// kube-proxy's from a control-plane agent; its kubelet's serving
+	// certificate comes from a CSR the cluster approves.
+	worker := append([]string{string(pki.CA), bootstrap.KubeProxyClientCert}, kubelet...)
 	controlPlane := cfg != nil && cfg.IsControlPlane()
 	if cfg == nil {
 		for _, n := range cp[1:] {
