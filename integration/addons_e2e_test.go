@@ -41,29 +41,7 @@ func testAddOns(t *testing.T, cps []*testhost.Host, worker *testhost.Host, nodes
 	}
 
 	t.Run("DNS from a pod on every node", func(t *testing.T) {
-		apply(t, cp, "dns-probe", fmt.Sprintf(`apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: dns-probe, namespace: default}
-spec:
-  selector: {matchLabels: {app: dns-probe}}
-  template:
-    metadata: {labels: {app: dns-probe}}
-    spec:
-      tolerations: [{operator: Exists}]
-      containers:
-      - name: echo
-        image: %s
-        imagePullPolicy: IfNotPresent
-`, images.EchoImage))
-		var pods []probePod
-		await(t, 3*time.Minute, "a dns-probe pod Running on every node", func() error {
-			var err error
-			pods, err = runningPods(cp, "default", "app=dns-probe")
-			if err == nil && len(pods) != nodes {
-				err = fmt.Errorf("%d of %d pods running: %+v", len(pods), nodes, pods)
-			}
-			return err
-		})
+		pods := echoOnEveryNode(t, cp, "dns-probe", nodes)
 		for _, p := range pods {
 			for name, want := range map[string]string{
 				"kubernetes.default.svc.cluster.local": "10.96.0.1",
@@ -164,6 +142,37 @@ func apply(t *testing.T, h *testhost.Host, name, manifest string) {
 	if out, err := kubectl(h, "apply", "-f", file); err != nil {
 		t.Fatalf("kubectl apply %s: %v\n%s", name, err, out)
 	}
+}
+
+// echoOnEveryNode runs the echo image as DaemonSet name (label app=name,
+// tolerating every taint) in the default namespace and returns its pods
+// once one runs on each of the nodes.
+func echoOnEveryNode(t *testing.T, cp *testhost.Host, name string, nodes int) []probePod {
+	t.Helper()
+	apply(t, cp, name, fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: %[1]s, namespace: default}
+spec:
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      tolerations: [{operator: Exists}]
+      containers:
+      - name: echo
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+`, name, images.EchoImage))
+	var pods []probePod
+	await(t, 3*time.Minute, "a "+name+" pod Running on every node", func() error {
+		var err error
+		pods, err = runningPods(cp, "default", "app="+name)
+		if err == nil && len(pods) != nodes {
+			err = fmt.Errorf("%d of %d pods running: %+v", len(pods), nodes, pods)
+		}
+		return err
+	})
+	return pods
 }
 
 // probePod is a running pod: its node and IP.

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -45,46 +44,11 @@ func TestVXLAN(t *testing.T) {
 		t.Fatalf("a route through %s (the other segment) from %s: %v %s; want it refused as not on-link", workers[0].Addr(), cps[0].Name(), err, res.Stderr)
 	}
 
-	onEach(hosts, func(h *testhost.Host) {
-		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-		defer cancel()
-		if res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "5m"); err != nil {
-			t.Errorf("join on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
-		}
-	})
-	if t.Failed() {
-		t.FailNow()
-	}
-	var names []string
-	for _, h := range hosts {
-		names = append(names, h.Name())
-	}
+	names := joinEach(t, hosts)
 	await(t, 6*time.Minute, "all three Nodes Ready", func() error { return nodesReady(cps[0], names) })
 
 	cp := cps[0]
-	apply(t, cp, "vx-echo", fmt.Sprintf(`apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: vx-echo, namespace: default}
-spec:
-  selector: {matchLabels: {app: vx-echo}}
-  template:
-    metadata: {labels: {app: vx-echo}}
-    spec:
-      tolerations: [{operator: Exists}]
-      containers:
-      - name: echo
-        image: %s
-        imagePullPolicy: IfNotPresent
-`, images.EchoImage))
-	var pods []probePod
-	await(t, 3*time.Minute, "a vx-echo pod Running on every node", func() error {
-		var err error
-		pods, err = runningPods(cp, "default", "app=vx-echo")
-		if err == nil && len(pods) != len(hosts) {
-			err = fmt.Errorf("%d of %d running: %+v", len(pods), len(hosts), pods)
-		}
-		return err
-	})
+	pods := echoOnEveryNode(t, cp, "vx-echo", len(hosts))
 	byNode := map[string]probePod{}
 	for _, p := range pods {
 		byNode[p.Node] = p

@@ -18,6 +18,27 @@ import (
 	"github.com/ecom-platform/ecom-agent/pki"
 )
 
+// joinEach runs `ecom-agent join` on every host at once, ends t if one
+// fails, and returns the hosts' names.
+func joinEach(t *testing.T, hosts []*testhost.Host) []string {
+	t.Helper()
+	onEach(hosts, func(h *testhost.Host) {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+		defer cancel()
+		if res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "5m"); err != nil {
+			t.Errorf("join on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Name())
+	}
+	return names
+}
+
 // nodesReady returns an error naming every expected Node that is not
 // Ready, as h's API server says.
 func nodesReady(h *testhost.Host, names []string) error {
@@ -86,20 +107,7 @@ func TestWorkers(t *testing.T) {
 		install(t, h, conf)
 	})
 	joined := time.Now()
-	onEach(hosts, func(h *testhost.Host) {
-		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-		defer cancel()
-		if res, err := h.Run(ctx, "ecom-agent", "join", "--timeout", "5m"); err != nil {
-			t.Errorf("join on %s: %v\n%s\n%s", h.Name(), err, res.Stdout, res.Stderr)
-		}
-	})
-	if t.Failed() {
-		t.FailNow()
-	}
-	var names []string
-	for _, h := range hosts {
-		names = append(names, h.Name())
-	}
+	names := joinEach(t, hosts)
 	joinsDone := time.Since(joined)
 	await(t, 6*time.Minute, "all five Nodes Ready", func() error { return nodesReady(cps[0], names) })
 	t.Logf("simultaneous join: every join returned after %.1fs, all five Nodes Ready after %.1fs", joinsDone.Seconds(), time.Since(joined).Seconds())
