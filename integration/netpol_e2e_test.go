@@ -12,6 +12,19 @@ import (
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
+// dbFromAPI is the policy that lets api reach db on 8080: applied with
+// the others, then deleted and put back at run time.
+const dbFromAPI = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-api, namespace: np-shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: api}}}]
+    ports: [{protocol: TCP, port: 8080}]
+`
+
 // policyPod is one pod of the NetworkPolicy test: its namespace, name,
 // app label and the host it is pinned to.
 type policyPod struct {
@@ -154,16 +167,7 @@ spec:
   - to: [{podSelector: {matchLabels: {app: db}}}]
     ports: [{protocol: TCP, port: 8080}]
 ---
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db-from-api, namespace: np-shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  policyTypes: [Ingress]
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: api}}}]
-    ports: [{protocol: TCP, port: 8080}]
-`)
+`+dbFromAPI)
 	applied := time.Now()
 	allowed("np-shop/api", "np-shop/db")
 	allowed("np-shop/web", "np-shop/api")
@@ -188,16 +192,7 @@ spec:
 	changed := time.Now()
 	denied("np-shop/api", "np-shop/db")
 	t.Logf("a deleted policy stopped allowing after %.1fs", time.Since(changed).Seconds())
-	apply(t, cp, "np-db-from-api", `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db-from-api, namespace: np-shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  policyTypes: [Ingress]
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: api}}}]
-    ports: [{protocol: TCP, port: 8080}]
-`)
+	apply(t, cp, "np-db-from-api", dbFromAPI)
 	changed = time.Now()
 	allowed("np-shop/api", "np-shop/db")
 	t.Logf("a policy put back allowed again after %.1fs", time.Since(changed).Seconds())
