@@ -1,5 +1,6 @@
-// Package oci writes single-layer container images as image archives that
-// containerd imports offline.
+// Package oci writes container images as image archives that containerd
+// imports offline: one layer of files given in Go, optionally above a base
+// layer given as a tar (a Debian root, for the conformance images).
 //
 // The clusters' nodes reach no registry, so the images they need (the
 // pause image containerd's CRI plugin uses for every pod sandbox, and the
@@ -36,6 +37,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -57,7 +59,7 @@ const (
 	ImageLayoutVersion = "1.0.0"
 )
 
-// Image is a single-layer image.
+// Image is an image of one layer of Files, above Base when it is set.
 type Image struct {
 	// Name is the full reference, e.g. "ecom-agent.local/pause:1.0". It
 	// must carry a tag and no digest.
@@ -71,8 +73,13 @@ type Image struct {
 	// zero value stands for the Unix epoch (not "now"), so that output is
 	// reproducible; see SourceDateEpoch.
 	Created time.Time
-	// Files make up the layer. Parent directories are created (0755).
+	// Files make up the top layer. Parent directories are created (0755).
+	// With a Base and no Files the image has the base layer only.
 	Files []File
+	// Base, when set, is an uncompressed tar that becomes the first layer
+	// as it is: its owners, modes, times and links are kept (a root file
+	// system made by mmdebstrap, say). Only its compression is ours.
+	Base []byte
 	// Config is the runtime configuration.
 	Config Config
 }
@@ -198,9 +205,10 @@ func (b blob) path() string {
 
 // built is an image's blobs and metadata files.
 type built struct {
-	layer, config, manifest blob
-	index, dockerManifest   []byte
-	mtime                   time.Time
+	layers                []blob
+	config, manifest      blob
+	index, dockerManifest []byte
+	mtime                 time.Time
 }
 
 // Write writes img as an image archive to w.
@@ -321,25 +329,28 @@ func build(img Image) (*built, error) {
 	mtime = mtime.UTC().Truncate(time.Second)
 	created := mtime.Format(time.RFC3339)
 
-	layerTar, err := layer(img.Files, mtime)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", img.Name, err)
-	}
-	diffID := sha256.Sum256(layerTar)
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	if err != nil {
-		return nil, err
-	}
-	// The zero header: no name, no mtime, OS "unknown".
-	if _, err := zw.Write(layerTar); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
 	b := &built{mtime: mtime}
-	b.layer = newBlob(MediaTypeLayerGzip, gz.Bytes())
+	var tars [][]byte
+	if img.Base != nil {
+		tars = append(tars, img.Base)
+	}
+	if len(img.Files) > 0 || img.Base == nil {
+		layerTar, err := layer(img.Files, mtime)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", img.Name, err)
+		}
+		tars = append(tars, layerTar)
+	}
+	var diffIDs []string
+	for _, t := range tars {
+		diffID := sha256.Sum256(t)
+		diffIDs = append(diffIDs, "sha256:"+hex.EncodeToString(diffID[:]))
+		gz, err := gzipped(diffID, t)
+		if err != nil {
+			return nil, err
+		}
+		b.layers = append(b.layers, newBlob(MediaTypeLayerGzip, gz))
+	}
 
 	ports := map[string]struct{}{}
 	for _, p := range img.Config.ExposedPorts {
@@ -366,8 +377,8 @@ func build(img Image) (*built, error) {
 			WorkingDir:   img.Config.WorkingDir,
 			Labels:       img.Config.Labels,
 		},
-		RootFS:  RootFS{Type: "layers", DiffIDs: []string{"sha256:" + hex.EncodeToString(diffID[:])}},
-		History: []HistoryEntry{{Created: created, CreatedBy: createdBy}},
+		RootFS:  RootFS{Type: "layers", DiffIDs: diffIDs},
+		History: history(len(diffIDs), created),
 	}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
@@ -379,7 +390,7 @@ func build(img Image) (*built, error) {
 		SchemaVersion: 2,
 		MediaType:     MediaTypeImageManifest,
 		Config:        b.config.desc,
-		Layers:        []Descriptor{b.layer.desc},
+		Layers:        b.layerDescs(),
 	})
 	if err != nil {
 		return nil, err
@@ -395,11 +406,62 @@ func build(img Image) (*built, error) {
 	if b.dockerManifest, err = json.Marshal([]DockerManifest{{
 		Config:   b.config.path(),
 		RepoTags: []string{img.Name},
-		Layers:   []string{b.layer.path()},
+		Layers:   b.layerPaths(),
 	}}); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// compressed remembers the compressed layers of this process by their
+// uncompressed digest: images sharing a Base (a Debian root of 170 MB)
+// compress it once.
+var compressed sync.Map // [sha256.Size]byte -> []byte
+
+// gzipped compresses a layer: best compression, and the zero header (no
+// name, no mtime, OS "unknown"), so the same tar gives the same bytes.
+func gzipped(diffID [sha256.Size]byte, tarball []byte) ([]byte, error) {
+	if gz, ok := compressed.Load(diffID); ok {
+		return gz.([]byte), nil
+	}
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(tarball); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	compressed.Store(diffID, gz.Bytes())
+	return gz.Bytes(), nil
+}
+
+// history has one entry per layer.
+func history(layers int, created string) []HistoryEntry {
+	h := make([]HistoryEntry, layers)
+	for i := range h {
+		h[i] = HistoryEntry{Created: created, CreatedBy: createdBy}
+	}
+	return h
+}
+
+func (b *built) layerDescs() []Descriptor {
+	var d []Descriptor
+	for _, l := range b.layers {
+		d = append(d, l.desc)
+	}
+	return d
+}
+
+func (b *built) layerPaths() []string {
+	var p []string
+	for _, l := range b.layers {
+		p = append(p, l.path())
+	}
+	return p
 }
 
 // exposedPort normalizes "8080" and "8080/tcp" to "8080/tcp".
@@ -521,7 +583,7 @@ func (b *built) write(w io.Writer) error {
 		"index.json":    b.index,
 		"manifest.json": b.dockerManifest,
 	}
-	for _, bl := range []blob{b.layer, b.config, b.manifest} {
+	for _, bl := range append([]blob{b.config, b.manifest}, b.layers...) {
 		files[bl.path()] = bl.data
 	}
 	names := []string{"blobs/", "blobs/sha256/"}

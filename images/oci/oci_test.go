@@ -402,3 +402,50 @@ func TestSplitName(t *testing.T) {
 		}
 	}
 }
+
+// A Base becomes the first layer exactly as given (owners, devices and
+// times kept); the files are the layer above it.
+func TestBaseLayer(t *testing.T) {
+	var base bytes.Buffer
+	tw := tar.NewWriter(&base)
+	for _, h := range []*tar.Header{
+		{Name: "./etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5},
+		{Name: "./var/www/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 33, Gid: 33},
+		{Name: "./dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3},
+	} {
+		h.ModTime = time.Unix(1700000000, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte("root\n"))
+		}
+	}
+	tw.Close()
+	img := testImage()
+	img.Base = base.Bytes()
+	data := write(t, img)
+	a, err := ocicheck.Check(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.Manifest.Layers); n != 2 || len(a.BaseLayers) != 1 {
+		t.Fatalf("%d layers, %d base layers; want 2 and 1", n, len(a.BaseLayers))
+	}
+	var www *ocicheck.Entry
+	for i, e := range a.BaseLayers[0] {
+		if e.Name == "./var/www/" {
+			www = &a.BaseLayers[0][i]
+		}
+	}
+	if www == nil || www.Uid != 33 || len(a.BaseLayers[0]) != 4 {
+		t.Errorf("base layer entries %+v", a.BaseLayers[0])
+	}
+	if _, ok := a.LayerFile("bin/tool"); !ok {
+		t.Error("the files are not the top layer")
+	}
+	if !bytes.Equal(data, write(t, img)) {
+		t.Error("an image with a base is not reproducible")
+	}
+}

@@ -45,8 +45,10 @@ type Archive struct {
 	ManifestDesc   oci.Descriptor // from index.json
 	Config         oci.ImageConfig
 	DockerManifest []oci.DockerManifest
-	// Layer holds the uncompressed layer's entries, in order.
-	Layer []Entry
+	// Layer holds the uncompressed top layer's entries, in order;
+	// BaseLayers those of the layers below it (Image.Base), bottom first.
+	Layer      []Entry
+	BaseLayers [][]Entry
 	// LayerGzipHeader is the layer's gzip header.
 	LayerGzipHeader gzip.Header
 }
@@ -194,14 +196,23 @@ func Check(data []byte) (*Archive, error) {
 			fail("config: %v", err)
 		}
 	}
-	if len(m.Layers) != 1 {
-		fail("manifest: %d layers, want 1", len(m.Layers))
-	} else {
-		l := m.Layers[0]
+	if len(m.Layers) == 0 {
+		fail("manifest: no layers")
+	}
+	if len(a.Config.RootFS.DiffIDs) != len(m.Layers) || len(a.Config.History) != len(m.Layers) {
+		fail("config: %d diff_ids and %d history entries for %d layers", len(a.Config.RootFS.DiffIDs), len(a.Config.History), len(m.Layers))
+	}
+	for i, l := range m.Layers {
 		if l.MediaType != oci.MediaTypeLayerGzip {
-			fail("layer: media type %q", l.MediaType)
+			fail("layer %d: media type %q", i, l.MediaType)
 		}
-		if lb, ok := blob("layer", l); ok {
+		lb, ok := blob(fmt.Sprintf("layer %d", i), l)
+		if !ok {
+			continue
+		}
+		if i < len(m.Layers)-1 {
+			checkBaseLayer(a, i, lb, fail)
+		} else {
 			checkLayer(a, lb, fail)
 		}
 	}
@@ -231,20 +242,26 @@ func Check(data []byte) (*Archive, error) {
 			if want := "blobs/sha256/" + strings.TrimPrefix(m.Config.Digest, "sha256:"); d.Config != want {
 				fail("manifest.json: Config %q, want %q", d.Config, want)
 			}
-			if len(m.Layers) == 1 {
-				if want := "blobs/sha256/" + strings.TrimPrefix(m.Layers[0].Digest, "sha256:"); len(d.Layers) != 1 || d.Layers[0] != want {
-					fail("manifest.json: Layers %q, want [%q]", d.Layers, want)
-				}
+			var want []string
+			for _, l := range m.Layers {
+				want = append(want, "blobs/sha256/"+strings.TrimPrefix(l.Digest, "sha256:"))
+			}
+			if strings.Join(d.Layers, " ") != strings.Join(want, " ") {
+				fail("manifest.json: Layers %q, want %q", d.Layers, want)
 			}
 		}
 	}
 	// Nothing else: no stray files.
+	layerBlobs := map[string]bool{}
+	for _, l := range m.Layers {
+		layerBlobs["blobs/sha256/"+strings.TrimPrefix(l.Digest, "sha256:")] = true
+	}
 	for name := range files {
 		switch {
 		case name == "oci-layout" || name == "index.json" || name == "manifest.json":
 		case name == "blobs/sha256/"+strings.TrimPrefix(a.ManifestDesc.Digest, "sha256:"):
 		case name == "blobs/sha256/"+strings.TrimPrefix(m.Config.Digest, "sha256:"):
-		case len(m.Layers) == 1 && name == "blobs/sha256/"+strings.TrimPrefix(m.Layers[0].Digest, "sha256:"):
+		case layerBlobs[name]:
 		default:
 			fail("archive: unreferenced file %s", name)
 		}
@@ -252,6 +269,33 @@ func Check(data []byte) (*Archive, error) {
 	return a, errors.Join(errs...)
 }
 
+// checkBaseLayer checks a layer below the top one (Image.Base): a tar
+// whose uncompressed digest is the config's diff_id i. Its entries are
+// someone else's (a Debian root) and kept as they are.
+func checkBaseLayer(a *Archive, i int, gz []byte, fail func(string, ...any)) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		fail("layer %d: %v", i, err)
+		return
+	}
+	zr.Multistream(false)
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		fail("layer %d: %v", i, err)
+		return
+	}
+	if i >= len(a.Config.RootFS.DiffIDs) || a.Config.RootFS.DiffIDs[i] != digestOf(raw) {
+		fail("config: diff_ids %q, uncompressed layer %d is %s", a.Config.RootFS.DiffIDs, i, digestOf(raw))
+	}
+	entries, err := readTar(bytes.NewReader(raw))
+	if err != nil {
+		fail("layer %d tar: %v", i, err)
+		return
+	}
+	a.BaseLayers = append(a.BaseLayers, entries)
+}
+
+// checkLayer checks the top layer, the one images/oci writes from Files.
 func checkLayer(a *Archive, gz []byte, fail func(string, ...any)) {
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
@@ -268,8 +312,8 @@ func checkLayer(a *Archive, gz []byte, fail func(string, ...any)) {
 		fail("layer: %v", err)
 		return
 	}
-	if len(a.Config.RootFS.DiffIDs) != 1 || a.Config.RootFS.DiffIDs[0] != digestOf(raw) {
-		fail("config: diff_ids %q, uncompressed layer is %s", a.Config.RootFS.DiffIDs, digestOf(raw))
+	if n := len(a.Config.RootFS.DiffIDs); n == 0 || a.Config.RootFS.DiffIDs[n-1] != digestOf(raw) {
+		fail("config: diff_ids %q, uncompressed top layer is %s", a.Config.RootFS.DiffIDs, digestOf(raw))
 	}
 	if a.Layer, err = readTar(bytes.NewReader(raw)); err != nil {
 		fail("layer tar: %v", err)
