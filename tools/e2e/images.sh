@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the images the upstream conformance suite runs (see package
+# images/conformance for what each is made of) as image archives, and
+# prints their directory. Needs root (mmdebstrap) and the Debian mirror.
+#
+#   1. Debian 12 roots for agnhost, busybox and nginx, made by
+#      tools/e2e/roots.sh with mmdebstrap from Debian's packages (about a
+#      minute each), cached in $ECOM_E2E_CACHE/roots-<hash of that script>.
+#   2. The archives, by images/cmd/mkconformance from those roots, the
+#      binaries tools/e2e/build.sh builds and this repository's pause,
+#      etcd and CoreDNS, cached in $ECOM_E2E_CACHE/images-<hash of every
+#      input>.
+# Both are built in a temporary directory renamed into place, under a lock.
+#
+# usage: tools/e2e/images.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${ECOM_E2E_CACHE:-/var/cache/ecom-agent-e2e}
+log() { echo "e2e-images: $*" >&2; }
+mkdir -p "$cache"
+exec 9>"$cache/.images.lock"
+flock 9
+
+# ---- 1. The Debian roots (tools/e2e/roots.sh, cached by its own hash).
+roots=$("$here/roots.sh")
+rootkey=$(basename "$roots")
+
+# ---- 2. The archives.
+bins=$("$here/build.sh")
+kubesrc=$(cd "$here" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+key=$( { echo "$rootkey"; cat "$bins/.built"; go version;
+	cd "$repo" && git ls-files -z images go.mod go.sum | xargs -0 cat; } | sha256sum | cut -c1-16)
+out=$cache/images-$key
+if [[ ! -f $out/complete ]]; then
+	tmp=$(mktemp -d "$cache/.images-XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	log "writing the archives"
+	(cd "$repo" && go run ./images/cmd/mkconformance -bin-dir "$bins" -roots "$roots" -kube-src "$kubesrc" -out "$tmp" -repo "$repo") >&2
+	touch "$tmp/complete"
+	rm -rf "$out"
+	mv "$tmp" "$out"
+	trap - EXIT
+	# Older builds of the archives are not needed again.
+	for old in "$cache"/images-*; do [[ $old == "$out" ]] || rm -rf "$old"; done
+fi
+echo "$out"
