@@ -16,7 +16,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 
-.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean
+.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean e2e-suite e2e-images conformance
 
 # A static binary: no cgo, so it runs on any glibc or musl host.
 build:
@@ -32,8 +32,9 @@ unit: kube-bins
 
 # The end-to-end suite on real-systemd test hosts (needs root), with the
 # packages (lintian-clean) for the admin's path and an upgrade of them.
-e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade
+e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade e2e-suite e2e-images
 	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_CONTAINERD_BIN=$$(tools/containerd/build.sh) \
+	  ECOM_E2E_SUITE=$$(tools/e2e/build.sh) ECOM_E2E_IMAGES=$$(tools/e2e/images.sh) \
 	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade ECOM_IMAGES_DIR=$(CURDIR)/out/images \
 	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
 
@@ -83,6 +84,21 @@ containerd-bins:
 
 rootfs:
 	integration/testhost/build-rootfs.sh
+
+# The upstream e2e suite (e2e.test, ginkgo, agnhost, sample-apiserver) from
+# the pinned k8s.io/kubernetes module, cached like the Kubernetes binaries
+# (15 to 25 minutes cold), and the images its conformance specs run, built
+# from Debian's packages and Go (a few minutes cold); docs/conformance.md.
+export ECOM_E2E_CACHE ?= /var/cache/ecom-agent-e2e
+e2e-suite:
+	tools/e2e/build.sh
+e2e-images: e2e-suite
+	tools/e2e/images.sh
+
+# The whole [Conformance] set on three control-plane and two worker test
+# hosts from the packages: reports and summary in docs/conformance/.
+conformance:
+	$(GO) run ./integration/cmd/conformance -repo $(CURDIR) -report $(CURDIR)/docs/conformance
 
 # Three control-plane test hosts from dpkg -i to a seeded cluster; they
 # stay up (make demo-down removes them). Builds what is missing first.

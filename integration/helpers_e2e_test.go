@@ -17,6 +17,7 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/images"
+	"github.com/ecom-platform/ecom-agent/integration/demo"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 	"github.com/ecom-platform/ecom-agent/status"
 )
@@ -138,7 +139,8 @@ containerd = "%[8]s/containerd"
 ctr = "%[8]s/ctr"
 [kubelet]
 resolv_conf = %[9]q
-`, h.Name(), h.Addr(), testSecret, testControlPlaneKey, expect, extra, kubeBinDir, containerdBinDir, testResolvConf)
+
+%[10]s`, h.Name(), h.Addr(), testSecret, testControlPlaneKey, expect, extra, kubeBinDir, containerdBinDir, testResolvConf, demo.EvictionFlags)
 }
 
 // testResolvConf is the test hosts' resolv.conf for pods (CoreDNS

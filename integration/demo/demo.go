@@ -10,7 +10,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,9 @@ type Options struct {
 	Env *testhost.Env
 	// N is the number of control-plane hosts (default 3).
 	N int
+	// Workers is the number of worker hosts beside them: the same config
+	// with role "worker" and no control-plane key.
+	Workers int
 	// Debs are the packages installed on every host with one dpkg -i.
 	Debs []string
 	// ClusterName names the cluster (default "demo").
@@ -43,8 +48,10 @@ type Stage struct {
 
 // Cluster is what Up made.
 type Cluster struct {
-	Hosts  []*testhost.Host
-	Stages []Stage
+	// Hosts are every host, the control-plane ones first.
+	Hosts                  []*testhost.Host
+	ControlPlanes, Workers []*testhost.Host
+	Stages                 []Stage
 	// Joins holds each host's `ecom-agent join` output, by host name.
 	Joins map[string]testhost.Result
 	// Secrets are what every node got: the cluster secret, and the
@@ -84,7 +91,47 @@ join = [%s]
 # refuses; pods get one naming the machine (Configure writes it).
 [kubelet]
 resolv_conf = %q
-`, cluster, len(peers), strings.Join(quoted, ", "), ResolvConf)
+
+%s`, cluster, len(peers), strings.Join(quoted, ", "), ResolvConf, EvictionFlags)
+}
+
+// EvictionFlags lower the kubelet's disk-pressure thresholds for test
+// hosts: every host's file systems are the machine's one disk, shared by
+// five hosts and the builds, where the defaults for a node's own disk
+// (nodefs 10%, imagefs 15% free) taint every node at once and evict the
+// pods of a run (seen on this machine with 14% free). Memory keeps the
+// default.
+const EvictionFlags = `# Test hosts share the machine's disk: see demo.EvictionFlags.
+[kubelet.extra_flags]
+eviction-hard = "memory.available<100Mi,nodefs.available<3%,imagefs.available<3%,nodefs.inodesFree<3%"
+`
+
+// MountImages is a test host's BeforeBoot script that bind-mounts dir, a
+// directory of image archives on this machine, read-only at
+// /var/lib/ecom-agent/images/ (where an operator drops archives for the
+// agent to import before the kubelet starts): the air-gapped path for the
+// conformance suite's images, without a copy of them on every host.
+func MountImages(dir string) string {
+	return fmt.Sprintf("mkdir -p ./var/lib/ecom-agent/images && mount --bind '%s' ./var/lib/ecom-agent/images && mount -o remount,bind,ro ./var/lib/ecom-agent/images", strings.ReplaceAll(dir, "'", `'\''`))
+}
+
+// WorkerConfig is the config every worker gets: the control-plane nodes'
+// config with role "worker" and without the control-plane key, which a
+// worker must not hold.
+func WorkerConfig(controlPlane string) string {
+	var out []string
+	for _, line := range strings.Split(controlPlane, "\n") {
+		switch {
+		case strings.HasPrefix(line, "control_plane_key_file"):
+		case strings.HasPrefix(line, "role = "):
+			out = append(out, `role = "worker"`)
+		case strings.HasPrefix(line, "# /etc/ecom-agent/config.toml"):
+			out = append(out, "# /etc/ecom-agent/config.toml, the same on every worker")
+		default:
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // ResolvConf is the resolv.conf the demo's kubelets give pods with
@@ -140,9 +187,12 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		o.Logf("    %s done in %s", name, time.Since(start).Round(100*time.Millisecond))
 		return nil
 	}
-	err := stage(fmt.Sprintf("start %d test hosts", o.N), func() error {
-		hosts, err := o.Env.StartHosts(ctx, o.N)
+	err := stage(fmt.Sprintf("start %d test hosts", o.N+o.Workers), func() error {
+		hosts, err := o.Env.StartHosts(ctx, o.N+o.Workers)
 		c.Hosts = hosts
+		if err == nil {
+			c.ControlPlanes, c.Workers = hosts[:o.N], hosts[o.N:]
+		}
 		return err
 	})
 	if err != nil {
@@ -161,11 +211,15 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		c.Secrets = secrets
 		var peers []string
-		for _, h := range c.Hosts {
+		for _, h := range c.ControlPlanes {
 			peers = append(peers, h.Addr().String())
 		}
 		cfg := Config(o.ClusterName, peers)
-		return onEach(c.Hosts, func(h *testhost.Host) error { return Configure(h, cfg, secrets) })
+		if err := onEach(c.ControlPlanes, func(h *testhost.Host) error { return Configure(h, cfg, secrets) }); err != nil {
+			return err
+		}
+		wcfg, ws := WorkerConfig(cfg), Secrets{Cluster: secrets.Cluster}
+		return onEach(c.Workers, func(h *testhost.Host) error { return Configure(h, wcfg, ws) })
 	})
 	if err != nil {
 		return c, err
@@ -277,6 +331,33 @@ func Configure(h *testhost.Host, config string, s Secrets) error {
 		}
 	}
 	return h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o644)
+}
+
+// NewestDebs returns the newest .deb of each package in dir (older builds
+// may sit beside it).
+func NewestDebs(dir string) ([]string, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if err != nil || len(paths) == 0 {
+		return nil, fmt.Errorf("no .deb in %s after make deb", dir)
+	}
+	newest := map[string]string{}
+	mtime := map[string]time.Time{}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		pkg, _, _ := strings.Cut(filepath.Base(p), "_")
+		if fi.ModTime().After(mtime[pkg]) {
+			newest[pkg], mtime[pkg] = p, fi.ModTime()
+		}
+	}
+	var out []string
+	for _, p := range newest {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func onEach(hosts []*testhost.Host, f func(h *testhost.Host) error) error {

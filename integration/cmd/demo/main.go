@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -77,7 +76,7 @@ func up(ctx context.Context, args []string) error {
 			return fmt.Errorf("make %s: %w", target, err)
 		}
 	}
-	debs, err := newestDebs(filepath.Join(*repo, "out"))
+	debs, err := demo.NewestDebs(filepath.Join(*repo, "out"))
 	if err != nil {
 		return err
 	}
@@ -110,33 +109,6 @@ or dropped in /var/lib/ecom-agent/images/, which is what verify's platform
 checks show.
 `, len(c.Hosts), hostNames(c.Hosts), h.Name(), h.Name(), h.Name(), h.Name())
 	return nil
-}
-
-// newestDebs returns the newest .deb of each package in dir (older builds
-// may sit beside it).
-func newestDebs(dir string) ([]string, error) {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if err != nil || len(paths) == 0 {
-		return nil, fmt.Errorf("no .deb in %s after make deb", dir)
-	}
-	newest := map[string]string{}
-	mtime := map[string]time.Time{}
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		pkg, _, _ := strings.Cut(filepath.Base(p), "_")
-		if fi.ModTime().After(mtime[pkg]) {
-			newest[pkg], mtime[pkg] = p, fi.ModTime()
-		}
-	}
-	var out []string
-	for _, p := range newest {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 func show(ctx context.Context, h *testhost.Host, args ...string) {
