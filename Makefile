@@ -100,7 +100,7 @@ e2e-images: e2e-suite
 conformance:
 	$(GO) run ./integration/cmd/conformance -repo $(CURDIR) -report $(CURDIR)/docs/conformance
 
-# Three control-plane test hosts from dpkg -i to a seeded cluster; they
+# Three control-plane and two worker test hosts from dpkg -i to a seeded cluster; they
 # stay up (make demo-down removes them). Builds what is missing first.
 demo:
 	$(GO) run ./integration/cmd/demo up -repo $(CURDIR)

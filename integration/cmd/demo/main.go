@@ -1,11 +1,12 @@
 // Command demo is `make demo`: it builds what is missing (the agent, the
 // Kubernetes binaries, the .deb packages, the test hosts' root
-// filesystem), starts three control-plane test hosts, installs the
+// filesystem), starts three control-plane and two worker test hosts (the
+// topology `make conformance` judges), installs the
 // packages with dpkg -i, writes the same config on each, runs `ecom-agent
-// join` on all three at once, then shows `ecom-agent status` and kubectl's
+// join` on all of them at once, then shows `ecom-agent status` and kubectl's
 // view. The hosts stay up; `make demo-down` removes them.
 //
-//	demo up   [-n 3] [-prefix demo] [-repo DIR]
+//	demo up   [-n 3] [-workers 2] [-prefix demo] [-repo DIR]
 //	demo down [-prefix demo]
 package main
 
@@ -31,7 +32,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: demo up [-n N] [-prefix P] [-repo DIR] | demo down [-prefix P]")
+		fmt.Fprintln(os.Stderr, "usage: demo up [-n N] [-workers W] [-prefix P] [-repo DIR] | demo down [-prefix P]")
 		os.Exit(2)
 	}
 	var err error
@@ -54,6 +55,7 @@ func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args
 func up(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	n := fs.Int("n", 3, "number of control-plane hosts")
+	workers := fs.Int("workers", 2, "number of worker hosts")
 	prefix := fs.String("prefix", "demo", "host name prefix")
 	repo := fs.String("repo", ".", "the repository (for make)")
 	if err := fs.Parse(args); err != nil {
@@ -84,7 +86,7 @@ func up(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := demo.Up(ctx, demo.Options{Env: env, N: *n, Debs: debs, Logf: logf})
+	c, err := demo.Up(ctx, demo.Options{Env: env, N: *n, Workers: *workers, Debs: debs, Logf: logf})
 	stages = append(stages, c.Stages...)
 	printStages(stages, time.Since(start))
 	if err != nil {
