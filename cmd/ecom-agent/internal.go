@@ -33,9 +33,10 @@ func (c *cli) internalCommand() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "gen-man DIR",
-		Short: "Write a man page (section 1) for every visible command into DIR",
-		Long: `gen-man writes ecom-agent.1 and one page per visible subcommand
-(ecom-agent-status.1, ...) into DIR, which must exist. The pages are dated
+		Short: "Write a man page (section 1) for every visible command, and ecom-agent.toml(5), into DIR",
+		Long: `gen-man writes ecom-agent.1 (with EXIT STATUS and FILES), one page per
+visible subcommand (ecom-agent-status.1, ...) and ecom-agent.toml.5 (the
+config file, the commented example as its body) into DIR, which must exist. The pages are dated
 with SOURCE_DATE_EPOCH when it is set (the commit time in the package
 build), so the same commit gives the same bytes.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -51,12 +52,15 @@ build), so the same commit gives the same bytes.`,
 			}
 			root := cmd.Root()
 			disableAutoGenTag(root)
-			return doc.GenManTree(root, &doc.GenManHeader{
+			if err := doc.GenManTree(root, &doc.GenManHeader{
 				Section: "1",
 				Date:    &date,
 				Source:  "ecom-agent " + buildinfo.Version,
 				Manual:  "ecom-agent manual",
-			}, args[0])
+			}, args[0]); err != nil {
+				return err
+			}
+			return writeManPages(args[0], date)
 		},
 	})
 	return cmd

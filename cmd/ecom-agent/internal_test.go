@@ -31,7 +31,7 @@ func TestGenMan(t *testing.T) {
 			runs[i][e.Name()] = string(data)
 		}
 	}
-	for _, want := range []string{"ecom-agent.1", "ecom-agent-join.1", "ecom-agent-status.1", "ecom-agent-token-create.1"} {
+	for _, want := range []string{"ecom-agent.1", "ecom-agent-join.1", "ecom-agent-status.1", "ecom-agent-token-create.1", "ecom-agent.toml.5"} {
 		if _, ok := runs[0][want]; !ok {
 			t.Errorf("no %s", want)
 		}
@@ -46,6 +46,21 @@ func TestGenMan(t *testing.T) {
 		if runs[1][name] != page {
 			t.Errorf("%s differs between two runs", name)
 		}
+	}
+	// The root page has the exit codes and the files; the config's page
+	// is section 5 and carries the example, every key of it.
+	root := runs[0]["ecom-agent.1"]
+	for _, want := range []string{".SH EXIT STATUS", "78  invalid configuration", ".SH FILES", "/etc/ecom-agent/config.toml", "\\fBecom-agent.toml\\fP(5)"} {
+		if !strings.Contains(root, want) {
+			t.Errorf("ecom-agent.1 lacks %q", want)
+		}
+	}
+	if i, j := strings.Index(root, ".SH EXIT STATUS"), strings.Index(root, ".SH SEE ALSO"); i < 0 || j < i {
+		t.Error("ecom-agent.1: EXIT STATUS not before SEE ALSO")
+	}
+	toml := runs[0]["ecom-agent.toml.5"]
+	if !strings.HasPrefix(toml, `.TH "ECOM-AGENT.TOML" "5"`) || !strings.Contains(toml, "[gossip]") || !strings.Contains(toml, ".SH FILES") {
+		t.Errorf("ecom-agent.toml.5:\n%.600s", toml)
 	}
 	if code, _, _ := runCLI(t, "internal", "gen-man"); code != exitUsage {
 		t.Errorf("gen-man without DIR exited %d, want %d", code, exitUsage)

@@ -184,8 +184,9 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 	return info, nil
 }
 
-// manPages has the binary write its cobra man pages, then ships each one
-// compressed under /usr/share/man/man1.
+// manPages has the binary write its man pages (cobra's for the commands,
+// section 1, and ecom-agent.toml.5), then ships each one compressed under
+// /usr/share/man/man<section>.
 func (a Agent) manPages(s *stager, run func(...string) ([]byte, error)) error {
 	raw := s.path("man")
 	if err := os.MkdirAll(raw, 0o755); err != nil {
@@ -200,7 +201,7 @@ func (a Agent) manPages(s *stager, run func(...string) ([]byte, error)) error {
 	}
 	var names []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".1") {
+		if strings.HasSuffix(e.Name(), ".1") || strings.HasSuffix(e.Name(), ".5") {
 			names = append(names, e.Name())
 		}
 	}
@@ -217,7 +218,8 @@ func (a Agent) manPages(s *stager, run func(...string) ([]byte, error)) error {
 		if err != nil {
 			return err
 		}
-		if err := s.addData("/usr/share/man/man1/"+n+".gz", z, 0o644, files.TypeFile); err != nil {
+		section := n[len(n)-1:]
+		if err := s.addData("/usr/share/man/man"+section+"/"+n+".gz", z, 0o644, files.TypeFile); err != nil {
 			return err
 		}
 	}

@@ -187,6 +187,7 @@ func TestAgentIsReproducible(t *testing.T) {
 		"./usr/share/man/man1/ecom-agent.1.gz",
 		"./usr/share/man/man1/ecom-agent-join.1.gz",
 		"./usr/share/man/man1/ecom-agent-etcdctl.1.gz",
+		"./usr/share/man/man5/ecom-agent.toml.5.gz",
 		"./usr/share/bash-completion/completions/ecom-agent",
 		"./usr/share/zsh/vendor-completions/_ecom-agent",
 		"./usr/share/fish/vendor_completions.d/ecom-agent.fish",
