@@ -123,6 +123,15 @@ func TestWorkers(t *testing.T) {
 			t.Errorf("member list on %s (%v):\n%s", cps[1].Name(), err, out)
 		}
 		cps[1].MustRun(t, "ecom-agent", "etcdctl", "endpoint", "health", "--cluster")
+		// A snapshot, and etcdutl (built in too) reading it back.
+		cps[1].MustRun(t, "ecom-agent", "etcdctl", "snapshot", "save", "/root/e2e-snapshot.db")
+		var st struct {
+			Hash, Revision, TotalKey int64
+		}
+		out = cps[1].MustRun(t, "ecom-agent", "etcdutl", "snapshot", "status", "/root/e2e-snapshot.db", "-w", "json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.Revision == 0 || st.TotalKey == 0 {
+			t.Errorf("etcdutl snapshot status on %s (%v):\n%s", cps[1].Name(), err, out)
+		}
 	})
 
 	t.Run("workers hold no CA key and got their certificates from a CSR", func(t *testing.T) {

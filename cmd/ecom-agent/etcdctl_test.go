@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,5 +39,26 @@ func TestEtcdctlVersion(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "etcdctl version: 3.7.") {
 		t.Errorf("%v:\n%s", err, out)
+	}
+}
+
+// `ecom-agent etcdutl` runs the built-in etcdutl: its version, and a
+// snapshot's status (a file that is no snapshot is an error, exit 1).
+func TestEtcdutl(t *testing.T) {
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(os.Args[0], append([]string{"etcdutl"}, args...)...)
+		cmd.Env = append(os.Environ(), "ECOM_AGENT_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("version"); err != nil || !strings.Contains(out, "etcdutl version: 3.7.") {
+		t.Errorf("etcdutl version: %v:\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "not-a-snapshot.db")
+	if err := os.WriteFile(bad, []byte("nothing"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("snapshot", "status", bad); err == nil {
+		t.Errorf("snapshot status of a non-snapshot succeeded:\n%s", out)
 	}
 }

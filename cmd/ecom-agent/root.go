@@ -68,6 +68,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "etcdctl" {
 		return runEtcdctl(args[1:])
 	}
+	// `ecom-agent etcdutl` likewise (it works on files only).
+	if len(args) > 0 && args[0] == "etcdutl" {
+		return runEtcdutl(args[1:])
+	}
 	return (&cli{stdin: stdin, stdout: stdout, stderr: stderr}).run(args)
 }
 
@@ -131,6 +135,7 @@ and seeds the platform's workloads once the API server is healthy.
 		c.resetCommand(),
 		etcdCommand(),
 		etcdctlCommand(),
+		etcdutlCommand(),
 		c.versionCommand(),
 		c.configCommand(),
 		c.internalCommand(),
