@@ -29,6 +29,10 @@ type Agent struct {
 	// KubeVersion is the pinned Kubernetes version ("1.37.2"): the package
 	// recommends ecom-agent-kubernetes of that minor, at least that patch.
 	KubeVersion string
+	// ModCache is the Go module cache Binary was built from (`go env
+	// GOMODCACHE` if empty): the copyright file names every module linked
+	// in, with the license its license files there give.
+	ModCache string
 }
 
 const agentDescription = `Kubernetes node bootstrap agent for bare-metal clusters
@@ -127,8 +131,14 @@ func (a Agent) Info(ctx context.Context) (*nfpm.Info, error) {
 		}
 	}
 
+	copyright, err := agentCopyright(ctx, a.Binary, a.ModCache)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.addData(doc+"copyright", copyright, 0o644, files.TypeFile); err != nil {
+		return nil, err
+	}
 	for _, f := range []struct{ src, dst string }{
-		{"ecom-agent/copyright", doc + "copyright"},
 		{"ecom-agent/README.manifests.d", doc + "README.manifests.d"},
 		{"ecom-agent/lintian-overrides", "/usr/share/lintian/overrides/" + AgentName},
 	} {

@@ -239,6 +239,12 @@ func TestAgentIsReproducible(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("packaged unit differs from `ecom-agent internal agent-unit` (%v)", err)
 	}
+	// The copyright names every module linked into the binary.
+	copyright, err := os.ReadFile(filepath.Join(x, "usr/share/doc/ecom-agent/copyright"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLinkedModules(t, bins[0], copyright)
 }
 
 // TestContainerdPackage builds the runtime's companion package twice from

@@ -25,7 +25,7 @@ import (
 
 const usage = `usage:
   mkdeb version -describe DESCRIBE [-mtime EPOCH] [-revision N]
-  mkdeb agent -version V -binary PATH -config PATH -kube-version X.Y.Z -staging DIR -out DIR [common flags]
+  mkdeb agent -version V -binary PATH -config PATH -kube-version X.Y.Z [-modcache DIR] -staging DIR -out DIR [common flags]
   mkdeb kube -version V -bin-dir DIR -staging DIR -out DIR [common flags]
   mkdeb containerd -version V -bin-dir DIR -staging DIR -out DIR [common flags]
   mkdeb images -version V -image ARCHIVE... -staging DIR -out DIR [common flags]
@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string) error {
 	binary := fs.String("binary", "", "agent: the ecom-agent binary")
 	config := fs.String("config", "packaging/config.toml", "agent: the example config")
 	kubeVersion := fs.String("kube-version", "", "agent: pinned Kubernetes version, X.Y.Z")
+	modCache := fs.String("modcache", "", "agent: the Go module cache the binary was built from (default: go env GOMODCACHE)")
 	var images []string
 	fs.Func("image", "images: an image archive to ship in "+deb.ImagesDir+" (repeatable)", func(v string) error {
 		images = append(images, v)
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(v)
 		return nil
 	case "agent":
-		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion}.Build(ctx, *out)
+		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion, ModCache: *modCache}.Build(ctx, *out)
 	case "images":
 		path, err = deb.Images{Common: c, Archives: images}.Build(ctx, *out)
 	case "kube":
