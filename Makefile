@@ -132,10 +132,10 @@ KUBE_VERSION  := $(shell awk '$$1=="require" && $$2=="k8s.io/kubernetes" {sub(/^
 KUBE_DEB      := $(DEB_OUT)/ecom-agent-kubernetes_$(KUBE_VERSION)-1_amd64.deb
 # make deb passes the directory tools/kube/build.sh prints.
 KUBE_DIR      ?= $(ECOM_KUBE_CACHE)/v$(KUBE_VERSION)
-CONTAINERD_VERSION := $(shell awk '$$1=="require" && $$2=="github.com/containerd/containerd/v2" {sub(/^v/, "", $$3); print $$3}' tools/containerd/go.mod)
+CONTAINERD_VERSION := $(shell awk -v m=github.com/containerd/containerd/v2 '($$1=="require" && $$2==m) {sub(/^v/, "", $$3); print $$3; exit} ($$1==m) {sub(/^v/, "", $$2); print $$2; exit}' tools/containerd/go.mod)
 CONTAINERD_DEB     := $(DEB_OUT)/ecom-agent-containerd_$(CONTAINERD_VERSION)-1_amd64.deb
 CONTAINERD_DIR     ?= $(ECOM_CONTAINERD_CACHE)/v$(CONTAINERD_VERSION)
-CONTAINERD_NAMES   := containerd containerd-shim-runc-v2 ctr
+CONTAINERD_NAMES   := containerd containerd-shim-runc-v2 ctr crictl
 KUBE_NAMES    := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
 # data.tar compression, measured on the 530 MB of Kubernetes binaries (2
 # cores, packaging/README.md): gzip -6 20 s, 152 MB; gzip -9 (nfpm's

@@ -92,6 +92,16 @@ func TestPackagePath(t *testing.T) {
 		if !strings.Contains(out, "deployment.apps/backend") {
 			t.Errorf("no backend deployment:\n%s", out)
 		}
+		// crictl, from the containerd package, reaches the node's
+		// containerd through /etc/crictl.yaml: the CoreDNS pods run on
+		// some node.
+		var pods string
+		for _, h := range hosts {
+			pods += h.MustRun(t, "crictl", "pods", "--namespace", "kube-system", "-o", "json")
+		}
+		if !strings.Contains(pods, "coredns") {
+			t.Errorf("crictl pods lists no CoreDNS pod on any node:\n%.2000s", pods)
+		}
 	})
 
 	t.Run("bad input at the door", func(t *testing.T) {

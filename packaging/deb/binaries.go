@@ -20,6 +20,9 @@ type binariesPackage struct {
 	// missing.
 	build     string
 	changelog []string
+	// conffiles are files of files/ shipped as conffiles: source
+	// (relative to files/) and destination.
+	conffiles [][2]string
 }
 
 // info stages the package's files under c and returns its nfpm
@@ -42,6 +45,11 @@ func (p binariesPackage) info(c Common) (*nfpm.Info, error) {
 		{p.name + "/lintian-overrides", "/usr/share/lintian/overrides/" + p.name},
 	} {
 		if err := s.addStatic(f.src, f.dst, 0o644, files.TypeFile); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range p.conffiles {
+		if err := s.addStatic(f[0], f[1], 0o644, files.TypeConfig); err != nil {
 			return nil, err
 		}
 	}

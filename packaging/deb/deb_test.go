@@ -248,9 +248,9 @@ func TestAgentIsReproducible(t *testing.T) {
 }
 
 // TestContainerdPackage builds the runtime's companion package twice from
-// the same binaries: same bytes, the three programs in /usr/bin, and it
-// depends on Debian's runc and CNI plugins, which the agent's containerd
-// configuration uses.
+// the same binaries: same bytes, the four programs in /usr/bin, crictl's
+// configuration as a conffile, and it depends on Debian's runc and CNI
+// plugins, which the agent's containerd configuration uses.
 func TestContainerdPackage(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -283,8 +283,14 @@ func TestContainerdPackage(t *testing.T) {
 			t.Errorf("%s not in the package as root:root 0755:\n%s", b, list)
 		}
 	}
+	if !regexpLine(list, "-rw-r--r-- root/root", "2026-11-30 04:48 ./etc/crictl.yaml") {
+		t.Errorf("no /etc/crictl.yaml:\n%s", list)
+	}
+	if got := dpkgDeb(t, "--info", paths[0], "conffiles"); got != "/etc/crictl.yaml\n" {
+		t.Errorf("conffiles = %q", got)
+	}
 	info := dpkgDeb(t, "--info", paths[0])
-	for _, want := range []string{"Depends: runc, containernetworking-plugins\n", "Conflicts: containerd, containerd.io\n", "Replaces: containerd, containerd.io\n"} {
+	for _, want := range []string{"Depends: runc, containernetworking-plugins\n", "Conflicts: containerd, containerd.io, cri-tools\n", "Replaces: containerd, containerd.io, cri-tools\n"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("control lacks %q:\n%s", want, info)
 		}
