@@ -12,8 +12,10 @@
 //     build of images/coredns), and the user and group the security
 //     context tests expect (user-defined-in-image 1000, group 50000).
 //   - kitten and nautilus (1.8): agnhost with their pages, as upstream.
-//   - busybox (1.37.0-2 and 1.36.1-1): Debian's busybox-static with its
-//     applets linked in /bin.
+//   - busybox (1.37.0-2 and 1.36.1-1): Debian 13's busybox-static with
+//     its applets linked in /bin, and bash-static as sh (busybox's ash
+//     drops environment variables with names that are no identifiers,
+//     which specs read with `sh -c env`).
 //   - nginx (1.27.0-2 and 1.28.0-2): Debian's nginx in the foreground,
 //     logging to the container's output.
 //   - glibc-dns-testing (2.1.1): the agnhost root (Debian with dig and
@@ -86,7 +88,7 @@ func Images(in Inputs) []Archive {
 		add("busybox-"+tag+".tar", oci.Image{
 			Name:   e2eRegistry + "busybox:" + tag,
 			Base:   in.BusyBoxRoot,
-			Files:  []oci.File{{Path: "/etc/ecom-agent-image", Mode: 0o644, Content: []byte("busybox from Debian's busybox-static, built by ecom-agent\n")}},
+			Files:  []oci.File{{Path: "/etc/ecom-agent-image", Mode: 0o644, Content: []byte("busybox from Debian's busybox-static, sh from bash-static, built by ecom-agent\n")}},
 			Config: oci.Config{Cmd: []string{"sh"}, Env: []string{pathEnv}},
 		})
 	}

@@ -47,25 +47,40 @@ if [[ ! -f $roots/complete ]]; then
 		--customize-hook='ln -sf /dev/stdout "$1/var/log/nginx/access.log"; ln -sf /dev/stderr "$1/var/log/nginx/error.log"' \
 		--customize-hook='rm -rf "$1"/var/cache/apt "$1"/var/log/apt "$1"/var/log/dpkg.log' \
 		--format=tar "$SUITE" "$tmp/nginx.tar" "$MIRROR" >&2
-	log "busybox root: Debian $SUITE's busybox-static, its applets in /bin"
-	# mmdebstrap runs no hooks for the extract variant: the links are made
-	# here, and the tar written as mmdebstrap writes one (sorted, owned by
-	# root, dated SOURCE_DATE_EPOCH).
-	mmdebstrap --mode=root --variant=extract "${slim[@]}" --include=busybox-static \
-		--format=directory "$SUITE" "$tmp/busybox" "$MIRROR" >&2
-	for a in $("$tmp/busybox/bin/busybox" --list); do
-		[[ -e $tmp/busybox/bin/$a ]] || ln -s busybox "$tmp/busybox/bin/$a"
+	log "busybox root: Debian 13's busybox-static (1.37, upstream's version), its applets in /bin; sh is bash-static"
+	# Only the two static programs: busybox and its applets, and bash as
+	# sh. Busybox's ash drops environment variables whose names are no
+	# shell identifiers (data-1, 1-data-1) from the commands it runs, and
+	# the conformance specs of such names read them with `sh -c env`;
+	# bash passes them on. mmdebstrap runs no hooks for the extract
+	# variant, so the root is assembled here and the tar written as
+	# mmdebstrap writes one (sorted, owned by root, dated
+	# SOURCE_DATE_EPOCH).
+	mmdebstrap --mode=root --variant=extract "${slim[@]}" --include=busybox-static,bash-static \
+		--format=directory trixie "$tmp/busybox-debs" "$MIRROR" >&2
+	bb=$tmp/busybox
+	mkdir -p "$bb/usr/bin" "$bb/usr/sbin" "$bb/tmp" "$bb/etc" "$bb/root"
+	ln -s usr/bin "$bb/bin"
+	ln -s usr/sbin "$bb/sbin"
+	cp "$tmp/busybox-debs/usr/bin/busybox" "$tmp/busybox-debs/usr/bin/bash-static" "$bb/usr/bin/"
+	rm -rf "$tmp/busybox-debs"
+	ln -s bash-static "$bb/usr/bin/sh"
+	ln -s bash-static "$bb/usr/bin/bash"
+	for a in $("$bb/usr/bin/busybox" --list); do
+		[[ -e $bb/usr/bin/$a || -L $bb/usr/bin/$a ]] || ln -s busybox "$bb/usr/bin/$a"
 	done
-	mkdir -p "$tmp/busybox/tmp" "$tmp/busybox/etc"
-	chmod 1777 "$tmp/busybox/tmp"
-	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$tmp/busybox/etc/passwd"
-	printf 'root:x:0:\nnogroup:x:65534:\n' > "$tmp/busybox/etc/group"
-	rm -rf "$tmp/busybox/dev" "$tmp/busybox/var/lib/apt" "$tmp/busybox/var/cache" "$tmp/busybox/etc/apt"
+	chmod 1777 "$bb/tmp"
+	chmod 0700 "$bb/root"
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$bb/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' > "$bb/etc/group"
 	tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --owner=0 --group=0 --numeric-owner \
 		--format=pax --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-		-C "$tmp/busybox" -cf "$tmp/busybox.tar" .
-	"$tmp/busybox/bin/sh" -c 'test -L "$0/bin/sleep"' "$tmp/busybox" || { log "busybox root: no applet links"; exit 1; }
-	rm -rf "$tmp/busybox"
+		-C "$bb" -cf "$tmp/busybox.tar" .
+	if ! env -i 'data-1=value-1' "$bb/usr/bin/sh" -c env | grep -qx 'data-1=value-1' || [[ ! -L $bb/usr/bin/sleep ]]; then
+		log "busybox root: sh drops data-1 or the applets are not linked"
+		exit 1
+	fi
+	rm -rf "$bb"
 	touch "$tmp/complete"
 	rm -rf "$roots"
 	mv "$tmp" "$roots"
