@@ -21,7 +21,13 @@ type Case struct {
 // Summary is what a report says.
 type Summary struct {
 	Passed, Failed, Skipped []Case
-	Took                    time.Duration
+	// Interrupted are the specs running when the pass was interrupted
+	// (its timeout, or an operator's Ctrl-C): neither passed nor failed.
+	Interrupted []Case
+	// NotSelected counts the specs outside the pass's focus (the JUnit
+	// report lists every spec of the suite, skipped without a reason).
+	NotSelected int
+	Took        time.Duration
 }
 
 // junit is the part of the JUnit XML the suite writes that a summary needs.
@@ -42,6 +48,7 @@ type junit struct {
 			} `xml:"failure"`
 			Error *struct {
 				Message string `xml:"message,attr"`
+				Text    string `xml:",chardata"`
 			} `xml:"error"`
 		} `xml:"testcase"`
 	} `xml:"testsuite"`
@@ -71,12 +78,21 @@ func ParseJUnit(data []byte) (Summary, error) {
 			k := Case{Name: strings.TrimPrefix(c.Name, "[It] "), Took: time.Duration(c.Time * float64(time.Second))}
 			setup := suiteNode(c.Name)
 			switch {
+			case c.Status == "interrupted":
+				if c.Error != nil {
+					k.Message = firstLine(c.Error.Message, c.Error.Text)
+				}
+				s.Interrupted = append(s.Interrupted, k)
 			case c.Failure != nil:
 				k.Message = firstLine(c.Failure.Message, c.Failure.Text)
 				s.Failed = append(s.Failed, k)
 			case c.Error != nil:
-				k.Message = firstLine(c.Error.Message)
+				k.Message = firstLine(c.Error.Message, c.Error.Text)
 				s.Failed = append(s.Failed, k)
+			case c.Skipped != nil && c.Skipped.Message == "skipped":
+				if !setup {
+					s.NotSelected++
+				}
 			case c.Skipped != nil:
 				if !setup {
 					k.Message = firstLine(c.Skipped.Message)
@@ -87,7 +103,7 @@ func ParseJUnit(data []byte) (Summary, error) {
 			}
 		}
 	}
-	for _, l := range [][]Case{s.Passed, s.Failed, s.Skipped} {
+	for _, l := range [][]Case{s.Passed, s.Failed, s.Skipped, s.Interrupted} {
 		sort.Slice(l, func(a, b int) bool { return l[a].Name < l[b].Name })
 	}
 	return s, nil
@@ -130,6 +146,8 @@ func (s Summary) Add(o Summary) Summary {
 	s.Passed = append(s.Passed, o.Passed...)
 	s.Failed = append(s.Failed, o.Failed...)
 	s.Skipped = append(s.Skipped, o.Skipped...)
+	s.Interrupted = append(s.Interrupted, o.Interrupted...)
+	s.NotSelected += o.NotSelected
 	s.Took += o.Took
 	return s
 }
@@ -156,7 +174,8 @@ func (s Summary) Markdown(title string, facts []string) string {
 	for _, f := range facts {
 		fmt.Fprintf(&b, "- %s\n", f)
 	}
-	fmt.Fprintf(&b, "- **%d passed, %d failed, %d skipped** in %s\n", len(s.Passed), len(s.Failed), len(s.Skipped), s.Took.Round(time.Second))
+	fmt.Fprintf(&b, "- **%d passed, %d failed, %d skipped, %d interrupted** in %s (%d specs of the suite outside the passes' focus)\n",
+		len(s.Passed), len(s.Failed), len(s.Skipped), len(s.Interrupted), s.Took.Round(time.Second), s.NotSelected)
 	section := func(name string, cases []Case, withReason bool) {
 		if len(cases) == 0 {
 			return
@@ -171,6 +190,7 @@ func (s Summary) Markdown(title string, facts []string) string {
 		}
 	}
 	section("Failed", s.Failed, true)
+	section("Interrupted (running when the pass was stopped)", s.Interrupted, false)
 	section("Skipped", s.Skipped, true)
 	section("Passed", s.Passed, false)
 	return b.String()

@@ -19,6 +19,12 @@ const report = `<?xml version="1.0" encoding="UTF-8"?>
     <testcase name="[sig-storage] NFS should mount [Feature:NFS]" classname="Kubernetes e2e suite" status="skipped" time="0">
       <skipped message="skipped - Only supported for providers [gce gke]"></skipped>
     </testcase>
+    <testcase name="[It] [sig-apps] Job should run a job [Conformance]" classname="Kubernetes e2e suite" status="skipped" time="0">
+      <skipped message="skipped"></skipped>
+    </testcase>
+    <testcase name="[It] [sig-node] Probing container should have monotonically increasing restart count [Conformance]" classname="Kubernetes e2e suite" status="interrupted" time="47.3">
+      <error message="" type="interrupted">[INTERRUPTED] Interrupted by User&#xA;In [It] at: container_probe.go:200</error>
+    </testcase>
     <testcase name="[ReportAfterSuite] Kubernetes e2e suite report" classname="Kubernetes e2e suite" status="passed" time="0.1"></testcase>
   </testsuite>
 </testsuites>`
@@ -28,8 +34,11 @@ func TestParseJUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Passed) != 1 || len(s.Failed) != 1 || len(s.Skipped) != 1 {
-		t.Fatalf("passed %v, failed %v, skipped %v", s.Passed, s.Failed, s.Skipped)
+	if len(s.Passed) != 1 || len(s.Failed) != 1 || len(s.Skipped) != 1 || len(s.Interrupted) != 1 || s.NotSelected != 1 {
+		t.Fatalf("passed %v, failed %v, skipped %v, interrupted %v, not selected %d", s.Passed, s.Failed, s.Skipped, s.Interrupted, s.NotSelected)
+	}
+	if i := s.Interrupted[0]; i.Message != "[INTERRUPTED] Interrupted by User" {
+		t.Errorf("interrupted case %+v", i)
 	}
 	if f := s.Failed[0]; !strings.HasPrefix(f.Name, "[sig-network] DNS") || f.Message != "[FAILED] Unable to read wheezy_udp@dns-test-service from pod dns-1234" {
 		t.Errorf("failed case %+v", f)
@@ -41,7 +50,7 @@ func TestParseJUnit(t *testing.T) {
 		t.Errorf("took %s, want the suite's 93.5s", s.Took)
 	}
 	md := s.Markdown("Conformance", []string{"Kubernetes v1.37.2"})
-	for _, want := range []string{"**1 passed, 1 failed, 1 skipped**", "## Failed (1)", "Unable to read wheezy_udp", "- Kubernetes v1.37.2"} {
+	for _, want := range []string{"**1 passed, 1 failed, 1 skipped, 1 interrupted**", "## Failed (1)", "Unable to read wheezy_udp", "- Kubernetes v1.37.2"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary lacks %q:\n%s", want, md)
 		}
