@@ -22,7 +22,10 @@ export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(AGENT) ./cmd/ecom-agent
 
-test: lint kube-bins unit deb-test e2e
+# In this order even under make -j: the unit tests run against the
+# Kubernetes build, so it comes first.
+test: lint kube-bins
+	$(MAKE) --no-print-directory unit deb-test e2e
 
 # Fast tests: `go test ./...`, a few minutes at most, with no build first.
 # The seeding and control-plane tests run the real kube-apiserver from

@@ -55,6 +55,9 @@ func TestConformanceSubset(t *testing.T) {
 	for _, k := range s.Skipped {
 		t.Errorf("skipped %s: %s", k.Name, k.Message)
 	}
+	if !s.Complete() {
+		t.Errorf("the pass stopped early: %d interrupted, %d not reached", len(s.Interrupted), s.NotReached)
+	}
 	if got, want := len(s.Passed)+len(s.Failed)+len(s.Skipped), len(conformance.SubsetSpecs); got != want {
 		t.Errorf("the suite ran %d specs, want %d", got, want)
 	}

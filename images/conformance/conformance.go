@@ -26,7 +26,7 @@
 //     as /usr/local/bin/etcd; sample-apiserver (1.29.2): the pinned
 //     k8s.io/sample-apiserver.
 //
-// The versions inside differ from the tags (Debian 12's nginx and busybox,
+// The versions inside differ from the tags (Debian 12's nginx,
 // the agent's etcd): the tags are what the suite asks for, the contents
 // what it needs. docs/conformance.md lists this.
 package conformance

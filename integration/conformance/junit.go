@@ -2,9 +2,12 @@ package conformance
 
 import (
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -24,6 +27,9 @@ type Summary struct {
 	// Interrupted are the specs running when the pass was interrupted
 	// (its timeout, or an operator's Ctrl-C): neither passed nor failed.
 	Interrupted []Case
+	// NotReached counts the specs in the pass's focus it never ran: it
+	// stopped first (its timeout, or an interrupt).
+	NotReached int
 	// NotSelected counts the specs outside the pass's focus (the JUnit
 	// report lists every spec of the suite, skipped without a reason).
 	NotSelected int
@@ -54,18 +60,32 @@ type junit struct {
 	} `xml:"testsuite"`
 }
 
-// ReadJUnit reads a report the suite wrote.
-func ReadJUnit(file string) (Summary, error) {
+// Complete reports whether every spec of the pass ran to a result.
+func (s Summary) Complete() bool { return len(s.Interrupted) == 0 && s.NotReached == 0 }
+
+// ReadJUnit reads the report the suite wrote for pass p.
+func ReadJUnit(file string, p Pass) (Summary, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return Summary{}, err
 	}
-	return ParseJUnit(data)
+	return ParseJUnit(data, p)
 }
 
-// ParseJUnit reads a report's bytes. The suite's setup and teardown nodes
+// ParseJUnit reads the bytes of pass p's report; p's focus and skip tell
+// the specs it did not reach from those outside it. The suite's setup and teardown nodes
 // ([SynchronizedBeforeSuite] and the like) count only when they failed.
-func ParseJUnit(data []byte) (Summary, error) {
+func ParseJUnit(data []byte, p Pass) (Summary, error) {
+	focus, err := regexp.Compile(p.Focus)
+	if err != nil {
+		return Summary{}, fmt.Errorf("pass %s: focus: %w", p.Name, err)
+	}
+	skip := regexp.MustCompile(`$^`) // matches nothing
+	if p.Skip != "" {
+		if skip, err = regexp.Compile(p.Skip); err != nil {
+			return Summary{}, fmt.Errorf("pass %s: skip: %w", p.Name, err)
+		}
+	}
 	var j junit
 	if err := xml.Unmarshal(data, &j); err != nil {
 		return Summary{}, fmt.Errorf("JUnit report: %w", err)
@@ -90,7 +110,11 @@ func ParseJUnit(data []byte) (Summary, error) {
 				k.Message = firstLine(c.Error.Message, c.Error.Text)
 				s.Failed = append(s.Failed, k)
 			case c.Skipped != nil && c.Skipped.Message == "skipped":
-				if !setup {
+				switch {
+				case setup:
+				case focus.MatchString(k.Name) && !skip.MatchString(k.Name):
+					s.NotReached++
+				default:
 					s.NotSelected++
 				}
 			case c.Skipped != nil:
@@ -109,23 +133,26 @@ func ParseJUnit(data []byte) (Summary, error) {
 	return s, nil
 }
 
-// ReadReports reads every pass's report in dir (junit-<pass>.xml, as
-// `make conformance` writes them) into one summary, and names them.
+// ReadReports reads the whole set's reports in dir (junit-parallel.xml
+// and junit-serial.xml, as `make conformance` writes them; a subset's
+// report is not part of the set) into one summary, and names them.
 func ReadReports(dir string) (Summary, []string, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "junit-*.xml"))
-	if err != nil || len(files) == 0 {
-		return Summary{}, nil, fmt.Errorf("no junit-*.xml in %s (%v)", dir, err)
-	}
-	sort.Strings(files)
 	var total Summary
 	var names []string
-	for _, f := range files {
-		s, err := ReadJUnit(f)
+	for _, p := range []Pass{Parallel, Serial} {
+		f := filepath.Join(dir, "junit-"+p.Name+".xml")
+		if _, err := os.Stat(f); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		s, err := ReadJUnit(f, p)
 		if err != nil {
 			return total, names, fmt.Errorf("%s: %w", f, err)
 		}
 		total = total.Add(s)
 		names = append(names, filepath.Base(f))
+	}
+	if len(names) == 0 {
+		return total, nil, fmt.Errorf("no junit-parallel.xml or junit-serial.xml in %s", dir)
 	}
 	return total, names, nil
 }
@@ -147,6 +174,7 @@ func (s Summary) Add(o Summary) Summary {
 	s.Failed = append(s.Failed, o.Failed...)
 	s.Skipped = append(s.Skipped, o.Skipped...)
 	s.Interrupted = append(s.Interrupted, o.Interrupted...)
+	s.NotReached += o.NotReached
 	s.NotSelected += o.NotSelected
 	s.Took += o.Took
 	return s
@@ -174,8 +202,11 @@ func (s Summary) Markdown(title string, facts []string) string {
 	for _, f := range facts {
 		fmt.Fprintf(&b, "- %s\n", f)
 	}
-	fmt.Fprintf(&b, "- **%d passed, %d failed, %d skipped, %d interrupted** in %s (%d specs of the suite outside the passes' focus)\n",
-		len(s.Passed), len(s.Failed), len(s.Skipped), len(s.Interrupted), s.Took.Round(time.Second), s.NotSelected)
+	fmt.Fprintf(&b, "- **%d passed, %d failed, %d skipped, %d interrupted, %d not reached** in %s (%d specs of the suite are outside the passes' focus)\n",
+		len(s.Passed), len(s.Failed), len(s.Skipped), len(s.Interrupted), s.NotReached, s.Took.Round(time.Second), s.NotSelected)
+	if !s.Complete() {
+		fmt.Fprintf(&b, "- **incomplete**: the passes stopped before every spec ran\n")
+	}
 	section := func(name string, cases []Case, withReason bool) {
 		if len(cases) == 0 {
 			return

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -97,10 +98,18 @@ func (r Run) Pass(ctx context.Context, p Pass) (Summary, error) {
 	cmd := exec.CommandContext(cctx, filepath.Join(r.SuiteDir, "ginkgo"), args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = r.Out, r.Out
+	// Stopped (Ctrl-C, the backstop), ginkgo is interrupted, not
+	// killed: it stops its processes, runs the cleanup and writes the
+	// report; a minute later it is killed.
+	// It runs in a process group of its own, signalled as a whole as a
+	// terminal's Ctrl-C would be: ginkgo's CLI leaves the interrupt to
+	// its e2e.test processes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 	cmd.WaitDelay = time.Minute
 	fmt.Fprintf(r.Out, "==> %s: ginkgo %s\n", p.Name, strings.Join(args, " "))
 	runErr := cmd.Run()
-	s, err := ReadJUnit(filepath.Join(dir, "junit_01.xml"))
+	s, err := ReadJUnit(filepath.Join(dir, "junit_01.xml"), p)
 	if err != nil {
 		return s, fmt.Errorf("%s: no report (%v); the suite ended with: %v", p.Name, err, runErr)
 	}

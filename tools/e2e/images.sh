@@ -3,7 +3,7 @@
 # images/conformance for what each is made of) as image archives, and
 # prints their directory. Needs root (mmdebstrap) and the Debian mirror.
 #
-#   1. Debian 12 roots for agnhost, busybox and nginx, made by
+#   1. Debian roots for agnhost, busybox and nginx, made by
 #      tools/e2e/roots.sh with mmdebstrap from Debian's packages (about a
 #      minute each), cached in $ECOM_E2E_CACHE/roots-<hash of that script>.
 #   2. The archives, by images/cmd/mkconformance from those roots, the
@@ -29,8 +29,12 @@ rootkey=$(basename "$roots")
 # ---- 2. The archives.
 bins=$("$here/build.sh")
 kubesrc=$(cd "$here" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
-key=$( { echo "$rootkey"; cat "$bins/.built"; go version;
-	cd "$repo" && git ls-files -z images go.mod go.sum | xargs -0 cat; } | sha256sum | cut -c1-16)
+# Every input: the roots, the suite's binaries, Go, this script, the
+# epoch, and the images' sources (untracked files too). Each command of
+# the group must succeed (set -e does not reach into $(...)).
+key=$( set -e; { echo "$rootkey"; cat "$bins/.built"; go version; cat "$here/images.sh"; echo "${SOURCE_DATE_EPOCH:-}";
+	cd "$repo" && git ls-files -z --cached --others --exclude-standard images go.mod go.sum | xargs -0 cat; } | sha256sum | cut -c1-16)
+[[ ${#key} == 16 ]] || { log "could not compute the cache key"; exit 1; }
 out=$cache/images-$key
 if [[ ! -f $out/complete ]]; then
 	tmp=$(mktemp -d "$cache/.images-XXXXXX")
@@ -41,7 +45,9 @@ if [[ ! -f $out/complete ]]; then
 	rm -rf "$out"
 	mv "$tmp" "$out"
 	trap - EXIT
-	# Older builds of the archives are not needed again.
-	for old in "$cache"/images-*; do [[ $old == "$out" ]] || rm -rf "$old"; done
+	# Older builds of the archives: the newest other one is kept (hosts
+	# still up, `conformance -keep`, bind-mount it at every boot), the
+	# rest removed.
+	ls -dt "$cache"/images-* | grep -vxF "$out" | tail -n +2 | while read -r old; do rm -rf "$old"; done
 fi
 echo "$out"

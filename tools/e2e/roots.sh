@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Debian 12 roots of the conformance images (agnhost, busybox,
+# Builds the Debian roots of the conformance images (agnhost, busybox,
 # nginx) from Debian's packages with mmdebstrap, about a minute each, and
 # prints their directory: $ECOM_E2E_CACHE/roots-<hash of this script>,
 # holding agnhost.tar, busybox.tar and nginx.tar. Built in a temporary
