@@ -17,11 +17,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 
 	"github.com/ecom-platform/ecom-agent/images/conformance"
+	"github.com/ecom-platform/ecom-agent/images/internal/gobuild"
 	"github.com/ecom-platform/ecom-agent/images/oci"
 )
 
@@ -62,12 +62,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		{"coredns", filepath.Join(*repo, "images/coredns"), "github.com/coredns/coredns"},
 	} {
 		built[b.name] = filepath.Join(tmp, b.name)
-		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", built[b.name], b.pkg)
-		cmd.Dir = b.dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("go build %s: %w", b.pkg, err)
+		if err := gobuild.Build("go", runtime.GOARCH, b.dir, b.pkg, built[b.name], stderr); err != nil {
+			return err
 		}
 	}
 	var errs []error

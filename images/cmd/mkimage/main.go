@@ -20,13 +20,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/images"
+	"github.com/ecom-platform/ecom-agent/images/internal/gobuild"
 	"github.com/ecom-platform/ecom-agent/images/oci"
 )
 
@@ -112,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			if t.module != "" {
 				dir = filepath.Join(*repo, t.module)
 			}
-			if err := goBuild(*goCmd, *arch, dir, t.pkg, bin, stderr); err != nil {
+			if err := gobuild.Build(*goCmd, *arch, dir, t.pkg, bin, stderr); err != nil {
 				return err
 			}
 		}
@@ -153,17 +153,4 @@ func goCommand() string {
 		return g
 	}
 	return "go"
-}
-
-// goBuild builds a static, stripped, reproducible linux binary of pkg,
-// in the module at dir ("" for the current directory's).
-func goBuild(goCmd, arch, dir, pkg, out string, stderr io.Writer) error {
-	cmd := exec.Command(goCmd, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s: %w", pkg, err)
-	}
-	return nil
 }
