@@ -16,7 +16,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 
-.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean e2e-suite e2e-images conformance
+.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean e2e-suite e2e-images conformance platform-images platform-deb platform-test
 
 # A static binary: no cgo, so it runs on any glibc or musl host.
 build:
@@ -25,7 +25,7 @@ build:
 # In this order even under make -j: the unit tests run against the
 # Kubernetes build, so it comes first.
 test: lint kube-bins
-	$(MAKE) --no-print-directory unit deb-test e2e
+	$(MAKE) --no-print-directory unit deb-test platform-test e2e
 
 # Fast tests: `go test ./...`, a few minutes at most, with no build first.
 # The seeding and control-plane tests run the real kube-apiserver from
@@ -33,12 +33,13 @@ test: lint kube-bins
 # without it they skip, saying so.
 unit:
 	ECOM_KUBE_BIN=$$(test -x $(KUBE_DIR)/kube-apiserver && echo $(KUBE_DIR)) $(GO) test -count=1 ./...
+	cd images/log-shipper && $(GO) test -count=1 ./...
 
 # The end-to-end suite on real-systemd test hosts (needs root), with the
 # packages (lintian-clean) for the admin's path and an upgrade of them.
-e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade e2e-suite e2e-images
+e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade e2e-suite e2e-images platform-images
 	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_CONTAINERD_BIN=$$(tools/containerd/build.sh) \
-	  ECOM_E2E_SUITE=$$(tools/e2e/build.sh) ECOM_E2E_IMAGES=$$(tools/e2e/images.sh) \
+	  ECOM_E2E_SUITE=$$(tools/e2e/build.sh) ECOM_E2E_IMAGES=$$(tools/e2e/images.sh) ECOM_PLATFORM_IMAGES=$$(tools/platform/images.sh) \
 	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade ECOM_IMAGES_DIR=$(CURDIR)/out/images \
 	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
 
@@ -68,6 +69,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags e2e ./...
 	$(GO) run $(STATICCHECK) -tags bench ./...
+	cd images/log-shipper && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -174,6 +176,32 @@ deb-packages: $(MKDEB) images
 	    -staging $(DEB_TMP)/stage-images -out $(DEB_OUT)
 	@$(MAKE) --no-print-directory $(KUBE_DEB) $(CONTAINERD_DEB)
 
+# The platform's images (images/platform: Debian 12 roots by mmdebstrap, the
+# apps of platform/, kube-state-metrics and the log shipper from Go), cached
+# outside the repo by their inputs (tools/platform/images.sh), and their
+# package ecom-agent-platform-images, rebuilt only when the archives change:
+# out/.build/platform-images.key holds the cache key it was built from.
+# The archives' layers are gzip already: compressing them again costs a
+# minute and saves nothing.
+PLATFORM_DEB_COMPRESSION ?= none
+platform-images:
+	tools/platform/images.sh
+
+# The reference apps' own tests (platform/test.sh) against a real PostgreSQL
+# and Redis in a cached Debian root.
+platform-test:
+	tools/platform/apptest.sh
+
+platform-deb: $(MKDEB)
+	@set -e; dir=$$(tools/platform/images.sh); key=$$(basename "$$dir"); \
+	  if [[ -f $(DEB_TMP)/platform-images.key && "$$(cat $(DEB_TMP)/platform-images.key)" == "$$key" ]] && ls $(DEB_OUT)/ecom-agent-platform-images_*_amd64.deb >/dev/null 2>&1; then exit 0; fi; \
+	  export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- platform images tools/platform); \
+	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)"); \
+	  rm -f $(DEB_OUT)/ecom-agent-platform-images_*_amd64.deb; \
+	  $(MKDEB) platform-images -version "$$version" $$(printf -- '-image %s ' "$$dir"/*.tar) -compression $(PLATFORM_DEB_COMPRESSION) \
+	    -staging $(DEB_TMP)/stage-platform -out $(DEB_OUT); \
+	  echo "$$key" > $(DEB_TMP)/platform-images.key
+
 # Dated with the last commit that touched the Kubernetes build or packaging,
 # so unrelated commits do not change this package's bytes.
 $(KUBE_DEB): $(addprefix $(KUBE_DIR)/,$(KUBE_NAMES)) $(MKDEB) $(wildcard packaging/deb/files/ecom-agent-kubernetes/*)
@@ -196,13 +224,14 @@ $(MKDEB): $(shell find packaging -name '*.go' -o -name go.mod -o -name go.sum) $
 # are in packaging/deb/files/*/lintian-overrides, each with its reason.
 # Typos lintian finds in strings of the Kubernetes, etcd and other Go
 # modules linked in (info tags, dozens of them) are not shown.
-lintian: deb
+lintian: deb platform-deb
 	@if ! command -v lintian >/dev/null; then \
 	  echo "installing lintian" >&2; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2 || { \
 	    apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lintian >&2; }; \
 	fi
-	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(DEB_OUT)/ecom-agent-images_*_amd64.deb $(KUBE_DEB) $(CONTAINERD_DEB)
+	lintian --fail-on error,warning --display-info --suppress-tags spelling-error-in-binary $(DEB_OUT)/ecom-agent_*_amd64.deb $(DEB_OUT)/ecom-agent-images_*_amd64.deb $(KUBE_DEB) $(CONTAINERD_DEB) \
+	  $(wildcard $(DEB_OUT)/ecom-agent-platform-images_*_amd64.deb)
 
 # The same commit packaged with a higher version, beside the same
 # Kubernetes package: what the e2e suite upgrades to.

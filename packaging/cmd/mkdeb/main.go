@@ -29,6 +29,7 @@ const usage = `usage:
   mkdeb kube -version V -bin-dir DIR -staging DIR -out DIR [common flags]
   mkdeb containerd -version V -bin-dir DIR -staging DIR -out DIR [common flags]
   mkdeb images -version V -image ARCHIVE... -staging DIR -out DIR [common flags]
+  mkdeb platform-images -version V -image ARCHIVE... -staging DIR -out DIR [common flags]
 common flags: -mtime EPOCH (default $SOURCE_DATE_EPOCH) -compression gzip|xz|zstd|none -maintainer M
 `
 
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 	kubeVersion := fs.String("kube-version", "", "agent: pinned Kubernetes version, X.Y.Z")
 	modCache := fs.String("modcache", "", "agent: the Go module cache the binary was built from (default: go env GOMODCACHE)")
 	var images []string
-	fs.Func("image", "images: an image archive to ship in "+deb.ImagesDir+" (repeatable)", func(v string) error {
+	fs.Func("image", "images, platform-images: an image archive to ship in "+deb.ImagesDir+" (repeatable)", func(v string) error {
 		images = append(images, v)
 		return nil
 	})
@@ -102,6 +103,8 @@ func run(ctx context.Context, args []string) error {
 		path, err = deb.Agent{Common: c, Binary: *binary, Config: *config, KubeVersion: *kubeVersion, ModCache: *modCache}.Build(ctx, *out)
 	case "images":
 		path, err = deb.Images{Common: c, Archives: images}.Build(ctx, *out)
+	case "platform-images":
+		path, err = deb.PlatformImages{Common: c, Archives: images}.Build(ctx, *out)
 	case "kube":
 		path, err = deb.Kube{Common: c, BinDir: *binDir}.Build(ctx, *out)
 	case "containerd":
