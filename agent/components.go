@@ -12,6 +12,9 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/renewal"
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
+	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/seed"
+	"github.com/ecom-platform/ecom-agent/status"
 )
 
 // build makes the node's components for its role, in start order (see
@@ -75,6 +78,7 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: renew, Needs: etcd},
 			{Component: platform.New(platform.Deps{
 				Log: log.With("component", platform.Name), Now: d.deps.Now, Read: platform.FromAPI(root),
+				NotSeeded: notSeeded(cfg),
 			}), Needs: cp},
 		}
 	} else {
@@ -94,4 +98,13 @@ func (d *Daemon) build() (*component.Runner, error) {
 		}
 	}
 	return component.NewRunner(log, entries...), nil
+}
+
+// notSeeded are the platform's workloads the seeder leaves out on this
+// cluster, as the status shows them.
+func notSeeded(cfg *config.Config) []status.PlatformProblem {
+	if seed.GrafanaSeeded(cfg.Seed) {
+		return nil
+	}
+	return []status.PlatformProblem{{Object: seed.GrafanaObject, Reason: seed.GrafanaNotSeeded}}
 }

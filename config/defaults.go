@@ -71,6 +71,7 @@ func (l *loader) applyDefaults(c *Config) {
 	set("apiserver.port", func() { c.APIServer.Port = defaultAPIServerPort })
 	set("apiserver.ready_timeout", func() { c.APIServer.ReadyTimeout.Duration = defaultReadyTimeout })
 	set("seed.enabled", func() { c.Seed.Enabled = true })
+	set("seed.image_registry", func() { c.Seed.ImageRegistry = DefaultImageRegistry })
 	set("addons.dns", func() { c.AddOns.DNS = true })
 	set("addons.storage", func() { c.AddOns.Storage = true })
 	set("addons.metrics", func() { c.AddOns.Metrics = true })

@@ -94,7 +94,7 @@ func TestDefaults(t *testing.T) {
 		Etcd:      Etcd{ClientPort: 2379, PeerPort: 2380, ReplaceDeadAfter: Duration{5 * time.Minute}},
 		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
 		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock", ResolvConf: "/etc/resolv.conf"},
-		Seed:      Seed{Enabled: true},
+		Seed:      Seed{Enabled: true, ImageRegistry: DefaultImageRegistry},
 		AddOns:    AddOns{DNS: true, Storage: true, Metrics: true, StorageDir: "/var/lib/ecom-agent-volumes"},
 		Metrics:   Metrics{Address: "127.0.0.1:7948"},
 	}

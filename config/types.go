@@ -188,7 +188,17 @@ type Seed struct {
 	// Enabled turns seeding on (default true). When off, no agent of
 	// this node takes part in the seeding Lease.
 	Enabled bool `toml:"enabled"`
+	// ImageRegistry is the registry, and path, the platform's images are
+	// named from ("HOST[:PORT][/PATH]"). The default, DefaultImageRegistry,
+	// serves nothing: the images are those the agent imported from the
+	// ecom-agent-platform-images package. A cluster that pulls names its
+	// own registry, where the same images are pushed, and Grafana's (not
+	// built here, so seeded only then).
+	ImageRegistry string `toml:"image_registry"`
 }
+
+// DefaultImageRegistry is the name of the images the nodes import.
+const DefaultImageRegistry = "ecom-agent.local"
 
 // AddOns switches the cluster add-ons the seeder applies with the
 // platform's manifests, each on by default; a cluster that brings its own

@@ -180,6 +180,10 @@ func (l *loader) validatePorts(c *Config) {
 	}
 }
 
+// registryPattern is a registry host (a name or address, lower case),
+// an optional port and an optional path of repository components.
+var registryPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+
 func (l *loader) validatePaths(c *Config) {
 	for _, b := range binaryFields(c) {
 		if !filepath.IsAbs(*b.path) {
@@ -191,6 +195,9 @@ func (l *loader) validatePaths(c *Config) {
 	}
 	if d := c.AddOns.StorageDir; !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
 		l.add("addons.storage_dir", "%q must be a clean absolute directory other than /, e.g. %q", d, defaultStorageDir)
+	}
+	if r := c.Seed.ImageRegistry; !registryPattern.MatchString(r) {
+		l.add("seed.image_registry", "%q is not a registry name: write HOST[:PORT][/PATH] without a scheme or a trailing slash, e.g. %q", r, "registry.example.com:5000/ecom")
 	}
 	ep := c.Kubelet.ContainerRuntimeEndpoint
 	if path, ok := strings.CutPrefix(ep, "unix://"); !ok || !filepath.IsAbs(path) {

@@ -101,6 +101,8 @@ func TestBadInput(t *testing.T) {
 		{"relative storage dir", withBase(`[addons]`, `storage_dir = "storage"`), "addons.storage_dir", 5, `must be a clean absolute directory other than /`},
 		{"root as storage dir", withBase(`[addons]`, `storage_dir = "/"`), "addons.storage_dir", 5, `must be a clean absolute directory other than /`},
 		{"unclean storage dir", withBase(`[addons]`, `storage_dir = "/var/lib/../etc"`), "addons.storage_dir", 5, `e.g. "/var/lib/ecom-agent-volumes"`},
+		{"registry with a scheme", withBase(`[seed]`, `image_registry = "https://registry.example.com"`), "seed.image_registry", 5, `is not a registry name`},
+		{"registry with a trailing slash", withBase(`[seed]`, `image_registry = "registry.example.com/"`), "seed.image_registry", 5, `without a scheme or a trailing slash`},
 		{"runtime endpoint", withBase(`[kubelet]`, `container_runtime_endpoint = "/run/containerd/containerd.sock"`),
 			"kubelet.container_runtime_endpoint", 5, "not a unix socket URL"},
 

@@ -38,7 +38,7 @@ func TestAPIServer(t *testing.T) {
 	e := &env{
 		cfg:  c.Admin,
 		cs:   c.Clientset(t),
-		vars: Vars{ClusterName: c.Config.ClusterName, ClusterDomain: c.Config.Network.ClusterDomain, ClusterDNSIP: c.Config.ClusterDNSIP().String(), StorageDir: c.Config.AddOns.StorageDir},
+		vars: VarsOf(c.Config),
 	}
 	var err error
 	if e.dyn, err = dynamic.NewForConfig(c.Admin); err != nil {

@@ -17,6 +17,8 @@ import (
 	"io/fs"
 	"strings"
 	"time"
+
+	"github.com/ecom-platform/ecom-agent/config"
 )
 
 // ManifestsDir is the logical host directory whose files override, disable
@@ -82,6 +84,9 @@ const (
 	AddOnDNS     = "dns"
 	AddOnStorage = "storage"
 	AddOnMetrics = "metrics"
+	// AddOnGrafana is the platform's Grafana, whose image cannot be built
+	// here: it is seeded only on a cluster that pulls from a registry.
+	AddOnGrafana = "grafana"
 )
 
 // AddOnFile is the embedded manifest file of each add-on.
@@ -89,7 +94,20 @@ var AddOnFile = map[string]string{
 	AddOnDNS:     "00-coredns.yaml",
 	AddOnStorage: "01-local-path.yaml",
 	AddOnMetrics: "02-metrics-server.yaml",
+	AddOnGrafana: "92-grafana.yaml",
 }
+
+// GrafanaNotSeeded is why Grafana is left out where the images come from
+// the nodes' own imports: its image cannot be built here.
+const GrafanaNotSeeded = "not seeded: Grafana's image cannot be built here (its web frontend needs a Node.js build); " +
+	"set seed.image_registry to a registry that serves grafana:11.2.0 to seed it"
+
+// GrafanaObject names Grafana's workload, as the status shows it.
+const GrafanaObject = "Deployment ecommerce/grafana"
+
+// GrafanaSeeded tells whether Grafana is seeded: only when the platform's
+// images come from a registry.
+func GrafanaSeeded(s config.Seed) bool { return s.ImageRegistry != config.DefaultImageRegistry }
 
 // EmbeddedWithout returns the embedded manifests less the files of the
 // add-ons named (switched off in the config). An unknown name panics: the
@@ -142,6 +160,29 @@ type Vars struct {
 	ClusterDNSIP  string
 	// StorageDir is the nodes' directory of local volumes.
 	StorageDir string
+	// ImageRegistry is the registry the platform's images are named from
+	// (seed.image_registry), without a trailing slash.
+	ImageRegistry string
+}
+
+// VarsOf returns the variables of the cluster cfg describes.
+func VarsOf(cfg *config.Config) Vars {
+	return Vars{
+		ClusterName:   cfg.ClusterName,
+		ClusterDomain: cfg.Network.ClusterDomain,
+		ClusterDNSIP:  cfg.ClusterDNSIP().String(),
+		StorageDir:    cfg.AddOns.StorageDir,
+		ImageRegistry: cfg.Seed.ImageRegistry,
+	}
+}
+
+// registryPrefix is the registry with the slash before a repository's
+// name, or "" when there is none.
+func registryPrefix(r string) string {
+	if r == "" {
+		return ""
+	}
+	return r + "/"
 }
 
 func (v Vars) values() map[string]string {
@@ -150,6 +191,8 @@ func (v Vars) values() map[string]string {
 		"CLUSTER_DOMAIN": v.ClusterDomain,
 		"CLUSTER_DNS_IP": v.ClusterDNSIP,
 		"STORAGE_DIR":    v.StorageDir,
+		// With its slash, so that an unset registry is still a problem.
+		"IMAGE_REGISTRY": registryPrefix(v.ImageRegistry),
 	}
 }
 

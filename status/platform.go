@@ -26,6 +26,10 @@ type PlatformStatus struct {
 	// Overdue is true once some workload has been not available for
 	// PlatformGrace: the verdict is degraded then.
 	Overdue bool `json:"overdue,omitempty"`
+	// NotSeeded are the platform's workloads the seeder leaves out on
+	// this cluster, each with why (Grafana, whose image is not built
+	// here, on a cluster that pulls from no registry).
+	NotSeeded []PlatformProblem `json:"not_seeded,omitempty"`
 	// Error is why the workloads could not be read.
 	Error     string    `json:"error,omitempty"`
 	CheckedAt time.Time `json:"checked_at,omitzero"`

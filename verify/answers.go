@@ -191,6 +191,20 @@ type execAnswer struct {
 	Err    error  // why it did not run
 }
 
+// psqlProblem says why psql's answer to "SELECT version()" is not a
+// PostgreSQL version, "" when it is.
+func psqlProblem(a execAnswer) string {
+	switch {
+	case a.Exit < 0:
+		return "psql could not be run: " + oneLine(fmt.Sprint(a.Err))
+	case a.Exit != 0:
+		return join(fmt.Sprintf("psql -U postgres exited %d", a.Exit), a.Output)
+	case !strings.HasPrefix(strings.TrimSpace(a.Output), "PostgreSQL "):
+		return "psql answered SELECT version() with " + snippet([]byte(a.Output))
+	}
+	return ""
+}
+
 // pgIsReadyProblem says why pg_isready's answer is not "accepting
 // connections", "" when it is.
 func pgIsReadyProblem(a execAnswer) string {

@@ -199,3 +199,20 @@ func TestParseScope(t *testing.T) {
 		t.Errorf("unknown scope: %v", err)
 	}
 }
+
+func TestPsqlProblem(t *testing.T) {
+	for _, tc := range []struct {
+		a    execAnswer
+		want string
+	}{
+		{execAnswer{Output: "PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu\n"}, ""},
+		{execAnswer{Exit: 2, Output: "psql: error: FATAL:  password authentication failed for user \"postgres\"\n"},
+			`psql -U postgres exited 2: psql: error: FATAL: password authentication failed for user "postgres"`},
+		{execAnswer{Output: "Password for user postgres:"}, `psql answered SELECT version() with Password for user postgres:`},
+		{execAnswer{Exit: -1, Err: errors.New("exec: psql: not found")}, "psql could not be run: exec: psql: not found"},
+	} {
+		if got := psqlProblem(tc.a); got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}

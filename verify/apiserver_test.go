@@ -73,6 +73,8 @@ func TestAgainstAPIServer(t *testing.T) {
 		"postgresql": {Fail, []string{
 			`StatefulSet ecommerce/postgresql: 0/1 ready; pod postgresql-0: container postgresql: ImagePullBackOff`,
 		}},
+		"prometheus": {Fail, []string{"Service ecommerce/prometheus-service: does not exist"}},
+		"grafana":    {Skip, nil},
 	}
 	if len(rep.Checks) != len(want) {
 		t.Errorf("%d checks, want %d", len(rep.Checks), len(want))

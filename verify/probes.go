@@ -36,6 +36,11 @@ const (
 // itself.
 var pgIsReady = []string{"pg_isready", "-h", "127.0.0.1", "-p", "5432"}
 
+// psqlVersion is the seeds' own check, as an operator types it in
+// `kubectl exec`: the superuser on the local socket (peer
+// authentication, no password), the platform's database.
+var psqlVersion = []string{"psql", "-U", "postgres", "-d", "ecommerce", "-tAc", "SELECT version();"}
+
 // probe is one GET a Service must answer.
 type probe struct {
 	path string
@@ -134,7 +139,13 @@ func checkPostgreSQL(ctx context.Context, e *env) Result {
 			probs = append(probs, Problem{objectName("Pod", p.Namespace, p.Name), why})
 			continue
 		}
-		answers = append(answers, p.Name+": "+oneLine(a.Output))
+		v := e.exec(ctx, p, postgresContainer, psqlVersion)
+		if why := psqlProblem(v); why != "" {
+			probs = append(probs, Problem{objectName("Pod", p.Namespace, p.Name), why})
+			continue
+		}
+		version, _, _ := strings.Cut(strings.TrimSpace(v.Output), " on ")
+		answers = append(answers, p.Name+": "+oneLine(a.Output)+", psql: "+version)
 	}
 	if len(probs) > 0 {
 		return fail("", probs...)

@@ -172,6 +172,8 @@ var checks = []check{
 	{"backend", ScopePlatform, checkBackend},
 	{"frontend", ScopePlatform, checkFrontend},
 	{"postgresql", ScopePlatform, checkPostgreSQL},
+	{"prometheus", ScopePlatform, checkPrometheus},
+	{"grafana", ScopePlatform, checkGrafana},
 }
 
 // env is what the checks read the cluster with.

@@ -51,17 +51,12 @@ func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config)
 	go func() {
 		defer close(done)
 		err := seed.Run(sctx, seed.Options{
-			Config:   agentCfg,
-			Root:     d.Root,
-			Identity: cfg.NodeName,
-			Log:      d.Log.With("component", "seed"),
-			Vars: seed.Vars{
-				ClusterName:   cfg.ClusterName,
-				ClusterDomain: cfg.Network.ClusterDomain,
-				ClusterDNSIP:  cfg.ClusterDNSIP().String(),
-				StorageDir:    cfg.AddOns.StorageDir,
-			},
-			Embedded:  seed.EmbeddedWithout(addOnsOff(cfg.AddOns)...),
+			Config:    agentCfg,
+			Root:      d.Root,
+			Identity:  cfg.NodeName,
+			Log:       d.Log.With("component", "seed"),
+			Vars:      seed.VarsOf(cfg),
+			Embedded:  seed.EmbeddedWithout(addOnsOff(cfg.AddOns, cfg.Seed)...),
 			OnLeading: cp.setLeader,
 			OnReport:  cp.setReport,
 		})
@@ -78,12 +73,16 @@ func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config)
 }
 
 // addOnsOff names the add-ons the config switches off.
-func addOnsOff(a config.AddOns) []string {
+func addOnsOff(a config.AddOns, s config.Seed) []string {
 	var off []string
 	for _, x := range []struct {
 		on   bool
 		name string
-	}{{a.DNS, seed.AddOnDNS}, {a.Storage, seed.AddOnStorage}, {a.Metrics, seed.AddOnMetrics}} {
+	}{
+		{a.DNS, seed.AddOnDNS}, {a.Storage, seed.AddOnStorage}, {a.Metrics, seed.AddOnMetrics},
+		// Grafana's image is not among those the nodes import.
+		{seed.GrafanaSeeded(s), seed.AddOnGrafana},
+	} {
 		if !x.on {
 			off = append(off, x.name)
 		}

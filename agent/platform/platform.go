@@ -45,6 +45,9 @@ type Deps struct {
 	// Grace is how long workloads may be not available before the
 	// verdict is degraded (default status.PlatformGrace).
 	Grace time.Duration
+	// NotSeeded are the platform's workloads the config leaves out, with
+	// why; the status shows them.
+	NotSeeded []status.PlatformProblem
 }
 
 // Platform is the component.
@@ -83,6 +86,7 @@ func (p *Platform) Step(ctx context.Context) error {
 	w, err := p.d.Read(rctx)
 	cancel()
 	next := summarize(prev, w, err, now, p.d.Grace)
+	next.NotSeeded = p.d.NotSeeded
 	if next.Overdue && (prev == nil || !prev.Overdue) {
 		p.d.Log.Warn("seeded workloads not available past the grace period", "not_ready", next.Workloads-next.Ready,
 			"workloads", next.Workloads, "since", next.NotReadySince, "first", next.NotReady)

@@ -109,3 +109,22 @@ func TestPlatformFirstReadFails(t *testing.T) {
 		t.Errorf("platform %+v", s.Platform)
 	}
 }
+
+// The workloads the config leaves out are in every report, whatever the
+// read found.
+func TestPlatformNotSeeded(t *testing.T) {
+	left := []status.PlatformProblem{{Object: "Deployment ecommerce/grafana", Reason: "not seeded: no image"}}
+	p := New(Deps{
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Read:      func(context.Context) (Workloads, error) { return Workloads{Total: 9}, nil },
+		NotSeeded: left,
+	})
+	if err := p.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var s status.Status
+	p.Report(&s)
+	if s.Platform == nil || len(s.Platform.NotSeeded) != 1 || s.Platform.NotSeeded[0] != left[0] || s.Platform.Ready != 9 {
+		t.Errorf("platform %+v", s.Platform)
+	}
+}

@@ -449,6 +449,11 @@ func printPlatform(w io.Writer, p *status.PlatformStatus) {
 	if p == nil {
 		return
 	}
+	defer func() {
+		for _, n := range p.NotSeeded {
+			fmt.Fprintf(w, "  %s: %s\n", n.Object, n.Reason)
+		}
+	}()
 	switch {
 	case p.Error != "":
 		fmt.Fprintf(w, "platform        cannot read the workloads: %s\n", p.Error)

@@ -101,11 +101,12 @@ func TestStatusTableShowsThePlatform(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, buf.String())
 		}
 	}
-	st.Platform = &status.PlatformStatus{Workloads: 9, Ready: 9}
+	st.Platform = &status.PlatformStatus{Workloads: 9, Ready: 9,
+		NotSeeded: []status.PlatformProblem{{Object: "Deployment ecommerce/grafana", Reason: "not seeded: its image cannot be built here"}}}
 	buf.Reset()
 	_ = writeStatus(&buf, st, "table", false)
-	if !strings.Contains(buf.String(), "platform        9 of 9 seeded workloads available\n") {
-		t.Errorf("all available:\n%s", buf.String())
+	if !strings.Contains(buf.String(), "platform        9 of 9 seeded workloads available\n  Deployment ecommerce/grafana: not seeded: its image cannot be built here\n") {
+		t.Errorf("all available, Grafana not seeded:\n%s", buf.String())
 	}
 }
 

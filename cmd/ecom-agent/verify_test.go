@@ -129,7 +129,7 @@ func TestVerifyExitCodes(t *testing.T) {
 	}
 	code, out, errOut = runCLI(t, "verify", "--kubeconfig", kc, "--scope", "platform")
 	for _, want := range []string{
-		"FAILED  3 of 6 checks failed: backend, frontend, postgresql",
+		"FAILED  4 of 8 checks failed: backend, frontend, postgresql, prometheus",
 		"workloads   SKIP    nothing seeded",
 		"backend     FAIL    Service ecommerce/backend-service: does not exist",
 	} {
