@@ -181,9 +181,9 @@ deb-packages: $(MKDEB) images
 # outside the repo by their inputs (tools/platform/images.sh), and their
 # package ecom-agent-platform-images, rebuilt only when the archives change:
 # out/.build/platform-images.key holds the cache key it was built from.
-# The archives' layers are gzip already: compressing them again costs a
-# minute and saves nothing.
-PLATFORM_DEB_COMPRESSION ?= none
+# The archives' layers are gzip already: compressing them again saves
+# nothing, and lintian refuses an uncompressed data.tar, so the fastest gzip.
+PLATFORM_DEB_COMPRESSION ?= gzip:1
 platform-images:
 	tools/platform/images.sh
 
@@ -193,7 +193,7 @@ platform-test:
 	tools/platform/apptest.sh
 
 platform-deb: $(MKDEB)
-	@set -e; dir=$$(tools/platform/images.sh); key=$$(basename "$$dir"); \
+	@set -e; dir=$$(tools/platform/images.sh); key="$$(basename "$$dir") $(PLATFORM_DEB_COMPRESSION)"; \
 	  if [[ -f $(DEB_TMP)/platform-images.key && "$$(cat $(DEB_TMP)/platform-images.key)" == "$$key" ]] && ls $(DEB_OUT)/ecom-agent-platform-images_*_amd64.deb >/dev/null 2>&1; then exit 0; fi; \
 	  export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct -- platform images tools/platform); \
 	  version=$$($(MKDEB) version -describe "$$(git describe --tags --always --dirty)"); \

@@ -235,7 +235,7 @@ func bareRun(b *testing.B, s samples) {
 	c := kubetest.Start(b)
 	s.add("bare: kube-apiserver start to /readyz", c.ReadyAfter)
 	s.add("bare: render, etcd and kube-apiserver to /readyz", time.Since(start))
-	set, problems := seed.Load(nil, "", seed.Embedded(), seed.Vars{ClusterName: "bench", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent-volumes", ImageRegistry: "ecom-agent.local"})
+	set, problems := seed.Load(nil, "", seed.Embedded(), seed.Vars{ClusterName: "bench", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent-volumes", ImageRegistry: "ecom-agent.local", PodCIDR: "10.244.0.0/16"})
 	if len(problems) > 0 {
 		b.Fatalf("manifests: %v", problems)
 	}

@@ -25,7 +25,13 @@ func debs(t *testing.T, name string) []string {
 	if dir == "" {
 		t.Fatalf("$%s is not set: run the e2e suite with `make e2e`, which builds the packages", name)
 	}
-	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	all, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	var paths []string
+	for _, p := range all {
+		if !strings.HasPrefix(filepath.Base(p), demo.PlatformPackage+"_") {
+			paths = append(paths, p)
+		}
+	}
 	if err != nil || len(paths) != 4 {
 		t.Fatalf("want 4 packages in %s, found %v (%v)", dir, paths, err)
 	}

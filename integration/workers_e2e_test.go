@@ -94,6 +94,7 @@ func TestWorkers(t *testing.T) {
 	env := testhost.New(t, hostOptions(t, "w"))
 	hosts := env.Start(t, 5)
 	cps, workers := hosts[:3], hosts[3:]
+	platform := platformArchives(t)
 	onEach(hosts, func(h *testhost.Host) {
 		conf := joinConfig(h, cps, 3)
 		if slices.Contains(workers, h) {
@@ -104,6 +105,7 @@ func TestWorkers(t *testing.T) {
 		if err := h.CopyIn(filepath.Join(imagesDir(t), images.EchoArchive), "/var/lib/ecom-agent/images/"+images.EchoArchive, 0o644); err != nil {
 			t.Error(err)
 		}
+		copyPlatformImages(t, h, platform)
 		install(t, h, conf)
 	})
 	joined := time.Now()
@@ -268,6 +270,10 @@ spec:
 
 	t.Run("NetworkPolicy enforced pair by pair across nodes, and changed at run time", func(t *testing.T) {
 		testNetworkPolicy(t, cps[0], cps[1], workers[1], workers[0])
+	})
+
+	t.Run("the platform runs from the images built here and passes its own checks", func(t *testing.T) {
+		testPlatform(t, cps[0])
 	})
 
 	t.Run("a link down and up on a worker: its routes to the other nodes' pods come back by themselves", func(t *testing.T) {

@@ -18,7 +18,7 @@ func cm(name, extra string) string {
 	return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n  namespace: demo\ndata:\n  k: " + extra + "\n"
 }
 
-var testVars = Vars{ClusterName: "prod-eu", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent-volumes", ImageRegistry: "ecom-agent.local"}
+var testVars = Vars{ClusterName: "prod-eu", ClusterDomain: "cluster.local", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent-volumes", ImageRegistry: "ecom-agent.local", PodCIDR: "10.244.0.0/16"}
 
 // newRoot returns a host root in a temporary directory and writes files
 // into its manifests directory.

@@ -163,6 +163,8 @@ type Vars struct {
 	// ImageRegistry is the registry the platform's images are named from
 	// (seed.image_registry), without a trailing slash.
 	ImageRegistry string
+	// PodCIDR is the cluster's pod network (network.pod_cidr).
+	PodCIDR string
 }
 
 // VarsOf returns the variables of the cluster cfg describes.
@@ -173,6 +175,7 @@ func VarsOf(cfg *config.Config) Vars {
 		ClusterDNSIP:  cfg.ClusterDNSIP().String(),
 		StorageDir:    cfg.AddOns.StorageDir,
 		ImageRegistry: cfg.Seed.ImageRegistry,
+		PodCIDR:       cfg.Network.PodCIDR.String(),
 	}
 }
 
@@ -191,6 +194,7 @@ func (v Vars) values() map[string]string {
 		"CLUSTER_DOMAIN": v.ClusterDomain,
 		"CLUSTER_DNS_IP": v.ClusterDNSIP,
 		"STORAGE_DIR":    v.StorageDir,
+		"POD_CIDR":       v.PodCIDR,
 		// With its slash, so that an unset registry is still a problem.
 		"IMAGE_REGISTRY": registryPrefix(v.ImageRegistry),
 	}

@@ -199,8 +199,20 @@ func psqlProblem(a execAnswer) string {
 		return "psql could not be run: " + oneLine(fmt.Sprint(a.Err))
 	case a.Exit != 0:
 		return join(fmt.Sprintf("psql -U postgres exited %d", a.Exit), a.Output)
-	case !strings.HasPrefix(strings.TrimSpace(a.Output), "PostgreSQL "):
+	case psqlVersionLine(a.Output) == "":
 		return "psql answered SELECT version() with " + snippet([]byte(a.Output))
+	}
+	return ""
+}
+
+// psqlVersionLine is the line of psql's output that holds the server's
+// version ("PostgreSQL 15.18 ..."), "" when there is none; the exec stream
+// carries stderr too, where psql may have written a notice first.
+func psqlVersionLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "PostgreSQL ") {
+			return l
+		}
 	}
 	return ""
 }

@@ -206,6 +206,7 @@ func TestPsqlProblem(t *testing.T) {
 		want string
 	}{
 		{execAnswer{Output: "PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu\n"}, ""},
+		{execAnswer{Output: "WARNING: a notice first\nPostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu\n"}, ""},
 		{execAnswer{Exit: 2, Output: "psql: error: FATAL:  password authentication failed for user \"postgres\"\n"},
 			`psql -U postgres exited 2: psql: error: FATAL: password authentication failed for user "postgres"`},
 		{execAnswer{Output: "Password for user postgres:"}, `psql answered SELECT version() with Password for user postgres:`},

@@ -14,7 +14,7 @@ import (
 // rename there fails here, not at 3 a.m.
 func TestNamesAreTheSeededOnes(t *testing.T) {
 	set, probs := seed.Load(nil, "", seed.Embedded(), seed.Vars{
-		ClusterName: "shop", ClusterDomain: "shop.internal", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent-volumes", ImageRegistry: "ecom-agent.local"})
+		ClusterName: "shop", ClusterDomain: "shop.internal", ClusterDNSIP: "10.96.0.10", StorageDir: "/var/lib/ecom-agent-volumes", ImageRegistry: "ecom-agent.local", PodCIDR: "10.244.0.0/16"})
 	if len(probs) > 0 {
 		t.Fatalf("the embedded manifests do not load: %v", probs)
 	}

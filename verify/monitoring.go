@@ -37,7 +37,7 @@ func checkPrometheus(ctx context.Context, e *env) Result {
 	} else if n == 0 {
 		return fail("", Problem{obj, why})
 	}
-	a := e.proxyGet(ctx, prometheusService, "/api/v1/targets?state=active")
+	a := e.proxyGet(ctx, prometheusService, "/api/v1/targets")
 	if why := httpProblem("/api/v1/targets", a, jsonBody); why != "" {
 		return fail("", Problem{obj, why})
 	}

@@ -144,7 +144,7 @@ func checkPostgreSQL(ctx context.Context, e *env) Result {
 			probs = append(probs, Problem{objectName("Pod", p.Namespace, p.Name), why})
 			continue
 		}
-		version, _, _ := strings.Cut(strings.TrimSpace(v.Output), " on ")
+		version, _, _ := strings.Cut(psqlVersionLine(v.Output), " on ")
 		answers = append(answers, p.Name+": "+oneLine(a.Output)+", psql: "+version)
 	}
 	if len(probs) > 0 {

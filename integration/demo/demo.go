@@ -273,19 +273,19 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	// The add-ons the agent seeds (DNS, storage, metrics) start from the
 	// images the packages ship; verify checks them as an operator would.
 	err = stage("the add-ons ready (ecom-agent verify --scope addons)", func() error {
-		return AwaitAddOns(ctx, c.Hosts[0], 6*time.Minute)
+		return AwaitVerify(ctx, c.Hosts[0], "addons", 6*time.Minute)
 	})
 	return c, err
 }
 
-// AwaitAddOns runs `ecom-agent verify --scope addons` on h until it
+// AwaitVerify runs `ecom-agent verify --scope SCOPE` on h until it
 // passes or timeout ends, and returns its last output as the error then.
-func AwaitAddOns(ctx context.Context, h *testhost.Host, timeout time.Duration) error {
+func AwaitVerify(ctx context.Context, h *testhost.Host, scope string, timeout time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last string
 	for wctx.Err() == nil {
-		res, err := h.Run(wctx, "ecom-agent", "verify", "--scope", "addons")
+		res, err := h.Run(wctx, "ecom-agent", "verify", "--scope", scope)
 		if err == nil {
 			return nil
 		}
@@ -295,7 +295,7 @@ func AwaitAddOns(ctx context.Context, h *testhost.Host, timeout time.Duration) e
 		case <-time.After(5 * time.Second):
 		}
 	}
-	return fmt.Errorf("the add-ons not ready within %s:\n%s", timeout, last)
+	return fmt.Errorf("verify --scope %s not passing within %s:\n%s", scope, timeout, last)
 }
 
 // Install copies the packages to h and installs them with one dpkg -i.
@@ -333,9 +333,15 @@ func Configure(h *testhost.Host, config string, s Secrets) error {
 	return h.WriteFile("/etc/ecom-agent/config.toml", []byte(config), 0o644)
 }
 
+// PlatformPackage is the package of the platform's images: the demo
+// installs it, the other tests leave it out (every node would import its
+// images at each start).
+const PlatformPackage = "ecom-agent-platform-images"
+
 // NewestDebs returns the newest .deb of each package in dir (older builds
-// may sit beside it).
-func NewestDebs(dir string) ([]string, error) {
+// may sit beside it), the platform's images among them only when platform
+// is set (an error when there is none).
+func NewestDebs(dir string, platform bool) ([]string, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.deb"))
 	if err != nil || len(paths) == 0 {
 		return nil, fmt.Errorf("no .deb in %s after make deb", dir)
@@ -348,9 +354,15 @@ func NewestDebs(dir string) ([]string, error) {
 			return nil, err
 		}
 		pkg, _, _ := strings.Cut(filepath.Base(p), "_")
+		if pkg == PlatformPackage && !platform {
+			continue
+		}
 		if fi.ModTime().After(mtime[pkg]) {
 			newest[pkg], mtime[pkg] = p, fi.ModTime()
 		}
+	}
+	if _, ok := newest[PlatformPackage]; platform && !ok {
+		return nil, fmt.Errorf("no %s package in %s (make platform-deb)", PlatformPackage, dir)
 	}
 	var out []string
 	for _, p := range newest {

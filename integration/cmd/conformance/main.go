@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	debs, err := demo.NewestDebs(filepath.Join(*repo, "out"))
+	debs, err := demo.NewestDebs(filepath.Join(*repo, "out"), false)
 	if err != nil {
 		return 1, err
 	}
