@@ -83,7 +83,7 @@ func targetsDown(body []byte) (jobs string, down []string, err error) {
 		return "", nil, fmt.Errorf("/api/v1/targets: status %q", t.Status)
 	}
 	if len(t.Data.ActiveTargets) == 0 {
-		return "", nil, fmt.Errorf("Prometheus found no target to scrape")
+		return "", nil, fmt.Errorf("no target to scrape: Prometheus found none")
 	}
 	count := map[string]int{}
 	for _, tg := range t.Data.ActiveTargets {
