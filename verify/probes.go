@@ -140,6 +140,12 @@ func checkPostgreSQL(ctx context.Context, e *env) Result {
 			continue
 		}
 		v := e.exec(ctx, p, postgresContainer, psqlVersion)
+		// An exec stream sometimes ends before the output of a command
+		// that exits at once reached it (seen on the demo: exit 0, no
+		// output): asked again, at most twice.
+		for i := 0; i < 2 && v.Exit == 0 && v.Err == nil && strings.TrimSpace(v.Output) == "" && ctx.Err() == nil; i++ {
+			v = e.exec(ctx, p, postgresContainer, psqlVersion)
+		}
 		if why := psqlProblem(v); why != "" {
 			probs = append(probs, Problem{objectName("Pod", p.Namespace, p.Name), why})
 			continue
