@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"archive/tar"
 	"bytes"
 	"slices"
 	"testing"
@@ -30,25 +29,11 @@ var wantNames = []string{
 	"registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",
 }
 
-func root(t *testing.T, files ...string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f, Typeflag: tar.TypeReg, Mode: 0o755, Size: 1}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte("x"))
-	}
-	tw.Close()
-	return b.Bytes()
-}
-
 func TestImages(t *testing.T) {
 	bin := []byte("\x7fELF")
 	in := Inputs{
 		Arch: "amd64", Agnhost: bin, SampleAPIServer: bin, Etcd: bin, Pause: bin, CoreDNS: bin,
-		AgnhostRoot: root(t, "./bin/bash", "./usr/bin/dig"), BusyBoxRoot: root(t, "./bin/busybox"), NginxRoot: root(t, "./usr/sbin/nginx"),
+		AgnhostRoot: ocicheck.RootTar(t, "./bin/bash", "./usr/bin/dig"), BusyBoxRoot: ocicheck.RootTar(t, "./bin/busybox"), NginxRoot: ocicheck.RootTar(t, "./usr/sbin/nginx"),
 		LocalhostCrt: []byte("crt"), LocalhostKey: []byte("key"),
 		KittenJPG: []byte("k"), KittenJSON: []byte("{}"), NautilusJPG: []byte("n"), NautilusJSON: []byte("{}"),
 	}

@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"archive/tar"
 	"bytes"
 	"fmt"
 	"os"
@@ -14,20 +13,6 @@ import (
 	"github.com/ecom-platform/ecom-agent/images/oci"
 )
 
-func root(t *testing.T, files ...string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f, Typeflag: tar.TypeReg, Mode: 0o755, Size: 1}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte("x"))
-	}
-	tw.Close()
-	return b.Bytes()
-}
-
 func inputs(t *testing.T) Inputs {
 	in := Inputs{
 		Arch: "amd64", Roots: map[string][]byte{},
@@ -37,7 +22,7 @@ func inputs(t *testing.T) Inputs {
 		Frontend:             map[string][]byte{"index.html": []byte("<html>"), "entrypoint.sh": []byte("#!/bin/sh\n"), "nginx.conf.template": []byte("events {}\n")},
 	}
 	for _, d := range Debian {
-		in.Roots[d.Root] = root(t, "./usr/bin/"+d.Package)
+		in.Roots[d.Root] = ocicheck.RootTar(t, "./usr/bin/"+d.Package)
 	}
 	return in
 }
