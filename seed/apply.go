@@ -296,9 +296,31 @@ func (a *applier) applyOne(ctx context.Context, m Manifest) (Object, error) {
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	hpa := a.targets[setKey(gvk.GroupKind(), ns, obj.GetName())]
 	var replicas any
-	handedOver := false
 	if hpa {
 		replicas, _, _ = unstructured.NestedFieldNoCopy(obj.Object, "spec", "replicas")
+	}
+	replaced := false
+	if live != nil {
+		changed, err := selectorChanged(gvk.GroupKind(), live, obj)
+		if err != nil {
+			return fail(err.Error())
+		}
+		if changed {
+			if err := a.replace(ctx, ri, live, obj); err != nil {
+				if ctx.Err() != nil || isGuard(err) {
+					return res, err
+				}
+				return fail(err.Error())
+			}
+			if cur, ok, _ := unstructured.NestedFieldCopy(live.Object, "spec", "replicas"); ok && hpa {
+				replicas = cur // the HPA's scale, not the manifest's
+				_ = unstructured.SetNestedField(obj.Object, cur, "spec", "replicas")
+			}
+			live, replaced = nil, true
+		}
+	}
+	handedOver := false
+	if hpa {
 		if live != nil {
 			// The HPA owns replicas now. If the seeder still owns
 			// them (the HPA is new in the set), hand them over first,
@@ -361,6 +383,8 @@ func (a *applier) applyOne(ctx context.Context, m Manifest) (Object, error) {
 		}
 	}
 	switch {
+	case replaced:
+		res.Result = Replaced
 	case live == nil:
 		res.Result = Created
 	case live.GetResourceVersion() == out.GetResourceVersion() && !handedOver:

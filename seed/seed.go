@@ -55,11 +55,17 @@ const (
 const (
 	Created    = "created"
 	Configured = "configured"
-	Unchanged  = "unchanged"
-	Failed     = "failed"
-	Skipped    = "skipped"
-	Pruned     = "pruned"
+	// Replaced is an object deleted (its pods orphaned) and created again
+	// because its immutable selector changed (see replace.go).
+	Replaced  = "replaced"
+	Unchanged = "unchanged"
+	Failed    = "failed"
+	Skipped   = "skipped"
+	Pruned    = "pruned"
 )
+
+// Results lists every result, in the order a summary prints them.
+var Results = []string{Created, Configured, Replaced, Unchanged, Pruned, Skipped, Failed}
 
 // notPrunedReason is the reason of an object that left the set but that the
 // seeder never deletes by itself.

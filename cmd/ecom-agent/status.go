@@ -20,6 +20,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/buildinfo"
 	"github.com/ecom-platform/ecom-agent/hostfs"
+	"github.com/ecom-platform/ecom-agent/seed"
 	"github.com/ecom-platform/ecom-agent/status"
 	"github.com/ecom-platform/ecom-agent/status/collect"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -425,7 +426,7 @@ func printControlPlane(w io.Writer, s status.Status) {
 		fmt.Fprintln(w, "seeding         not done yet")
 	default:
 		var counts []string
-		for _, r := range []string{"created", "configured", "unchanged", "pruned", "skipped", "failed"} {
+		for _, r := range seed.Results {
 			if n := sd.Counts[r]; n > 0 {
 				counts = append(counts, fmt.Sprintf("%d %s", n, r))
 			}

@@ -103,8 +103,13 @@ type Cluster struct {
 	// answering /readyz (for benchmarks).
 	ReadyAfter time.Duration
 
+	// ControllerManagerLog is the real path of kube-controller-manager's
+	// output, when WithControllerManager started it.
+	ControllerManagerLog string
+
 	etcd     *embed.Etcd
 	proc     *process
+	kcm      *process
 	stopOnce sync.Once
 }
 
@@ -117,6 +122,7 @@ type options struct {
 	binDir       string
 	readyTimeout time.Duration
 	log          io.Writer
+	controllers  []string
 }
 
 // WithConfigTOML appends TOML to BaseConfig before it is parsed, e.g.
@@ -142,6 +148,16 @@ func WithBinDir(dir string) Option {
 // WithReadyTimeout bounds the wait for /readyz (default 60s).
 func WithReadyTimeout(d time.Duration) Option {
 	return func(o *options) { o.readyTimeout = d }
+}
+
+// WithControllerManager also runs the real kube-controller-manager, with the
+// agent's flags for it (bootstrap.ControllerManagerFlags, paths mapped under
+// the root) but only the named controllers (e.g. "garbagecollector",
+// "deployment", "replicaset", "statefulset"), no serving port and no leader
+// election. There are no nodes: pods stay Pending, but the objects the
+// controllers write (ReplicaSets, pods, claims, owner references) are real.
+func WithControllerManager(controllers ...string) Option {
+	return func(o *options) { o.controllers = controllers }
 }
 
 // WithRenderLog sends the renderer's log to w (it is discarded by default).
@@ -259,7 +275,35 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 			err, strings.Join(c.APIServerArgs, " "), c.APIServerLog, tail(c.APIServerLog, 40))
 	}
 	c.ReadyAfter = time.Since(apiStart)
+	if len(o.controllers) > 0 {
+		if err := c.startControllerManager(binDir, o.controllers); err != nil {
+			t.Fatalf("kubetest: %v", err)
+		}
+	}
 	return c
+}
+
+// startControllerManager starts kube-controller-manager from binDir with
+// the given controllers.
+func (c *Cluster) startControllerManager(binDir string, controllers []string) error {
+	bin := filepath.Join(binDir, "kube-controller-manager")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("kube-controller-manager: %w (run `make kube-bins`)", err)
+	}
+	flags := bootstrap.ControllerManagerFlags(c.Config)
+	for k, v := range flags {
+		flags[k] = c.mapPath(v)
+	}
+	flags["controllers"] = strings.Join(controllers, ",")
+	flags["leader-elect"] = "false"
+	flags["secure-port"] = "0"
+	c.ControllerManagerLog = filepath.Join(c.Root.Dir(), "kube-controller-manager.log")
+	var err error
+	c.kcm, err = startProcess(bin, flags.Args(), c.ControllerManagerLog)
+	if err != nil {
+		return fmt.Errorf("start kube-controller-manager: %w", err)
+	}
+	return nil
 }
 
 // apiServerFlags are the agent's flags for this node with the logical
@@ -518,6 +562,9 @@ func (c *Cluster) Path(logical string) string { return c.Root.Path(logical) }
 // the test's cleanup.
 func (c *Cluster) Stop() {
 	c.stopOnce.Do(func() {
+		if c.kcm != nil {
+			c.kcm.stop()
+		}
 		if c.proc != nil {
 			c.proc.stop()
 		}
