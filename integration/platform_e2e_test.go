@@ -44,6 +44,7 @@ func copyPlatformImages(t *testing.T, h *testhost.Host, archives []string) {
 // images built here, as the seeds' own checks do: every check of
 // `ecom-agent verify` passes (every pod Ready, the backend's and
 // frontend's answers, psql by peer, Prometheus's targets up), the
+// runbooks' queries (-l app=ecommerce,component=...) find Ready pods, the
 // backend lists the sample products and takes an order, the frontend
 // serves its page and the API through its proxy, and psql answers the
 // seeds' query.
@@ -54,6 +55,17 @@ func testPlatform(t *testing.T, cp *testhost.Host) {
 			return fmt.Errorf("%v\n%s%s", err, res.Stdout, res.Stderr)
 		}
 		return nil
+	})
+	t.Run("the runbooks' label queries find Ready pods of every component", func(t *testing.T) {
+		for _, c := range []string{"backend", "frontend", "database", "cache", "monitoring"} {
+			sel := "app=ecommerce,component=" + c
+			await(t, 2*time.Minute, "kubectl get pods -n ecommerce -l "+sel+": every pod Running and Ready", func() error {
+				return podsRunningReady(cp, "ecommerce", sel)
+			})
+		}
+	})
+	t.Run("the NetworkPolicies let through exactly the platform's paths", func(t *testing.T) {
+		testPlatformPaths(t, cp)
 	})
 	proxy := func(svc, port, path string) string {
 		return "/api/v1/namespaces/ecommerce/services/http:" + svc + ":" + port + "/proxy" + path
@@ -119,4 +131,45 @@ func testPlatform(t *testing.T, cp *testhost.Host) {
 			t.Errorf("psql over TCP without a password got in:\n%s", out)
 		}
 	})
+}
+
+// podsRunningReady lists the pods of namespace ns matching selector, as a
+// runbook does (kubectl get pods -l), and says what is wrong unless there
+// is at least one and every one is Running and Ready.
+func podsRunningReady(h *testhost.Host, ns, selector string) error {
+	out, err := kubectl(h, "get", "pods", "-n", ns, "-l", selector, "-o", "json")
+	if err != nil {
+		return err
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }
+			Status   struct {
+				Phase      string
+				Conditions []struct{ Type, Status string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return fmt.Errorf("kubectl get pods -l %s: %v", selector, err)
+	}
+	if len(list.Items) == 0 {
+		return fmt.Errorf("no pod matches -l %s", selector)
+	}
+	var bad []string
+	for _, p := range list.Items {
+		ready := false
+		for _, c := range p.Status.Conditions {
+			if c.Type == "Ready" {
+				ready = c.Status == "True"
+			}
+		}
+		if p.Status.Phase != "Running" || !ready {
+			bad = append(bad, fmt.Sprintf("%s (%s, Ready %v)", p.Metadata.Name, p.Status.Phase, ready))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d of %d pod(s) matching -l %s not Running and Ready: %s", len(bad), len(list.Items), selector, strings.Join(bad, ", "))
+	}
+	return nil
 }
