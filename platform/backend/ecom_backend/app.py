@@ -75,10 +75,13 @@ def _order(row) -> Dict[str, Any]:
 def client_address(scope) -> Tuple[str, str]:
     """(client, peer): the client is X-Real-IP when it holds an IP address.
 
-    The backend Service is reachable only from the frontend's nginx (which
-    sets X-Real-IP to its own $remote_addr, overwriting what a browser sent)
-    and from Prometheus, so the header is trusted; without it the TCP peer
-    is the client.
+    The seeded NetworkPolicies let only the frontend's nginx (which sets
+    X-Real-IP to its own $remote_addr, overwriting what a browser sent),
+    Prometheus and the nodes reach the backend; from the nodes that is the
+    API server's service proxy, used by users Kubernetes authenticated and
+    allowed to proxy (administrators), who could set the header themselves.
+    So the header is trusted, for the rate limiter's key and the access
+    log; without it the TCP peer is the client.
     """
     peer = (scope.get("client") or ("-", 0))[0]
     for name, value in scope.get("headers") or ():
