@@ -30,10 +30,13 @@ rootkey=$(basename "$roots")
 bins=$("$here/build.sh")
 kubesrc=$(cd "$here" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
 # Every input: the roots, the suite's binaries, Go, this script, the
-# epoch, and the images' sources (untracked files too). Each command of
+# epoch, and the images' sources (untracked files too) but those of the
+# platform's images, which mkconformance does not build. Each command of
 # the group must succeed (set -e does not reach into $(...)).
 key=$( set -e; { echo "$rootkey"; cat "$bins/.built"; go version; cat "$here/images.sh"; echo "${SOURCE_DATE_EPOCH:-}";
-	cd "$repo" && git ls-files -z --cached --others --exclude-standard images go.mod go.sum | xargs -0 cat; } | sha256sum | cut -c1-16)
+	cd "$repo" && git ls-files -z --cached --others --exclude-standard -- images go.mod go.sum \
+		':!images/platform' ':!images/cmd/mkplatform' ':!images/prometheus' ':!images/kube-state-metrics' ':!images/log-shipper' |
+		xargs -0 cat; } | sha256sum | cut -c1-16)
 [[ ${#key} == 16 ]] || { log "could not compute the cache key"; exit 1; }
 out=$cache/images-$key
 if [[ ! -f $out/complete ]]; then
