@@ -16,7 +16,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
 
-.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean e2e-suite e2e-images conformance platform-images platform-deb platform-test
+.PHONY: build test unit e2e bench fuzz lint fmt rootfs kube-bins containerd-bins demo demo-down clean e2e-suite e2e-images conformance platform-images platform-deb platform-test platform-repro
 
 # A static binary: no cgo, so it runs on any glibc or musl host.
 build:
@@ -186,6 +186,16 @@ deb-packages: $(MKDEB) images
 PLATFORM_DEB_COMPRESSION ?= gzip:1
 platform-images:
 	tools/platform/images.sh
+
+# The platform's images are reproducible like the packages: builds the
+# roots and the archives again in an empty temporary cache, with the same
+# SOURCE_DATE_EPOCH, and compares every root tar and archive, sha256 by
+# sha256, with the cached build (building that first if missing). Exits 1
+# on any difference, 2 when Debian's mirror moved a package between the
+# two (a different input). Needs root and the mirror; about a quarter of an
+# hour (docs/testing.md). Not part of make test: it builds everything twice.
+platform-repro:
+	tools/platform/repro.sh
 
 # The reference apps' own tests (platform/test.sh) against a real PostgreSQL
 # and Redis in a cached Debian root.

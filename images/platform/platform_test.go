@@ -2,6 +2,7 @@ package platform
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -150,6 +151,73 @@ func TestSeededManifestsRunTheImages(t *testing.T) {
 		PostgresExporterImage, KubeStateMetricsImage, LogShipperImage} {
 		if !strings.Contains(all, "image: @@IMAGE_REGISTRY@@"+strings.TrimPrefix(img, Registry)+"\n") {
 			t.Errorf("no seeded manifest runs %s", img)
+		}
+	}
+}
+
+// archiveSums writes every archive of Images(in) as oci.Write does and
+// returns each file's sha256.
+func archiveSums(t *testing.T, in Inputs) map[string]string {
+	t.Helper()
+	archives, err := Images(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]string{}
+	for _, a := range archives {
+		var buf bytes.Buffer
+		if err := oci.Write(&buf, a.Image); err != nil {
+			t.Fatalf("%s: %v", a.Image.Name, err)
+		}
+		if _, dup := sums[a.File]; dup {
+			t.Fatalf("two images write %s", a.File)
+		}
+		sums[a.File] = fmt.Sprintf("%x", sha256.Sum256(buf.Bytes()))
+	}
+	return sums
+}
+
+// The same inputs give the same bytes, archive by archive (the apps'
+// files come from maps, whose order differs from run to run), and an
+// input changes its own image's archive and no other. The layers' gzip is
+// memoised within a process, so a second run here compresses nothing
+// again; images/oci's TestGzipDeterministic covers compress/gzip itself,
+// and `make platform-repro` the whole build from Debian's mirror on.
+func TestImagesAreReproducible(t *testing.T) {
+	first := archiveSums(t, inputs(t))
+	if len(first) != 9 {
+		t.Fatalf("%d archives, want 9: %v", len(first), first)
+	}
+	second := archiveSums(t, inputs(t))
+	for file, sum := range first {
+		if second[file] != sum {
+			t.Errorf("%s: two builds from the same inputs differ: %s, %s", file, sum, second[file])
+		}
+	}
+	for _, tc := range []struct {
+		name, file string
+		change     func(*Inputs)
+	}{
+		{"one byte of the backend's app.py", "ecommerce-backend.tar", func(in *Inputs) { in.Backend["ecom_backend/app.py"][0] ^= 1 }},
+		{"the storefront's page", "ecommerce-frontend.tar", func(in *Inputs) { in.Frontend["index.html"] = []byte("<html>\n") }},
+		{"a file of Redis's root", "redis.tar", func(in *Inputs) {
+			in.Roots["redis.tar"] = ocicheck.RootTar(t, "./usr/bin/redis-server", "./etc/redis.conf")
+		}},
+		{"the log shipper's binary", "log-shipper.tar", func(in *Inputs) { in.LogShipper = []byte("\x7fELF ls2") }},
+	} {
+		in := inputs(t)
+		tc.change(&in)
+		changed := archiveSums(t, in)
+		for file, sum := range first {
+			switch {
+			case file == tc.file && changed[file] == sum:
+				t.Errorf("%s did not change %s", tc.name, file)
+			case file != tc.file && changed[file] != sum:
+				t.Errorf("%s changed %s too", tc.name, file)
+			}
+		}
+		if _, ok := first[tc.file]; !ok {
+			t.Errorf("no archive %s", tc.file)
 		}
 	}
 }

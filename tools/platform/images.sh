@@ -43,7 +43,9 @@ if [[ ! -f $out/complete ]]; then
 	mv "$tmp" "$out"
 	trap - EXIT
 	# The newest other build is kept (hosts still up may bind-mount it),
-	# the rest removed.
-	ls -dt "$cache"/images-* | grep -vxF "$out" | tail -n +2 | while read -r old; do rm -rf "$old"; done
+	# the rest removed. There may be no other (grep finds nothing then,
+	# which is no failure).
+	# shellcheck disable=SC2010 # the names are ours: images-<hex key>
+	ls -dt "$cache"/images-* | { grep -vxF "$out" || true; } | tail -n +2 | while read -r old; do rm -rf "$old"; done
 fi
 echo "$out"

@@ -4,8 +4,10 @@
 # (about two minutes cold), and prints their directory:
 # $ECOM_PLATFORM_CACHE/roots-<hash of this script>, holding one
 # uncompressed tar per image (postgresql.tar, redis.tar, backend.tar,
-# frontend.tar, alertmanager.tar, postgres-exporter.tar)
-# and packages.txt, every package and version in each root. Built in a
+# frontend.tar, alertmanager.tar, postgres-exporter.tar),
+# packages.txt, every package and version in each root, and
+# source-date-epoch, the SOURCE_DATE_EPOCH they are dated (so
+# tools/platform/repro.sh can build them again the same). Built in a
 # temporary directory renamed into place, under a lock; older builds are
 # removed. Needs root and the Debian mirror. tools/platform/images.sh
 # calls it.
@@ -13,7 +15,12 @@
 # Each root is the essential set plus the image's package, its user with
 # the uid the seeded manifests run it as, Debian's copyright files (no
 # other documentation), dated SOURCE_DATE_EPOCH: the same package
-# versions give the same bytes.
+# versions give the same bytes (make platform-repro checks it). Nothing
+# of the build host or of the moment is kept: /etc/hostname and
+# /etc/resolv.conf (mmdebstrap copies the host's; the container runtime
+# mounts its own over them) are fixed, and ssl-cert's snakeoil key and
+# certificate (a new random key, the host's name and the time in each
+# build; the PostgreSQL image's entrypoint turns no TLS on) are removed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -42,6 +49,7 @@ if [[ -z ${SOURCE_DATE_EPOCH:-} ]]; then
 	SOURCE_DATE_EPOCH=$(git -C "$repo" log -1 --format=%ct -- tools/platform/roots.sh 2>/dev/null || true)
 fi
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
+echo "$SOURCE_DATE_EPOCH" > "$tmp/source-date-epoch"
 
 # user NAME UID HOME: a hook line adding a user and its group before the
 # packages are installed, so a package's postinst (adduser --system)
@@ -63,6 +71,7 @@ root() {
 		--include="$pkgs" "$@" \
 		--customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" > "$1/etc/ecom-agent-packages"' \
 		--customize-hook='rm -rf "$1"/var/cache/apt "$1"/var/lib/apt/lists/* "$1"/var/log/apt "$1"/var/log/dpkg.log "$1"/var/log/alternatives.log' \
+		--customize-hook='echo localhost > "$1"/etc/hostname; : > "$1"/etc/resolv.conf; chmod 0644 "$1"/etc/hostname "$1"/etc/resolv.conf' \
 		--format=tar "$SUITE" "$tmp/$name.tar" "$MIRROR" > "$tmp/$name.log" 2>&1
 }
 
@@ -72,7 +81,8 @@ pids=()
 # `psql -U postgres` through kubectl exec authenticates by peer.
 # No cluster: the entrypoint initialises the pod's volume.
 root postgresql postgresql-15 --essential-hook="$(user postgres 999 /var/lib/postgresql)" \
-	--customize-hook='rm -rf "$1"/var/lib/postgresql/15 "$1"/etc/postgresql/15' &
+	--customize-hook='rm -rf "$1"/var/lib/postgresql/15 "$1"/etc/postgresql/15' \
+	--customize-hook='find "$1"/etc/ssl/certs -lname ssl-cert-snakeoil.pem -delete; rm -f "$1"/etc/ssl/certs/ssl-cert-snakeoil.pem "$1"/etc/ssl/private/ssl-cert-snakeoil.key' &
 pids+=($!)
 root redis redis-server --essential-hook="$(user redis 999 /data)" &
 pids+=($!)
