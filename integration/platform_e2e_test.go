@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
@@ -141,15 +143,7 @@ func podsRunningReady(h *testhost.Host, ns, selector string) error {
 	if err != nil {
 		return err
 	}
-	var list struct {
-		Items []struct {
-			Metadata struct{ Name string }
-			Status   struct {
-				Phase      string
-				Conditions []struct{ Type, Status string }
-			}
-		}
-	}
+	var list corev1.PodList
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		return fmt.Errorf("kubectl get pods -l %s: %v", selector, err)
 	}
@@ -160,12 +154,12 @@ func podsRunningReady(h *testhost.Host, ns, selector string) error {
 	for _, p := range list.Items {
 		ready := false
 		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" {
-				ready = c.Status == "True"
+			if c.Type == corev1.PodReady {
+				ready = c.Status == corev1.ConditionTrue
 			}
 		}
-		if p.Status.Phase != "Running" || !ready {
-			bad = append(bad, fmt.Sprintf("%s (%s, Ready %v)", p.Metadata.Name, p.Status.Phase, ready))
+		if p.Status.Phase != corev1.PodRunning || !ready {
+			bad = append(bad, fmt.Sprintf("%s (%s, Ready %v)", p.Name, p.Status.Phase, ready))
 		}
 	}
 	if len(bad) > 0 {
