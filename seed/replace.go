@@ -47,6 +47,10 @@ var replaceKinds = map[schema.GroupKind]bool{
 // garbage collector orphans its dependents first, usually within a second.
 const replaceTimeout = 60 * time.Second
 
+// replaceAttempts bounds the deletions tried while the object's controller
+// keeps writing it between our read and our delete.
+const replaceAttempts = 5
+
 // selectorChanged reports whether obj, a manifest of a kind in
 // replaceKinds, has another spec.selector than live.
 func selectorChanged(gk schema.GroupKind, live, obj *unstructured.Unstructured) (bool, error) {
@@ -115,13 +119,13 @@ func (a *applier) replace(ctx context.Context, ri dynamic.ResourceInterface, liv
 	if err != nil {
 		return fmt.Errorf("the manifest's spec.selector: %w", err)
 	}
-	running, _, _ := unstructured.NestedStringMap(live.Object, "spec", "template", "metadata", "labels")
-	if sel.Empty() || !sel.Matches(labels.Set(running)) {
-		return notAdoptable{selector: sel.String(), labels: labels.Set(running)}
-	}
 	uid := live.GetUID()
 	// A deletion a previous pass started is only waited for.
-	if live.GetDeletionTimestamp() == nil {
+	for attempt := 1; live.GetDeletionTimestamp() == nil; attempt++ {
+		running, _, _ := unstructured.NestedStringMap(live.Object, "spec", "template", "metadata", "labels")
+		if sel.Empty() || !sel.Matches(labels.Set(running)) {
+			return notAdoptable{selector: sel.String(), labels: labels.Set(running)}
+		}
 		if err := a.write(ctx); err != nil {
 			return guardErr{err}
 		}
@@ -131,15 +135,28 @@ func (a *applier) replace(ctx context.Context, ri dynamic.ResourceInterface, liv
 			Preconditions:     &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
 			PropagationPolicy: &orphan,
 		})
-		if err != nil && !apierrors.IsNotFound(err) {
+		if err == nil || apierrors.IsNotFound(err) {
+			old := "?"
+			if s, err := labelSelector(live); err == nil {
+				old = metav1.FormatLabelSelector(s)
+			}
+			a.log.Info("object deleted to be replaced, its pods kept", "kind", live.GetKind(),
+				"object", live.GetNamespace()+"/"+live.GetName(), "old selector", old, "new selector", sel.String())
+			break
+		}
+		if !apierrors.IsConflict(err) || attempt == replaceAttempts {
 			return fmt.Errorf("delete the old object (orphaning its pods): %s", reason(err))
 		}
-		old := "?"
-		if s, err := labelSelector(live); err == nil {
-			old = metav1.FormatLabelSelector(s)
+		// Its controller wrote it (its status, most often) since it was
+		// read: read it again, and check again what the deletion keeps.
+		cur, err := ri.Get(ctx, live.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err), err == nil && cur.GetUID() != uid:
+			return nil
+		case err != nil:
+			return fmt.Errorf("read the old object again: %s", reason(err))
 		}
-		a.log.Info("object deleted to be replaced, its pods kept", "kind", live.GetKind(),
-			"object", live.GetNamespace()+"/"+live.GetName(), "old selector", old, "new selector", sel.String())
+		live = cur
 	}
 	deadline := time.Now().Add(replaceTimeout)
 	for {

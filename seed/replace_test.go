@@ -3,6 +3,7 @@ package seed
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,13 +71,14 @@ func TestReplaceOnSelectorChange(t *testing.T) {
 	c := kubetest.Start(t, kubetest.WithControllerManager("serviceaccount", "garbagecollector", "deployment", "replicaset", "statefulset"))
 	cs := c.Clientset(t)
 	vars := VarsOf(c.Config)
+	var guard func() error
 	apply := func(files mapFS, prev *Report) *Report {
 		t.Helper()
 		set, problems := Load(nil, "", files, vars)
 		if len(problems) > 0 {
 			t.Fatal(problems)
 		}
-		rep, err := Apply(ctxFor(t, 3*time.Minute), c.Admin, set, prev, ApplyOptions{Seeder: "test", Log: testLog(t)})
+		rep, err := Apply(ctxFor(t, 3*time.Minute), c.Admin, set, prev, ApplyOptions{Seeder: "test", Log: testLog(t), Guard: guard})
 		if err != nil {
 			t.Fatalf("apply: %v", err)
 		}
@@ -123,7 +125,22 @@ func TestReplaceOnSelectorChange(t *testing.T) {
 	// selectors are on the labels the old pods carry too.
 	newLabels := "{app: shop, component: backend, app.kubernetes.io/name: web, app.kubernetes.io/part-of: shop}"
 	newSel := "{app.kubernetes.io/name: web, app.kubernetes.io/part-of: shop}"
+	// Their controllers write the objects between the seeder's read and
+	// its delete (seen in CI: the Deployment's status): the guard, called
+	// just before each write, does the same to both, twice, so that each
+	// deletion is refused on its resourceVersion at least once.
+	var bumps atomic.Int32
+	guard = func() error {
+		if bumps.Add(1) > 2 {
+			return nil
+		}
+		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{"test/bump":"%d"}}}`, bumps.Load()))
+		_, _ = cs.AppsV1().Deployments(replaceNS).Patch(t.Context(), "web", types.MergePatchType, patch, metav1.PatchOptions{})
+		_, _ = cs.AppsV1().StatefulSets(replaceNS).Patch(t.Context(), "db", types.MergePatchType, patch, metav1.PatchOptions{})
+		return nil
+	}
 	rep = apply(replaceSet(newLabels, newSel), rep)
+	guard = nil
 	got := results(rep)
 	for _, k := range []string{key("Deployment", replaceNS, "web"), key("StatefulSet", replaceNS, "db")} {
 		if got[k] != Replaced {
