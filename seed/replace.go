@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ func selectorChanged(gk schema.GroupKind, live, obj *unstructured.Unstructured) 
 func labelSelector(u *unstructured.Unstructured) (*metav1.LabelSelector, error) {
 	m, ok, err := unstructured.NestedMap(u.Object, "spec", "selector")
 	if err != nil || !ok {
-		return nil, cmpErr(err, errors.New("missing"))
+		return nil, cmp.Or(err, errors.New("missing"))
 	}
 	var sel metav1.LabelSelector
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &sel); err != nil {
@@ -86,13 +87,6 @@ func labelSelector(u *unstructured.Unstructured) (*metav1.LabelSelector, error) 
 		sel.MatchExpressions = nil
 	}
 	return &sel, nil
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // notAdoptable is why a replacement is refused; it names what to do.
