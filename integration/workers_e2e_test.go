@@ -124,7 +124,16 @@ func TestWorkers(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Members) != 3 {
 			t.Errorf("member list on %s (%v):\n%s", cps[1].Name(), err, out)
 		}
-		cps[1].MustRun(t, "ecom-agent", "etcdctl", "endpoint", "health", "--cluster")
+		// Right after the joins the hosts still import images, and a
+		// member may miss etcdctl's per-request deadline: asked again,
+		// boundedly (seen on a loaded machine: Alarm DeadlineExceeded).
+		await(t, time.Minute, "ecom-agent etcdctl endpoint health --cluster", func() error {
+			res, err := run(cps[1], "ecom-agent", "etcdctl", "endpoint", "health", "--cluster")
+			if err != nil {
+				return fmt.Errorf("%v\n%s%s", err, res.Stdout, res.Stderr)
+			}
+			return nil
+		})
 		// A snapshot, and etcdutl (built in too) reading it back.
 		cps[1].MustRun(t, "ecom-agent", "etcdctl", "snapshot", "save", "/root/e2e-snapshot.db")
 		var st struct {
