@@ -4,6 +4,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/component"
 	"github.com/ecom-platform/ecom-agent/agent/controlplane"
 	"github.com/ecom-platform/ecom-agent/agent/etcdmember"
+	"github.com/ecom-platform/ecom-agent/agent/joinserver"
 	"github.com/ecom-platform/ecom-agent/agent/membership"
 	"github.com/ecom-platform/ecom-agent/agent/node"
 	"github.com/ecom-platform/ecom-agent/agent/platform"
@@ -22,7 +23,8 @@ import (
 //
 // Control-plane node: membership (gossip, RPC, formation) -> render ->
 // etcd member -> control plane -> node side -> network policy; renewal
-// once etcd serves; the platform's watch once the API serves.
+// and the workers' join endpoint once etcd serves; the platform's watch
+// once the API serves.
 // Worker: membership -> render -> worker credentials (and the API load
 // balancer) -> node side -> network policy.
 func (d *Daemon) build() (*component.Runner, error) {
@@ -48,10 +50,6 @@ func (d *Daemon) build() (*component.Runner, error) {
 	})
 	var entries []component.Entry
 	if cfg.IsControlPlane() {
-		members.Handle(workercreds.MethodNodeCerts, (&workercreds.Signer{
-			Config: cfg, Root: root, Log: log.With("component", "signer"), Now: d.deps.Now, Members: members.Members,
-			Registered: workercreds.NodesInAPI(root, bootstrap.AgentKubeconfig),
-		}).Handle)
 		etcd := etcdmember.New(etcdmember.Deps{
 			Config: cfg, Root: root, Log: log.With("component", etcdmember.Name), Store: d.store,
 			Systemd: d.sd, Membership: members, Written: files.Written,
@@ -76,6 +74,10 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: nodeSide, Needs: cp},
 			{Component: enforce, Needs: nodeSide},
 			{Component: renew, Needs: etcd},
+			{Component: joinserver.New(joinserver.Deps{
+				Config: cfg, Root: root, Log: log.With("component", joinserver.Name), Now: d.deps.Now,
+				Members: members.Members, Registered: joinserver.NodesInAPI(root, bootstrap.AgentKubeconfig),
+			}), Needs: etcd},
 			{Component: platform.New(platform.Deps{
 				Log: log.With("component", platform.Name), Now: d.deps.Now, Read: platform.FromAPI(root),
 				NotSeeded: notSeeded(cfg),
@@ -84,7 +86,7 @@ func (d *Daemon) build() (*component.Runner, error) {
 	} else {
 		worker := workercreds.New(workercreds.Deps{
 			Config: cfg, Root: root, Log: log.With("component", workercreds.Name), Systemd: d.sd,
-			Now: d.deps.Now, Members: members.Members, Client: members.Client(),
+			Now: d.deps.Now, Members: members.Members,
 		})
 		nodeDeps.Kubeconfig = bootstrap.KubeProxyKubeconfig
 		nodeDeps.LoadBalancer = worker.LoadBalancer

@@ -98,7 +98,10 @@ func raiseFileLimit(b *testing.B) {
 
 func gossipRun(b *testing.B, n int) gossipFigure {
 	lo := netip.MustParseAddr("127.0.0.1")
-	secret := config.Secret("bench-secret-0123456789abcdef0123456789")
+	key, err := gossip.DeriveKey([]byte("bench-secret-0123456789abcdef0123456789"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	nodes := make([]*gossip.Gossip, n)
 	for i := range nodes {
 		role := config.RoleWorker
@@ -106,7 +109,7 @@ func gossipRun(b *testing.B, n int) gossipFigure {
 			role = config.RoleControlPlane
 		}
 		g, err := gossip.New(gossip.Config{
-			NodeName: fmt.Sprintf("node-%04d", i), ClusterName: "bench", Secret: secret,
+			NodeName: fmt.Sprintf("node-%04d", i), ClusterName: "bench", Key: key,
 			AdvertiseAddr: lo, Port: 0,
 			Meta: gossip.Meta{
 				NodeID: uuid.NewString(), Role: role, Expect: 3, Phase: "waiting-for-peers",

@@ -38,10 +38,13 @@ const (
 	KubeletClientCert = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 	KubeletServerCert = "/var/lib/kubelet/pki/kubelet-server-current.pem"
 
-	SystemdDir      = "/etc/systemd/system"
-	AgentUnitFile   = "/lib/systemd/system/ecom-agent.service"
-	AgentStateDir   = "/var/lib/ecom-agent"
-	AgentStateFile  = "/var/lib/ecom-agent/state.json"
+	SystemdDir     = "/etc/systemd/system"
+	AgentUnitFile  = "/lib/systemd/system/ecom-agent.service"
+	AgentStateDir  = "/var/lib/ecom-agent"
+	AgentStateFile = "/var/lib/ecom-agent/state.json"
+	// GossipKeyFile is a worker's gossip key, given by the control-plane
+	// agent that let it join (control-plane nodes derive theirs).
+	GossipKeyFile   = "/var/lib/ecom-agent/gossip.key"
 	AgentConfigFile = "/etc/ecom-agent/config.toml"
 	// EnvironmentFile is the operator's environment for the agent,
 	// containerd and the kubelet (HTTP_PROXY, HTTPS_PROXY, NO_PROXY),

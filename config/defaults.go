@@ -53,6 +53,7 @@ func (l *loader) applyDefaults(c *Config) {
 	set("kubernetes_version", func() { c.KubernetesVersion = DefaultKubernetesVersion })
 	set("gossip.port", func() { c.Gossip.Port = defaultGossipPort })
 	set("gossip.rpc_port", func() { c.Gossip.RPCPort = defaultRPCPort })
+	set("join.port", func() { c.Join.Port = defaultJoinPort })
 	set("network.service_cidr", func() { c.Network.ServiceCIDR = defaultServiceCIDR })
 	set("network.pod_cidr", func() { c.Network.PodCIDR = defaultPodCIDR })
 	set("network.cluster_domain", func() { c.Network.ClusterDomain = defaultClusterDomain })

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,12 +36,49 @@ func hostOpts(hostname string, addrs ...string) LoadOptions {
 func oneHost() LoadOptions { return hostOpts("cp-1", "10.0.0.11") }
 
 // doc joins lines into a file, so tests can count lines.
-func doc(lines ...string) string { return strings.Join(lines, "\n") + "\n" }
+// A control-plane node's file without a control-plane key gets one on the
+// line after its cluster secret (the key is not what most tests are
+// about): the lines after that one move down by one (see line).
+func doc(lines ...string) string {
+	cp, hasKey, at := false, false, -1
+	for i, l := range lines {
+		cp = cp || l == `role = "control-plane"`
+		hasKey = hasKey || strings.HasPrefix(l, "control_plane_key")
+		if strings.HasPrefix(l, "cluster_secret") && at < 0 {
+			at = i + 1
+		}
+	}
+	if cp && !hasKey && at >= 0 {
+		lines = slices.Insert(slices.Clone(lines), at, `control_plane_key = "`+testCPKey+`"`)
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// line is where line n of the lines given to doc ends up in its file.
+func line(file string, n int) int {
+	if n > 3 && strings.Contains(file, testCPKey) {
+		return n + 1
+	}
+	return n
+}
+
+// workerJoin is a worker's [join] table, the last lines of its file.
+var workerJoin = []string{
+	`[join]`,
+	`token = "` + testJoinToken + `"`,
+	`servers = ["10.0.0.12", "10.0.0.13:7950"]`,
+}
+
+// testJoinToken is a join token of the right shape.
+const testJoinToken = "EA1::sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef::0123456789ab.0123456789abcdef0123456789abcdef"
+
+// testCPKey is the control-plane key doc adds.
+const testCPKey = "cp-key-fedcba9876543210fedcba9876543210"
 
 // base is the smallest valid file; its three lines come first in most tests.
 var base = []string{
 	`cluster_name = "shop"`,
-	`role = "worker"`,
+	`role = "control-plane"`,
 	`cluster_secret = "` + testSecret + `"`,
 }
 
@@ -62,13 +100,15 @@ func TestDefaults(t *testing.T) {
 	}
 	want := &Config{
 		ClusterName:       "shop",
-		Role:              RoleWorker,
+		Role:              RoleControlPlane,
 		NodeName:          "node-1.example.com",
 		AdvertiseAddress:  netip.MustParseAddr("10.0.0.11"),
 		ClusterSecret:     testSecret,
+		ControlPlaneKey:   testCPKey,
 		Expect:            3,
 		KubernetesVersion: "v1.37.2",
 		Gossip:            Gossip{Port: 7946, RPCPort: 7947},
+		Join:              Join{Port: 7949},
 		Network: Network{
 			ServiceCIDR:   netip.MustParsePrefix("10.96.0.0/12"),
 			PodCIDR:       netip.MustParsePrefix("10.244.0.0/16"),
@@ -102,8 +142,8 @@ func TestDefaults(t *testing.T) {
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
-	if c.IsControlPlane() {
-		t.Error("IsControlPlane() = true for a worker")
+	if !c.IsControlPlane() {
+		t.Error("IsControlPlane() = false for a control-plane node")
 	}
 	if got := c.APIServerServiceIP().String(); got != "10.96.0.1" {
 		t.Errorf("APIServerServiceIP() = %s, want 10.96.0.1", got)
@@ -232,7 +272,8 @@ func TestExampleShowsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	noDefault := map[string]bool{"node_name": true, "advertise_address": true, "cluster_secret": true,
-		"control_plane_key": true, "gossip.join": true, "apiserver.extra_sans": true}
+		"control_plane_key": true, "gossip.join": true, "apiserver.extra_sans": true,
+		"join.token": true, "join.token_file": true, "join.servers": true}
 	known := map[string]bool{}
 	for _, k := range knownKeys() {
 		known[k] = true

@@ -76,11 +76,31 @@ const generateHint = "generate one with: openssl rand -base64 32  (or: head -c 3
 // in messages.
 type secretKeys struct {
 	inline, file, what, example string
+	// required is the message when neither key is set, check the
+	// problem with a value ("" if none); both default to a secret's.
+	required string
+	check    func(string) string
+}
+
+// problem says what is wrong with the value v, or "".
+func (k secretKeys) problem(v string) string {
+	if k.check != nil {
+		return k.check(v)
+	}
+	switch {
+	case len(v) < minSecretLen:
+		return fmt.Sprintf("is %d characters long; it must be at least %d; %s", len(v), minSecretLen, generateHint)
+	case isPlaceholder(v):
+		return "is the example's placeholder, which anyone can read; " + generateHint
+	case distinct(v) < minSecretDistinct:
+		return fmt.Sprintf("has only %d different characters: it is guessable; %s", distinct(v), generateHint)
+	}
+	return ""
 }
 
 var (
-	clusterSecretKeys = secretKeys{"cluster_secret", "cluster_secret_file", "the cluster's secret", "/etc/ecom-agent/cluster-secret"}
-	controlPlaneKeys  = secretKeys{"control_plane_key", "control_plane_key_file", "the control-plane key", "/etc/ecom-agent/control-plane-key"}
+	clusterSecretKeys = secretKeys{inline: "cluster_secret", file: "cluster_secret_file", what: "the cluster's secret", example: "/etc/ecom-agent/cluster-secret"}
+	controlPlaneKeys  = secretKeys{inline: "control_plane_key", file: "control_plane_key_file", what: "the control-plane key", example: "/etc/ecom-agent/control-plane-key"}
 )
 
 // resolveSecret checks that exactly one of cluster_secret and
@@ -88,7 +108,16 @@ var (
 // the secret in c.ClusterSecret; then the same for the control-plane key,
 // which control-plane nodes must hold and workers must not.
 func (l *loader) resolveSecret(c *Config) {
-	l.resolveOne(clusterSecretKeys, &c.ClusterSecret, c.ClusterSecretFile, true)
+	if c.Role == RoleWorker {
+		for _, k := range []string{clusterSecretKeys.inline, clusterSecretKeys.file} {
+			if l.defined[k] {
+				l.add(k, "a worker holds no cluster secret: it joins with join.token (ecom-agent token create on a control-plane node prints one); "+
+					"remove %s from this worker's config", k)
+			}
+		}
+	} else {
+		l.resolveOne(clusterSecretKeys, &c.ClusterSecret, c.ClusterSecretFile, true)
+	}
 	switch {
 	case c.Role == RoleWorker && l.defined["control_plane_key"]:
 		l.add("control_plane_key", "a worker must not hold the control-plane key: it opens the cluster's CA keys; "+
@@ -120,7 +149,9 @@ func (l *loader) resolveOne(k secretKeys, s *Secret, file string, required bool)
 	case inline && inFile:
 		l.add(k.file, "set only one of %s and %s; remove the other", k.inline, k.file)
 	case !inline && !inFile:
-		if required {
+		if required && k.required != "" {
+			l.add(k.inline, "%s", k.required)
+		} else if required {
 			l.add(k.inline, `required: set %s = "%s" (a file with mode 0600 holding at least %d characters) or %s = "<at least %d characters>"; %s`,
 				k.file, k.example, minSecretLen, k.inline, minSecretLen, generateHint)
 		}
@@ -136,12 +167,8 @@ func (l *loader) resolveOne(k secretKeys, s *Secret, file string, required bool)
 				return
 			}
 		}
-		if n := len(*s); n < minSecretLen {
-			l.add(k.inline, "is %d characters long; it must be at least %d; %s", n, minSecretLen, generateHint)
-		} else if isPlaceholder(string(*s)) {
-			l.add(k.inline, "is the example's placeholder, which anyone can read; %s", generateHint)
-		} else if d := distinct(string(*s)); d < minSecretDistinct {
-			l.add(k.inline, "has only %d different characters: it is guessable; %s", d, generateHint)
+		if p := k.problem(string(*s)); p != "" {
+			l.add(k.inline, "%s", p)
 		}
 	case inFile:
 		if v, ok := l.readSecretFile(k, file); ok {
@@ -161,6 +188,9 @@ func (l *loader) readSecretFile(k secretKeys, p string) (Secret, bool) {
 	real := filepath.Join(l.opts.root(), filepath.Clean(p))
 	fi, err := os.Stat(real)
 	switch {
+	case err != nil && os.IsNotExist(err) && k.check != nil:
+		l.add(key, "%s does not exist; %s", p, k.required)
+		return "", false
 	case err != nil && os.IsNotExist(err):
 		l.add(key, "%s does not exist; create it with: head -c 32 /dev/urandom | base64 > %s && chmod 600 %s", p, p, p)
 		return "", false
@@ -184,6 +214,13 @@ func (l *loader) readSecretFile(k secretKeys, p string) (Secret, bool) {
 		return "", false
 	}
 	s := strings.TrimSpace(string(data))
+	if k.check != nil {
+		if prob := k.check(s); prob != "" {
+			l.add(key, "%s in %s %s", k.what, p, prob)
+			return "", false
+		}
+		return Secret(s), true
+	}
 	if len(s) < minSecretLen {
 		l.add(key, "the secret in %s is %d characters long; it must be at least %d; generate one with: "+
 			"head -c 32 /dev/urandom | base64 > %s", p, len(s), minSecretLen, p)

@@ -139,9 +139,11 @@ func TestInlineSecretGuessable(t *testing.T) {
 func TestControlPlaneKey(t *testing.T) {
 	const keyFile = `control_plane_key_file = "/etc/ecom-agent/control-plane-key"`
 	cp := func(extra ...string) string {
-		return doc(append([]string{base[0], `role = "control-plane"`, base[2]}, extra...)...)
+		return strings.Join(append([]string{base[0], `role = "control-plane"`, base[2]}, extra...), "\n") + "\n"
 	}
-	worker := func(extra ...string) string { return doc(append(append([]string{}, base...), extra...)...) }
+	worker := func(extra ...string) string {
+		return doc(append(append([]string{base[0], `role = "worker"`}, extra...), workerJoin...)...)
+	}
 	for _, tc := range []struct {
 		name    string
 		file    string
@@ -209,13 +211,15 @@ func TestInlineSecretNeedsAPrivateFile(t *testing.T) {
 		{0o640, "(mode 0640)"},
 	} {
 		p := filepath.Join(t.TempDir(), "config.toml")
-		if err := os.WriteFile(p, []byte(doc(base...)), 0o600); err != nil {
+		if err := os.WriteFile(p, []byte(doc(base[0], base[1], base[2], `control_plane_key_file = "/etc/ecom-agent/control-plane-key"`)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(p, tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Load(p, oneHost())
+		opts := oneHost()
+		opts.Root = exampleRoot(t)
+		_, err := Load(p, opts)
 		if tc.msg == "" {
 			if err != nil {
 				t.Errorf("mode %04o: %v", tc.mode, err)
@@ -230,7 +234,8 @@ func TestInlineSecretNeedsAPrivateFile(t *testing.T) {
 	// A file naming the secret file may be world-readable.
 	root := exampleRoot(t)
 	p := filepath.Join(t.TempDir(), "config.toml")
-	if err := os.WriteFile(p, []byte(doc(base[0], base[1], `cluster_secret_file = "/etc/ecom-agent/cluster-secret"`)), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(doc(base[0], base[1], `cluster_secret_file = "/etc/ecom-agent/cluster-secret"`,
+		`control_plane_key_file = "/etc/ecom-agent/control-plane-key"`)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	opts := oneHost()

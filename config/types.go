@@ -58,10 +58,12 @@ type Config struct {
 	NodeName string `toml:"node_name"`
 	// AdvertiseAddress is the address other nodes reach this one on.
 	AdvertiseAddress netip.Addr `toml:"advertise_address"`
-	// ClusterSecret is the shared secret (gossip encryption, CA key
-	// transport); exactly one of it and ClusterSecretFile is set in the
-	// file. After loading, ClusterSecret holds the secret either way (read
-	// from ClusterSecretFile if that was given); it prints as "[redacted]".
+	// ClusterSecret is the control-plane nodes' shared secret (gossip
+	// encryption, the agents' request channel); exactly one of it and
+	// ClusterSecretFile is set on a control-plane node, neither on a
+	// worker (it joins with Join.Token and is given the gossip key).
+	// After loading, ClusterSecret holds the secret either way (read from
+	// ClusterSecretFile if that was given); it prints as "[redacted]".
 	ClusterSecret     Secret `toml:"cluster_secret"`
 	ClusterSecretFile string `toml:"cluster_secret_file"`
 	// ControlPlaneKey is the second secret, held by control-plane nodes
@@ -79,6 +81,7 @@ type Config struct {
 	KubernetesVersion string `toml:"kubernetes_version"`
 
 	Gossip            Gossip    `toml:"gossip"`
+	Join              Join      `toml:"join"`
 	Network           Network   `toml:"network"`
 	PKI               PKI       `toml:"pki"`
 	Binaries          Binaries  `toml:"binaries"`

@@ -18,6 +18,7 @@ func (l *loader) validate(c *Config) {
 	l.validateNetwork(c)
 	l.validateAdvertiseAddress(c)
 	l.resolveSecret(c)
+	l.resolveJoin(c)
 	l.validatePKI(c)
 	l.validatePorts(c)
 	l.validatePaths(c)
@@ -153,6 +154,7 @@ func (l *loader) validatePorts(c *Config) {
 	}{
 		{"gossip.port", c.Gossip.Port},
 		{"gossip.rpc_port", c.Gossip.RPCPort},
+		{"join.port", c.Join.Port},
 		{"etcd.client_port", c.Etcd.ClientPort},
 		{"etcd.peer_port", c.Etcd.PeerPort},
 		{"apiserver.port", c.APIServer.Port},

@@ -115,6 +115,7 @@ func TestBadInput(t *testing.T) {
 		{"owned flag with dashes", withBase(`[etcd.extra_flags]`, `"--data-dir" = "/x"`), "etcd.extra_flags.--data-dir", 5, "the agent sets --data-dir itself"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			tc.line = line(tc.file, tc.line)
 			_, err := Parse([]byte(tc.file), "config.toml", oneHost())
 			if err == nil {
 				t.Fatalf("no error for:\n%s", tc.file)
@@ -163,10 +164,10 @@ func TestValidInput(t *testing.T) {
 func TestSyntaxError(t *testing.T) {
 	_, err := Parse([]byte(doc(append(base[:len(base):len(base)], "\texpect = = 3")...)), "config.toml", oneHost())
 	ps := problems(t, err)
-	if len(ps) != 1 || ps[0].Line != 4 {
+	if len(ps) != 1 || ps[0].Line != 5 {
 		t.Fatalf("problems = %+v, want one syntax error at line 4", ps)
 	}
-	want := "config.toml:4: syntax error at column 11: expected value but found '=' instead\n\t\texpect = = 3\n\t\t         ^"
+	want := "config.toml:5: syntax error at column 11: expected value but found '=' instead\n\t\texpect = = 3\n\t\t         ^"
 	if err.Error() != want {
 		t.Errorf("error =\n%s\nwant\n%s", err, want)
 	}
@@ -191,15 +192,16 @@ func TestSyntaxErrorLines(t *testing.T) {
 		{"key without a value", []string{"expect", "[gossip]"}, 4, "column 7: expected '.' or '='", "expect"},
 		{"unquoted duration", []string{"[pki]", "ca_validity = 87600h"}, 5, "column 20: expected a top-level item to end", "ca_validity"},
 		{"array not closed before a table", []string{"[gossip]", `join = ["10.0.0.11", "10.0.0.12"`, "", "[network]", `service_cidr = "10.96.0.0/12"`}, 5,
-			`column 8: this array is never closed (a missing "]"?); the parser was still inside it at line 7, column 1`, "join = ["},
+			`column 8: this array is never closed (a missing "]"?); the parser was still inside it at line 8, column 1`, "join = ["},
 		{"array not closed before a key", []string{"[gossip]", `join = ["10.0.0.11",`, "port = 7946"}, 5, "this array is never closed", "join = ["},
 		{"missing comma in a closed array", []string{"[gossip]", "join = [", `  "10.0.0.11"`, `  "10.0.0.12",`, "]"}, 7, "column 3: expected a comma", `"10.0.0.12"`},
 		{"duplicate key", []string{"expect = 3", "expect = 5"}, 5, "has already been defined", "expect = 5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse([]byte(doc(append(base[:len(base):len(base)], tc.lines...)...)), "config.toml", oneHost())
+			file := doc(append(base[:len(base):len(base)], tc.lines...)...)
+			_, err := Parse([]byte(file), "config.toml", oneHost())
 			ps := problems(t, err)
-			if len(ps) != 1 || ps[0].Line != tc.line || !strings.Contains(ps[0].Msg, tc.msg) {
+			if len(ps) != 1 || ps[0].Line != line(file, tc.line) || !strings.Contains(ps[0].Msg, tc.msg) {
 				t.Fatalf("problems = %+v\nwant one at line %d with %q", ps, tc.line, tc.msg)
 			}
 			if shown := strings.Split(ps[0].Msg, "\n"); len(shown) < 2 || !strings.Contains(shown[1], tc.src) {
@@ -209,7 +211,7 @@ func TestSyntaxErrorLines(t *testing.T) {
 	}
 	// A byte-order mark does not shift the column.
 	_, err := Parse([]byte("\xef\xbb\xbf"+doc(append(base[:len(base):len(base)], "expect = = 3")...)), "config.toml", oneHost())
-	if ps := problems(t, err); len(ps) != 1 || ps[0].Line != 4 || !strings.Contains(ps[0].Msg, "column 10:") {
+	if ps := problems(t, err); len(ps) != 1 || ps[0].Line != 5 || !strings.Contains(ps[0].Msg, "column 10:") {
 		t.Errorf("with a BOM: %+v", ps)
 	}
 }
@@ -219,7 +221,7 @@ func TestSyntaxErrorLines(t *testing.T) {
 func TestAllProblems(t *testing.T) {
 	file := doc(
 		`cluster_name = "shop"`,
-		`role = "worker"`,
+		`role = "control-plane"`,
 		`expect = "three"`,
 		`cluster_secret = "short"`,
 		`[apiserver]`,
@@ -230,8 +232,8 @@ func TestAllProblems(t *testing.T) {
 	_, err := Parse([]byte(file), "config.toml", oneHost())
 	want := `config.toml:3: key "expect": expected an integer, got a string
 config.toml:4: key "cluster_secret": is 5 characters long; it must be at least 32; ` + generateHint + `
-config.toml:6: key "apiserver.prot": unknown key; did you mean "apiserver.port"?
-config.toml:8: key "network.pod_cidr": 10.96.0.0/16 overlaps network.service_cidr 10.96.0.0/12; use ranges that do not overlap, e.g. the defaults 10.244.0.0/16 and 10.96.0.0/12`
+config.toml:7: key "apiserver.prot": unknown key; did you mean "apiserver.port"?
+config.toml:9: key "network.pod_cidr": 10.96.0.0/16 overlaps network.service_cidr 10.96.0.0/12; use ranges that do not overlap, e.g. the defaults 10.244.0.0/16 and 10.96.0.0/12`
 	if err == nil || err.Error() != want {
 		t.Errorf("error =\n%v\nwant\n%s", err, want)
 	}

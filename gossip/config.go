@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/ecom-platform/ecom-agent/config"
 )
 
 // DefaultPort is the gossip port of join addresses that name none when
@@ -26,9 +24,10 @@ type Config struct {
 	// ClusterName labels every packet and stream, so nodes drop traffic
 	// of other clusters before trying to decrypt it.
 	ClusterName string
-	// Secret is the cluster secret. The gossip encryption key is derived
-	// from it; like every config.Secret it prints as "[redacted]".
-	Secret config.Secret
+	// Key is the gossip encryption key (AES-256): DeriveKey of the
+	// cluster secret on a control-plane node, the key a worker was
+	// given when it joined.
+	Key Key
 	// AdvertiseAddr is the address other nodes reach this one on.
 	AdvertiseAddr netip.Addr
 	// BindAddr is the address to listen on; the zero Addr means
@@ -129,9 +128,9 @@ func (c *Config) check() error {
 		return errors.New("cluster name is empty")
 	case len(c.ClusterName) > memberlist.LabelMaxSize:
 		return fmt.Errorf("cluster name is longer than %d bytes", memberlist.LabelMaxSize)
-	case len(c.Secret) == 0:
+	case len(c.Key) != keySize:
 		// Unencrypted gossip would let anyone on the network join.
-		return errors.New("cluster secret is empty")
+		return fmt.Errorf("the gossip key is %d bytes, not %d", len(c.Key), keySize)
 	case !c.AdvertiseAddr.IsValid():
 		return errors.New("advertise address is not set")
 	case c.Port < 0 || c.Port > 65535:

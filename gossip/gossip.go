@@ -82,10 +82,7 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g.encoded.Store(&b)
 
-	key, err := deriveKey([]byte(cfg.Secret))
-	if err != nil {
-		return nil, err
-	}
+	key := []byte(cfg.Key)
 	g.table = newTable(cfg.NodeName, g.t.deadNodeReclaim, logger)
 	bridge := &logBridge{log: logger.With("component", "memberlist"), onSuspect: g.table.suspect}
 	tr, err := newTransport(netip.AddrPortFrom(cfg.bindAddr(), uint16(cfg.Port)), logger.With("component", "memberlist"))

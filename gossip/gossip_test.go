@@ -38,7 +38,7 @@ func TestMismatchedNodeCannotJoin(t *testing.T) {
 		mutate   func(*Config)
 		receiver string // what the receiving side logs
 	}{
-		{"wrong secret", func(c *Config) { c.Secret = "another secret, 32 characters ok" }, "no installed keys could decrypt"},
+		{"wrong secret", func(c *Config) { c.Key = mustDeriveKey("another secret, 32 characters ok") }, "no installed keys could decrypt"},
 		{"wrong cluster name", func(c *Config) { c.ClusterName = "other" }, `unacceptable label \"other\"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,7 +343,7 @@ func TestNewRefusesIncompleteConfig(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
-		{func(c *Config) { c.Secret = "" }, "cluster secret is empty"},
+		{func(c *Config) { c.Key = nil }, "the gossip key is 0 bytes, not 32"},
 		{func(c *Config) { c.ClusterName = "" }, "cluster name is empty"},
 		{func(c *Config) { c.NodeName = "" }, "node name is empty"},
 		{func(c *Config) { c.AdvertiseAddr = netip.Addr{} }, "advertise address is not set"},
@@ -384,10 +384,10 @@ func TestSecretIsNeverLogged(t *testing.T) {
 
 	var printed syncBuffer
 	cfg := testConfig("c", 0)
-	fmt.Fprintf(&printed, "%v %+v %#v %s", cfg, cfg, cfg, cfg.Secret)
-	slog.New(slog.NewTextHandler(&printed, nil)).Info("config", "cfg", cfg, "secret", cfg.Secret)
+	fmt.Fprintf(&printed, "%v %+v %#v %s %x", cfg, cfg, cfg, cfg.Key, cfg.Key)
+	slog.New(slog.NewTextHandler(&printed, nil)).Info("config", "cfg", cfg, "key", cfg.Key)
 	for what, text := range map[string]string{"a's log": a.logs.String(), "b's log": b.logs.String(), "a printed config": printed.String()} {
-		if strings.Contains(text, string(testSecret)) {
+		if strings.Contains(text, string(testSecret)) || strings.Contains(text, string(testKey)) || strings.Contains(text, fmt.Sprintf("%x", []byte(testKey))) {
 			t.Errorf("%s contains the secret", what)
 		}
 	}

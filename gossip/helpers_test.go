@@ -27,7 +27,16 @@ const waitTimeout = 20 * time.Second
 var (
 	loopback                 = netip.MustParseAddr("127.0.0.1")
 	testSecret config.Secret = "0123456789abcdef0123456789abcdef"
+	testKey                  = mustDeriveKey(testSecret)
 )
+
+func mustDeriveKey(secret config.Secret) Key {
+	k, err := DeriveKey([]byte(secret))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
 
 // testNode is a started gossip node with its log.
 type testNode struct {
@@ -41,7 +50,7 @@ func testConfig(name string, port int, join ...string) Config {
 	return Config{
 		NodeName:      name,
 		ClusterName:   "test",
-		Secret:        testSecret,
+		Key:           testKey,
 		AdvertiseAddr: loopback,
 		Port:          port,
 		Join:          join,
@@ -244,11 +253,7 @@ func (l *stateLog) get() []State {
 // whose metadata is meta, standing in for an agent we cannot understand.
 func startRawMemberlist(t *testing.T, name string, meta []byte) *memberlist.Memberlist {
 	t.Helper()
-	key, err := deriveKey([]byte(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := memberlist.NewKeyring(nil, key)
+	keyring, err := memberlist.NewKeyring(nil, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}

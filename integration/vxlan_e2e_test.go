@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ecom-platform/ecom-agent/config/configtest"
 	"github.com/ecom-platform/ecom-agent/images"
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
@@ -31,7 +30,7 @@ func TestVXLAN(t *testing.T) {
 	onEach(hosts, func(h *testhost.Host) {
 		conf := joinConfig(h, cps, 1) + "\n[network]\nbackend = \"vxlan\"\n"
 		if slices.Contains(workers, h) {
-			conf = configtest.WorkerOf(conf, h.Name())
+			conf = workerConfig(conf, h.Name(), cps)
 		}
 		if err := h.CopyIn(filepath.Join(imagesDir(t), images.EchoArchive), "/var/lib/ecom-agent/images/"+images.EchoArchive, 0o644); err != nil {
 			t.Error(err)
@@ -44,7 +43,8 @@ func TestVXLAN(t *testing.T) {
 		t.Fatalf("a route through %s (the other segment) from %s: %v %s; want it refused as not on-link", workers[0].Addr(), cps[0].Name(), err, res.Stderr)
 	}
 
-	names := joinEach(t, hosts)
+	names := joinEach(t, cps)
+	names = append(names, joinWorkers(t, cps[0], workers)...)
 	await(t, 6*time.Minute, "all three Nodes Ready", func() error { return nodesReady(cps[0], names) })
 
 	cp := cps[0]

@@ -98,7 +98,7 @@ func TestWorkers(t *testing.T) {
 	onEach(hosts, func(h *testhost.Host) {
 		conf := joinConfig(h, cps, 3)
 		if slices.Contains(workers, h) {
-			conf = configtest.WorkerOf(conf, h.Name())
+			conf = workerConfig(conf, h.Name(), cps)
 		}
 		// The air-gapped path: an archive dropped in the images
 		// directory is imported before the kubelet starts.
@@ -109,10 +109,11 @@ func TestWorkers(t *testing.T) {
 		install(t, h, conf)
 	})
 	joined := time.Now()
-	names := joinEach(t, hosts)
+	names := joinEach(t, cps)
+	names = append(names, joinWorkers(t, cps[0], workers)...)
 	joinsDone := time.Since(joined)
 	await(t, 6*time.Minute, "all five Nodes Ready", func() error { return nodesReady(cps[0], names) })
-	t.Logf("simultaneous join: every join returned after %.1fs, all five Nodes Ready after %.1fs", joinsDone.Seconds(), time.Since(joined).Seconds())
+	t.Logf("control plane then workers with a token: every join returned after %.1fs, all five Nodes Ready after %.1fs", joinsDone.Seconds(), time.Since(joined).Seconds())
 
 	t.Run("ecom-agent etcdctl reaches the members with the agent's certificate", func(t *testing.T) {
 		var list struct {
@@ -149,6 +150,14 @@ func TestWorkers(t *testing.T) {
 		for _, w := range workers {
 			if _, err := w.ReadFile("/etc/kubernetes/pki/ca.key"); err == nil {
 				t.Errorf("%s holds the CA key", w.Name())
+			}
+			// Joined with a token alone: no cluster secret anywhere
+			// on it, the gossip key it was given instead.
+			if conf, _ := w.ReadFile("/etc/ecom-agent/config.toml"); strings.Contains(string(conf), "cluster_secret") || strings.Contains(string(conf), testSecret) {
+				t.Errorf("%s's config holds a cluster secret:\n%s", w.Name(), conf)
+			}
+			if key, err := w.ReadFile("/var/lib/ecom-agent/gossip.key"); err != nil || len(key) != 32 {
+				t.Errorf("%s has no gossip key: %v", w.Name(), err)
 			}
 			data, err := w.ReadFile("/var/lib/kubelet/pki/kubelet-client-current.pem")
 			if err != nil {
@@ -366,4 +375,30 @@ func testLinkFlap(t *testing.T, cp, h *testhost.Host) {
 	if !strings.Contains(journal, "restored a route to another node's pods") {
 		t.Errorf("the agent did not log restoring a route:\n%s", journal)
 	}
+}
+
+// workerConfig is a worker's config made from a control-plane node's:
+// no secret, servers the control-plane hosts, and its join token in
+// /etc/ecom-agent/join-token (written by joinWorkers).
+func workerConfig(conf, name string, cps []*testhost.Host) string {
+	var servers []string
+	for _, h := range cps {
+		servers = append(servers, fmt.Sprintf("%q", h.Addr().String()))
+	}
+	w := configtest.WorkerOf(conf, name)
+	w = strings.Replace(w, `token = "`+configtest.TestJoinToken+`"`, `token_file = "/etc/ecom-agent/join-token"`, 1)
+	return strings.Replace(w, `servers = ["10.77.0.11"]`, "servers = ["+strings.Join(servers, ", ")+"]", 1)
+}
+
+// joinWorkers makes a join token on cp, as an operator would, puts it on
+// every worker (mode 0600) and joins them all at once.
+func joinWorkers(t *testing.T, cp *testhost.Host, workers []*testhost.Host) []string {
+	t.Helper()
+	tok := strings.TrimSpace(cp.MustRun(t, "ecom-agent", "token", "create", "--ttl", "1h", "--description", "e2e workers"))
+	onEach(workers, func(h *testhost.Host) {
+		if err := h.WriteFile("/etc/ecom-agent/join-token", []byte(tok+"\n"), 0o600); err != nil {
+			t.Error(err)
+		}
+	})
+	return joinEach(t, workers)
 }

@@ -249,3 +249,10 @@ func dedupIPs(ips []netip.Addr) []netip.Addr {
 	}
 	return out
 }
+
+// JoinServingCert is the serving certificate of a control-plane agent's
+// join endpoint: a worker checks it against the CA its join token pins.
+func JoinServingCert(n Node) CertSpec {
+	return CertSpec{Name: "ecom-agent-join", CA: CA, CommonName: "ecom-agent-join:" + n.Name,
+		DNSNames: []string{n.Name}, IPs: dedupIPs([]netip.Addr{n.AdvertiseIP}), Usages: serverAuth()}
+}

@@ -1,11 +1,12 @@
-// Package token is ecom-agent's join token: a short string an operator
-// hands to a joining node that authenticates the joiner to the cluster and
-// pins the cluster CA the joiner must see, like kubeadm's
-// --discovery-token-ca-cert-hash or k3s's K10<hash>::... tokens.
+// Package token is ecom-agent's join token: the short string an operator
+// hands a joining worker. It pins the cluster CA the worker must see and
+// authenticates the worker to a control-plane agent, like kubeadm's
+// bootstrap token with --discovery-token-ca-cert-hash, or k3s's
+// K10<hash>::<credentials> tokens.
 //
 // A token looks like
 //
-//	EA1::sha256:<64 hex>::<id>.<expiry>.<mac>
+//	EA1::sha256:<64 hex>::<id>.<secret>
 //
 // where
 //
@@ -14,37 +15,23 @@
 //     SubjectPublicKeyInfo (pki.CAHash), the same value kubeadm pins and
 //     `openssl x509 -in ca.crt -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`
 //     prints.
-//   - id is 12 random hex digits naming the token in logs; the rest of the
-//     token never appears in logs.
-//   - expiry is the Unix time the token stops being accepted, 0 for never.
-//   - mac is 32 hex digits: HMAC-SHA256, truncated to 128 bits, over the
-//     version, id, expiry and CA hash, keyed with peer.DeriveKey(secret,
-//     Purpose, clusterName).
+//   - id is 12 random hex digits naming the token in logs and in
+//     `token list`; it is not a credential.
+//   - secret is 32 random hex digits (128 bits), the credential.
 //
-// Because the MAC key comes from the cluster secret, every node holding the
-// secret verifies any token without shared storage, a token expires by
-// itself, and a token made for one cluster is refused by another even if
-// they share a secret. The flip side: tokens cannot be revoked one by one;
-// a token without expiry stays valid until the cluster secret changes.
+// The cluster keeps a Record of every token in etcd (Store): its id, the
+// SHA-256 of its secret (never the secret), what it may be used for, when
+// it expires, who made it. A token is accepted only while its record is
+// there and unexpired, so a token is listed, expires by itself and is
+// revoked by deleting its record; no key derived from the cluster secret
+// is involved, and a worker holds no secret that makes tokens.
 //
-// A token does not replace the cluster secret. Gossip encryption
-// (memberlist's keyring), the agents' request channel and the sealing of
-// the CA key bundle all use keys derived from the secret, so a node with
-// only a token cannot take part in them and never receives CA keys. A
-// token authenticates a joiner (a worker asking for its kubelet
-// certificates) and tells it which CA to trust.
-//
-// The token is a bearer credential: a joiner must send it only over a
+// The token is a bearer credential: a joiner sends it only over a TLS
 // connection whose server certificate chains to the CA the token pins
 // (CheckCA), never before that check, or whoever answers first learns it.
-//
-// In the symmetric cloud-init case every node has the cluster secret and no
-// token; it then trusts the CA it sees on first contact and remembers its
-// hash with a Pin, refusing a different CA later.
 package token
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -52,94 +39,62 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/ecom-platform/ecom-agent/peer"
 )
-
-// Purpose is the peer.DeriveKey purpose of the key that MACs join tokens.
-// Changing it invalidates every token of every cluster.
-const Purpose = "ecom-agent join-token v1"
 
 // Prefix starts every token of this format.
 const Prefix = "EA1"
 
 const (
-	sep        = "::"
-	hashPrefix = "sha256:"
-	idBytes    = 6
-	macBytes   = 16
+	sep         = "::"
+	hashPrefix  = "sha256:"
+	idBytes     = 6
+	secretBytes = 16
 )
 
 // Format is the shape of a token, for error messages.
-const Format = Prefix + sep + hashPrefix + "<64 hex>" + sep + "<id>.<expiry>.<mac>"
+const Format = Prefix + sep + hashPrefix + "<64 hex>" + sep + "<id>.<secret>"
 
 // Errors a caller can tell apart with errors.Is.
 var (
 	// ErrMalformed: the string is not a join token of this format.
 	ErrMalformed = errors.New("not an ecom-agent join token")
-	// ErrNotIssued: the MAC does not match; the token was made with
-	// another cluster secret or cluster name, or was altered.
-	ErrNotIssued = errors.New("not issued by this cluster (wrong cluster secret or cluster name)")
+	// ErrUnknown: no record of the token: never made by this cluster,
+	// deleted (revoked), or pruned after it expired.
+	ErrUnknown = errors.New("not a token of this cluster (unknown, deleted or expired long ago)")
 	// ErrExpired: the token's expiry has passed.
 	ErrExpired = errors.New("join token expired")
+	// ErrUsage: the token may not be used for what was asked.
+	ErrUsage = errors.New("join token not valid for this use")
 	// ErrCAMismatch: the CA a node sees is not the one it was told to trust.
 	ErrCAMismatch = errors.New("cluster CA does not match the pinned hash")
 )
 
 // Token is a parsed or newly made join token. The zero Token is invalid.
 type Token struct {
-	id      string // 2*idBytes lowercase hex digits
-	expires int64  // Unix seconds; 0 means never
-	caHash  string // "sha256:" + 64 lowercase hex digits
-	mac     [macBytes]byte
+	id     string // 2*idBytes lowercase hex digits
+	secret string // 2*secretBytes lowercase hex digits
+	caHash string // "sha256:" + 64 lowercase hex digits
 }
 
-// New makes a token for the cluster named clusterName with the given
-// secret, pinning caHash ("sha256:<64 hex>", see pki.CAHash). It expires
-// ttl after now; ttl 0 makes a token that never expires.
-func New(secret []byte, clusterName, caHash string, ttl time.Duration, now time.Time) (Token, error) {
-	if len(secret) == 0 {
-		return Token{}, errors.New("join token: the cluster secret is empty")
-	}
+// New makes a token pinning caHash ("sha256:<64 hex>", see pki.CAHash),
+// with a fresh random id and secret. It is a credential only once its
+// Record is in the cluster's Store.
+func New(caHash string) (Token, error) {
 	h, err := ParseCAHash(caHash)
 	if err != nil {
 		return Token{}, err
 	}
-	if ttl < 0 {
-		return Token{}, fmt.Errorf("join token: ttl %s is negative; use 0 for a token that never expires", ttl)
-	}
-	var exp int64
-	if ttl > 0 {
-		// Round up so that a token never lives shorter than asked.
-		e := now.Add(ttl)
-		exp = e.Unix()
-		if e.Nanosecond() != 0 {
-			exp++
-		}
-		if exp <= 0 {
-			return Token{}, fmt.Errorf("join token: expiry %s is not after 1970", e.UTC().Format(time.RFC3339))
-		}
-	}
 	var id [idBytes]byte
+	var sec [secretBytes]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return Token{}, fmt.Errorf("join token: random id: %w", err)
 	}
-	t := Token{id: hex.EncodeToString(id[:]), expires: exp, caHash: h}
-	t.mac = t.sum(secret, clusterName)
-	return t, nil
-}
-
-// sum is the token's MAC under the cluster's key.
-func (t Token) sum(secret []byte, clusterName string) [macBytes]byte {
-	key := peer.DeriveKey(secret, Purpose, clusterName)
-	m := hmac.New(sha256.New, key[:])
-	// Every field has a fixed alphabet without NUL, so NUL-separated
-	// fields cannot be shifted into one another.
-	m.Write([]byte(Prefix + "\x00" + t.id + "\x00" + strconv.FormatInt(t.expires, 10) + "\x00" + t.caHash))
-	return [macBytes]byte(m.Sum(nil))
+	if _, err := rand.Read(sec[:]); err != nil {
+		return Token{}, fmt.Errorf("join token: random secret: %w", err)
+	}
+	return Token{id: hex.EncodeToString(id[:]), secret: hex.EncodeToString(sec[:]), caHash: h}, nil
 }
 
 // ID is the token's public name, safe to log.
@@ -148,29 +103,32 @@ func (t Token) ID() string { return t.id }
 // CAHash is the pinned CA hash, "sha256:<64 hex>".
 func (t Token) CAHash() string { return t.caHash }
 
-// Expires is when the token stops being accepted; the zero time if never.
-func (t Token) Expires() time.Time {
-	if t.expires == 0 {
-		return time.Time{}
-	}
-	return time.Unix(t.expires, 0).UTC()
+// SecretHash is what a Record keeps of the token's secret: its SHA-256,
+// in hex.
+func (t Token) SecretHash() string {
+	s := sha256.Sum256([]byte(t.secret))
+	return hex.EncodeToString(s[:])
 }
 
 // String is the whole token, a credential: print it for the operator, never
 // log it (slog gets LogValue, which shows only the id).
 func (t Token) String() string {
-	return Prefix + sep + t.caHash + sep + t.id + "." + strconv.FormatInt(t.expires, 10) + "." + hex.EncodeToString(t.mac[:])
+	return Prefix + sep + t.caHash + sep + t.id + "." + t.secret
 }
 
 // LogValue keeps the credential out of slog output: only the id shows.
 func (t Token) LogValue() slog.Value { return slog.StringValue("join-token " + t.id) }
 
+// Format keeps the credential out of fmt output (every verb shows the id);
+// String is the way to print the token itself.
+func (t Token) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "join-token %s", t.id) }
+
 // Parse reads a token, ignoring surrounding white space. It checks the
-// format only; Verify checks that the cluster issued it.
+// format only; a Record checks the rest.
 func Parse(s string) (Token, error) {
 	s = strings.TrimSpace(s)
 	bad := func(what string) (Token, error) {
-		return Token{}, fmt.Errorf("%w: %s; want %s", ErrMalformed, what, Format)
+		return Token{}, fmt.Errorf("%w: %s; want %s (ecom-agent token create prints one)", ErrMalformed, what, Format)
 	}
 	parts := strings.Split(s, sep)
 	if len(parts) != 3 {
@@ -188,45 +146,17 @@ func Parse(s string) (Token, error) {
 	if p := hashProblem(parts[1]); p != "" {
 		return bad(fmt.Sprintf("the CA hash %q is invalid: %s (lower case)", parts[1], p))
 	}
-	f := strings.Split(parts[2], ".")
-	if len(f) != 3 {
-		return bad(fmt.Sprintf("the last part has %d dot-separated fields, not 3 (id, expiry, mac)", len(f)))
+	id, sec, ok := strings.Cut(parts[2], ".")
+	if !ok || strings.Contains(sec, ".") {
+		return bad("the last part is not <id>.<secret>")
 	}
-	if !isLowerHex(f[0], 2*idBytes) {
-		return bad(fmt.Sprintf("the id %q is not %d lower-case hex digits", f[0], 2*idBytes))
+	if !isLowerHex(id, 2*idBytes) {
+		return bad(fmt.Sprintf("the id %q is not %d lower-case hex digits", id, 2*idBytes))
 	}
-	exp, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil || exp < 0 || strconv.FormatInt(exp, 10) != f[1] {
-		return bad(fmt.Sprintf("the expiry %q is not a Unix time in seconds (0 for never)", f[1]))
+	if !isLowerHex(sec, 2*secretBytes) {
+		return bad(fmt.Sprintf("the secret is not %d lower-case hex digits", 2*secretBytes))
 	}
-	if !isLowerHex(f[2], 2*macBytes) {
-		return bad(fmt.Sprintf("the mac is not %d lower-case hex digits", 2*macBytes))
-	}
-	t := Token{id: f[0], expires: exp, caHash: parts[1]}
-	mac, _ := hex.DecodeString(f[2])
-	t.mac = [macBytes]byte(mac)
-	return t, nil
-}
-
-// Verify checks that the token was made with this cluster's secret and
-// name, unaltered, and has not expired at now.
-func (t Token) Verify(secret []byte, clusterName string, now time.Time) error {
-	if t.id == "" {
-		return fmt.Errorf("%w: the token is empty", ErrMalformed)
-	}
-	if len(secret) == 0 {
-		return errors.New("cannot verify join token: the cluster secret is empty")
-	}
-	want := t.sum(secret, clusterName)
-	if subtle.ConstantTimeCompare(want[:], t.mac[:]) != 1 {
-		return fmt.Errorf("join token %s: %w", t.id, ErrNotIssued)
-	}
-	if t.expires != 0 && now.Unix() >= t.expires {
-		exp := t.Expires()
-		return fmt.Errorf("join token %s: %w at %s (%s ago); create a new one with `ecom-agent token create` on a control-plane node",
-			t.id, ErrExpired, exp.Format(time.RFC3339), now.Sub(exp).Round(time.Second))
-	}
-	return nil
+	return Token{id: id, secret: sec, caHash: parts[1]}, nil
 }
 
 // ParseCAHash checks a CA hash "sha256:<64 hex>", as an operator may
@@ -263,4 +193,64 @@ func isLowerHex(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// Usage is what a token may be used for.
+type Usage string
+
+// UsageWorker: a worker joins with it (its kubelet and kube-proxy
+// credentials and the gossip key). The only usage so far.
+const UsageWorker Usage = "worker"
+
+// Record is what the cluster keeps of a token.
+type Record struct {
+	ID string `json:"id"`
+	// SecretSHA256 is Token.SecretHash: the secret itself is kept nowhere.
+	SecretSHA256 string    `json:"secret_sha256"`
+	CAHash       string    `json:"ca_hash"`
+	Usages       []Usage   `json:"usages"`
+	Created      time.Time `json:"created"`
+	// Expires is when the token stops being accepted; zero for never.
+	Expires time.Time `json:"expires,omitzero"`
+	// CreatedBy names the node and user that made it; Description is the
+	// operator's note.
+	CreatedBy   string `json:"created_by,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// NewRecord is the record of t for usages, made at now, expiring ttl
+// after it (0: never).
+func NewRecord(t Token, usages []Usage, now time.Time, ttl time.Duration) (Record, error) {
+	if ttl < 0 {
+		return Record{}, fmt.Errorf("join token: ttl %s is negative; use 0 for a token that never expires", ttl)
+	}
+	if len(usages) == 0 {
+		return Record{}, errors.New("join token: no usage")
+	}
+	r := Record{ID: t.id, SecretSHA256: t.SecretHash(), CAHash: t.caHash, Usages: usages, Created: now.UTC().Truncate(time.Second)}
+	if ttl > 0 {
+		r.Expires = now.Add(ttl).UTC().Truncate(time.Second).Add(time.Second)
+	}
+	return r, nil
+}
+
+// Expired reports whether the record's token is no longer accepted at now.
+func (r Record) Expired(now time.Time) bool { return !r.Expires.IsZero() && !now.Before(r.Expires) }
+
+// Check accepts t for usage at now: the record is t's, it allows usage,
+// it has not expired.
+func (r Record) Check(t Token, usage Usage, now time.Time) error {
+	if r.ID != t.id || subtle.ConstantTimeCompare([]byte(r.SecretSHA256), []byte(t.SecretHash())) != 1 {
+		return fmt.Errorf("join token %s: %w", t.id, ErrUnknown)
+	}
+	if r.Expired(now) {
+		return fmt.Errorf("join token %s: %w at %s (%s ago); create a new one with `ecom-agent token create` on a control-plane node",
+			t.id, ErrExpired, r.Expires.Format(time.RFC3339), now.Sub(r.Expires).Round(time.Second))
+	}
+	for _, u := range r.Usages {
+		if u == usage {
+			return nil
+		}
+	}
+	return fmt.Errorf("join token %s: %w: it allows %v, not %q", t.id, ErrUsage, r.Usages, usage)
 }

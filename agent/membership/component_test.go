@@ -78,6 +78,16 @@ func startLoopback(t *testing.T, cfg *config.Config, now func() time.Time) *loop
 // start starts a membership built by the test; the test's cleanup stops it.
 func start(t *testing.T, m *Membership, store *nodestate.Store, root *hostfs.Root, cfg *config.Config) *loopbackNode {
 	t.Helper()
+	if !cfg.IsControlPlane() {
+		// What the worker's join stored.
+		key, err := gossip.DeriveKey([]byte(configtest.TestClusterSecret))
+		if err == nil {
+			err = gossip.WriteKeyFile(root, bootstrap.GossipKeyFile, key)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := m.Start(ctx); err != nil {
 		cancel()
@@ -182,7 +192,7 @@ func TestWaitingNodeAdvertisesItsPhase(t *testing.T) {
 	if n.m.Ready() || n.store.Etcd() != nil {
 		t.Fatalf("ready %v, decision %+v, with one node of three", n.m.Ready(), n.store.Etcd())
 	}
-	if got := n.m.g.LocalMeta(); got.Phase != string(nodestate.PhaseWaiting) || got.Role != config.RoleControlPlane || got.Expect != 3 {
+	if got := n.m.gossip().LocalMeta(); got.Phase != string(nodestate.PhaseWaiting) || got.Role != config.RoleControlPlane || got.Expect != 3 {
 		t.Errorf("advertised %+v, want control-plane waiting-for-peers expecting 3", got)
 	}
 	// The view's own entry follows the metadata once it is broadcast.
@@ -217,8 +227,8 @@ func TestWorkerStepPublishesMeta(t *testing.T) {
 	if !n.m.Ready() {
 		t.Fatal("a worker's membership is not ready before a step")
 	}
-	meta := n.m.g.LocalMeta()
-	if meta.Role != config.RoleWorker || !meta.RPCAddr.IsValid() || meta.Phase != string(nodestate.PhaseStarting) {
+	meta := n.m.gossip().LocalMeta()
+	if meta.Role != config.RoleWorker || meta.RPCAddr.IsValid() || meta.Phase != string(nodestate.PhaseStarting) {
 		t.Errorf("initial metadata %+v", meta)
 	}
 	n.store.Lock()
@@ -227,7 +237,7 @@ func TestWorkerStepPublishesMeta(t *testing.T) {
 	if err := n.m.Step(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := n.m.g.LocalMeta(); got.Phase != string(nodestate.PhaseWorkerWaiting) || got.RPCAddr != meta.RPCAddr {
+	if got := n.m.gossip().LocalMeta(); got.Phase != string(nodestate.PhaseWorkerWaiting) || got.RPCAddr != meta.RPCAddr {
 		t.Errorf("after a step: %+v", got)
 	}
 	if n.store.Etcd() != nil || n.store.Phase() != nodestate.PhaseWorkerWaiting {
@@ -240,30 +250,24 @@ func TestWorkerStepPublishesMeta(t *testing.T) {
 	}
 }
 
-// Stop leaves gossip, so a peer lists the node as left (not dead), closes
-// the RPC endpoint, and may be called again.
+// Stop leaves gossip, so a peer lists the node as left (not dead), and
+// may be called again.
 func TestStopLeavesGossip(t *testing.T) {
 	cp := startLoopback(t, configtest.ControlPlane(t), nil)
 	wcfg := configtest.Worker(t)
-	wcfg.Gossip.Join = []string{cp.m.g.Addr().String()}
+	wcfg.Gossip.Join = []string{cp.m.gossip().Addr().String()}
 	w := startLoopback(t, wcfg, nil)
 	waitFor(t, "the two nodes to see each other", func() bool {
 		a, ok1 := member(cp.m.Members(), "w-1")
 		b, ok2 := member(w.m.Members(), "cp-1")
-		return ok1 && ok2 && a.State == gossip.StateAlive && b.State == gossip.StateAlive && a.Meta.RPCAddr.IsValid()
+		return ok1 && ok2 && a.State == gossip.StateAlive && b.State == gossip.StateAlive
 	})
-	wm, _ := member(cp.m.Members(), "w-1")
-	rpc := wm.Meta.RPCAddr.String()
 
 	w.stop(t)
 	waitFor(t, "the control-plane node to list the worker as left", func() bool {
 		m, ok := member(cp.m.Members(), "w-1")
 		return ok && m.State == gossip.StateLeft
 	})
-	if c, err := net.DialTimeout("tcp", rpc, time.Second); err == nil {
-		_ = c.Close()
-		t.Errorf("the worker's RPC endpoint %s still listens after Stop", rpc)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := w.m.Stop(ctx); err != nil {
@@ -376,35 +380,25 @@ func TestEveryWaitHasItsOwnReason(t *testing.T) {
 func TestListensOnConfiguredLoopbackPorts(t *testing.T) {
 	cfg := configtest.ControlPlane(t)
 	n := startLoopback(t, cfg, nil)
-	if got, want := n.m.g.Addr(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(cfg.Gossip.Port)); got != want {
+	if got, want := n.m.gossip().Addr(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(cfg.Gossip.Port)); got != want {
 		t.Errorf("gossip on %s, want %s", got, want)
 	}
-	if got, want := n.m.g.LocalMeta().RPCAddr.String(), net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Gossip.RPCPort)); got != want {
+	if got, want := n.m.gossip().LocalMeta().RPCAddr.String(), net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Gossip.RPCPort)); got != want {
 		t.Errorf("RPC endpoint advertised %s, want %s", got, want)
 	}
 }
 
-// A worker takes no part in the formation: holding no control-plane
-// key, its RPC endpoint cannot open promise requests and commits, and
-// refuses them unread.
-func TestWorkerRefusesFormationCalls(t *testing.T) {
+// A worker takes no part in the formation: it holds no key of the
+// agents' request channel, and serves no RPC endpoint at all.
+func TestWorkerServesNoRPC(t *testing.T) {
 	w := startLoopback(t, configtest.Worker(t), nil)
-	cfg := configtest.ControlPlane(t)
-	cli, err := peer.NewClient(peer.Options{Secret: cfg.Secret(), ClusterName: cfg.ClusterName, NodeID: uuid.NewString(), NodeName: cfg.NodeName,
-		ControlPlaneSecret: cfg.ControlPlaneSecret(), ControlPlaneMethods: controlPlaneMethods})
-	if err != nil {
-		t.Fatal(err)
+	if a := w.m.gossip().LocalMeta().RPCAddr; a.IsValid() {
+		t.Errorf("a worker advertises an RPC endpoint %s", a)
 	}
-	defer cli.Close()
-	addr := w.m.g.LocalMeta().RPCAddr.String()
-	id := w.store.Snapshot().NodeID
-	for _, method := range []string{methodPromise, methodCommit} {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := cli.CallNode(ctx, addr, id, method, struct{}{}, nil)
-		cancel()
-		if !errors.Is(err, peer.ErrUnauthorized) || !strings.Contains(err.Error(), "the peer holds none (a worker)") {
-			t.Errorf("%s on a worker: %v", method, err)
-		}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(w.cfg.Gossip.RPCPort))
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		_ = c.Close()
+		t.Errorf("something listens on the worker's RPC port %s", addr)
 	}
 	if w.store.Snapshot().Quorum.Commit != nil {
 		t.Error("a worker holds a commit")
@@ -418,7 +412,7 @@ func TestWorkerRefusesFormationCalls(t *testing.T) {
 func TestClusterSecretAloneOpensNoControlPlaneCall(t *testing.T) {
 	cfg := configtest.ControlPlane(t)
 	cp := startLoopback(t, cfg, nil)
-	addr := cp.m.g.LocalMeta().RPCAddr.String()
+	addr := cp.m.gossip().LocalMeta().RPCAddr.String()
 	id := cp.store.Snapshot().NodeID
 	for name, opts := range map[string]peer.Options{
 		// A worker's agent, as shipped.
@@ -532,17 +526,17 @@ func TestImpostorsCannotOrphanACommit(t *testing.T) {
 // a worker gossiping under the name (no control-plane key) cannot.
 func TestStaleRemovalConfirmedByTheHost(t *testing.T) {
 	cp := startLoopback(t, configtest.ControlPlane(t), nil)
-	join := []string{cp.m.g.Addr().String()}
+	join := []string{cp.m.gossip().Addr().String()}
 	cp2cfg := configtest.Parse(t, strings.Replace(configtest.ControlPlaneTOML(t), `node_name = "cp-1"`, `node_name = "cp-2"`, 1))
 	cp2cfg.Gossip.Join = join
 	cp2 := startLoopback(t, cp2cfg, nil)
 	wcfg := configtest.Worker(t)
 	wcfg.Gossip.Join = join
 	w := startLoopback(t, wcfg, nil)
-	waitFor(t, "cp-1 to see cp-2 and w-1 with their RPC addresses", func() bool {
+	waitFor(t, "cp-1 to see cp-2 with its RPC address, and w-1", func() bool {
 		a, ok1 := member(cp.m.Members(), "cp-2")
-		b, ok2 := member(cp.m.Members(), "w-1")
-		return ok1 && ok2 && a.Meta.RPCAddr.IsValid() && b.Meta.RPCAddr.IsValid()
+		_, ok2 := member(cp.m.Members(), "w-1")
+		return ok1 && ok2 && a.Meta.RPCAddr.IsValid()
 	})
 	ctx := context.Background()
 	host := func(n *loopbackNode, name string) quorum.Member {

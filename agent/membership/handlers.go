@@ -14,7 +14,7 @@ import (
 
 // peersNow is this node's gossip view as the quorum protocol reads it.
 func (m *Membership) peersNow() []quorum.Peer {
-	peers := quorumPeers(m.cfg, m.g.Members())
+	peers := quorumPeers(m.cfg, m.Members())
 	if f := m.hooks.ViewFilter; f != nil {
 		peers = f(peers)
 	}

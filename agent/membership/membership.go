@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/agent/component"
@@ -80,8 +82,10 @@ type Membership struct {
 	etcd   etcdclient.Shared
 	cond   *component.Condition
 
-	// g is set once by Start.
-	g        *gossip.Gossip
+	// gp is set once: by Start, or on a worker by the first Step after
+	// it was given its gossip key.
+	gp       atomic.Pointer[gossip.Gossip]
+	runCtx   context.Context
 	stopOnce sync.Once
 	// wg tracks every goroutine membership starts: Stop waits for them.
 	wg     sync.WaitGroup
@@ -184,6 +188,12 @@ func New(deps Deps) (*Membership, error) {
 		changes: map[string]int{},
 	}
 	m.memberList = m.peersMemberList
+	if !deps.Config.IsControlPlane() {
+		// A worker holds no key of the agents' request channel: it
+		// serves no method and calls none (its credentials come from
+		// the join endpoint).
+		return m, nil
+	}
 	opts := peer.Options{
 		Secret: deps.Config.Secret(), ClusterName: deps.Config.ClusterName, NodeID: deps.Store.Snapshot().NodeID,
 		NodeName: deps.Config.NodeName, Log: deps.Log.With("component", "rpc"),
@@ -204,7 +214,7 @@ func New(deps Deps) (*Membership, error) {
 	m.srv.Handle(methodState, m.handleState)
 	// A phase change is news for the peers at once.
 	deps.Store.OnPhase(func(nodestate.Phase) {
-		if m.g != nil {
+		if m.gossip() != nil {
 			m.publishMeta()
 		}
 	})
@@ -224,10 +234,27 @@ func (m *Membership) Handle(method string, h peer.HandlerFunc) { m.srv.Handle(me
 func (m *Membership) Client() *peer.Client { return m.cli }
 
 // Members is the gossip view.
-func (m *Membership) Members() []gossip.Member { return m.g.Members() }
+func (m *Membership) Members() []gossip.Member {
+	if g := m.gossip(); g != nil {
+		return g.Members()
+	}
+	return nil
+}
 
-// Start serves the RPC endpoint and joins gossip. ctx bounds both.
+// gossip is the node's gossip, nil on a worker that has not joined yet.
+func (m *Membership) gossip() *gossip.Gossip { return m.gp.Load() }
+
+// Start serves the RPC endpoint and joins gossip. ctx bounds both. A
+// worker serves no RPC endpoint, and joins gossip once it holds the
+// gossip key its join gave it: now if it has it, else in a later Step.
 func (m *Membership) Start(ctx context.Context) error {
+	m.runCtx = ctx
+	m.store.Lock()
+	meta := m.metaLocked()
+	m.store.Unlock()
+	if !m.cfg.IsControlPlane() {
+		return m.startWorkerGossip()
+	}
 	cfg := m.cfg
 	rpcAddr := netip.AddrPortFrom(cfg.AdvertiseAddress, uint16(cfg.Gossip.RPCPort))
 	ln, err := m.srv.Listen(rpcAddr.String())
@@ -239,21 +266,47 @@ func (m *Membership) Start(ctx context.Context) error {
 			m.log.Error("agent RPC endpoint stopped", "err", err)
 		}
 	})
+	meta.RPCAddr = netip.AddrPortFrom(cfg.AdvertiseAddress, uint16(ln.Addr().(*net.TCPAddr).Port))
+	key, err := gossip.DeriveKey(cfg.Secret())
+	if err == nil {
+		err = m.startGossip(key, meta)
+	}
+	if err != nil {
+		_ = ln.Close()
+	}
+	return err
+}
 
+// startWorkerGossip joins gossip with the key the worker's join stored,
+// if it is there yet.
+func (m *Membership) startWorkerGossip() error {
+	key, err := gossip.ReadKeyFile(m.root, bootstrap.GossipKeyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The worker-credentials component says what the worker
+		// waits for.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	m.store.Lock()
 	meta := m.metaLocked()
 	m.store.Unlock()
-	meta.RPCAddr = netip.AddrPortFrom(cfg.AdvertiseAddress, uint16(ln.Addr().(*net.TCPAddr).Port))
+	return m.startGossip(key, meta)
+}
+
+// startGossip joins gossip with key.
+func (m *Membership) startGossip(key gossip.Key, meta gossip.Meta) error {
+	ctx, cfg := m.runCtx, m.cfg
 	g, err := gossip.New(gossip.Config{
-		NodeName: cfg.NodeName, ClusterName: cfg.ClusterName, Secret: cfg.ClusterSecret,
+		NodeName: cfg.NodeName, ClusterName: cfg.ClusterName, Key: key,
 		AdvertiseAddr: cfg.AdvertiseAddress, Port: cfg.Gossip.Port, Join: cfg.Gossip.Join,
 		Meta: meta, Logger: m.log.With("component", "gossip"), Fast: m.fast,
 	})
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	m.g = g
+	m.gp.Store(g)
 	m.joined = m.now()
 	m.wg.Go(func() { g.Run(ctx) })
 	changed, cancel := g.Subscribe()
@@ -275,13 +328,15 @@ func (m *Membership) Start(ctx context.Context) error {
 // failure, and closes the clients. Only the first call does anything.
 func (m *Membership) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() {
-		if m.g != nil {
-			if err := m.g.Leave(3 * time.Second); err != nil {
+		if m.gossip() != nil {
+			if err := m.gossip().Leave(3 * time.Second); err != nil {
 				m.log.Warn("leave gossip", "err", err)
 			}
-			_ = m.g.Shutdown()
+			_ = m.gossip().Shutdown()
 		}
-		m.cli.Close()
+		if m.cli != nil {
+			m.cli.Close()
+		}
 		m.etcd.Close()
 	})
 	// Every goroutine ends with the daemon's context or its own timeout.
@@ -300,6 +355,9 @@ func (m *Membership) Stop(ctx context.Context) error {
 // upkeep of a running member; on a worker, its gossip metadata.
 func (m *Membership) Step(ctx context.Context) error {
 	if !m.cfg.IsControlPlane() {
+		if m.gossip() == nil {
+			return m.startWorkerGossip()
+		}
 		m.publishMeta()
 		return nil
 	}
@@ -339,9 +397,9 @@ func (m *Membership) Wakeups() <-chan struct{} { return m.wake }
 // Report fills in the gossip view, the reconciler's alert and what
 // formation waits for.
 func (m *Membership) Report(s *status.Status) {
-	if m.g != nil {
-		s.Gossip = gossipMembers(m.g.Members())
-		if err := m.g.JoinError(); err != nil {
+	if m.gossip() != nil {
+		s.Gossip = gossipMembers(m.gossip().Members())
+		if err := m.gossip().JoinError(); err != nil {
 			s.GossipError = err.Error()
 			s.Refused = s.Refused || errors.Is(err, gossip.ErrNotAccepted)
 		}
@@ -428,12 +486,12 @@ func (m *Membership) publishMeta() {
 	m.store.Lock()
 	meta := m.metaLocked()
 	m.store.Unlock()
-	cur := m.g.LocalMeta()
+	cur := m.gossip().LocalMeta()
 	if cur.NodeID == meta.NodeID && cur.Phase == meta.Phase && cur.CommitID == meta.CommitID &&
 		cur.HasEtcdData == meta.HasEtcdData && cur.EtcdClusterID == meta.EtcdClusterID {
 		return
 	}
-	if err := m.g.SetLocalMeta(func(g *gossip.Meta) {
+	if err := m.gossip().SetLocalMeta(func(g *gossip.Meta) {
 		g.NodeID, g.Phase, g.CommitID, g.HasEtcdData, g.EtcdClusterID = meta.NodeID, meta.Phase, meta.CommitID, meta.HasEtcdData, meta.EtcdClusterID
 	}); err != nil {
 		m.log.Warn("update gossip metadata", "err", err)
@@ -476,7 +534,7 @@ func (m *Membership) saveQuorumLocked(st quorum.State) error {
 
 // call makes an RPC to a node by ID, found in the gossip view.
 func (m *Membership) call(ctx context.Context, id quorum.NodeID, method string, req, resp any) error {
-	addr, _, ok := rpcAddrOf(m.g.Members(), id)
+	addr, _, ok := rpcAddrOf(m.gossip().Members(), id)
 	if !ok {
 		return fmt.Errorf("node %s is not in the gossip view (or advertises no RPC address)", id)
 	}

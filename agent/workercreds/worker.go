@@ -16,21 +16,19 @@ import (
 	"time"
 
 	"github.com/ecom-platform/ecom-agent/agent/component"
+	"github.com/ecom-platform/ecom-agent/agent/joinserver"
 	"github.com/ecom-platform/ecom-agent/apilb"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/nodecheck"
-	"github.com/ecom-platform/ecom-agent/peer"
 	"github.com/ecom-platform/ecom-agent/pki"
 	"github.com/ecom-platform/ecom-agent/status"
 	"github.com/ecom-platform/ecom-agent/token"
 	"github.com/ecom-platform/ecom-agent/units"
 )
 
-// restartWorkerUnits restarts the kubelet and kube-proxy after their
-// credentials were renewed, if they run.
 func (w *Worker) restartUnits(ctx context.Context) {
 	for _, name := range []string{bootstrap.KubeletUnit, bootstrap.KubeProxyUnit} {
 		sctx, cancel := context.WithTimeout(ctx, units.JobWait)
@@ -45,8 +43,6 @@ func (w *Worker) restartUnits(ctx context.Context) {
 	}
 }
 
-// workerCredentialsValid reports whether the worker has its kubelet and
-// kube-proxy credentials, unexpired and outside the renewal window.
 func (w *Worker) credentialsValid() bool {
 	for _, p := range []string{bootstrap.KubeletClientCert, bootstrap.KubeProxyClientCert} {
 		data, err := w.d.Root.ReadFile(p)
@@ -66,9 +62,6 @@ func (w *Worker) credentialsValid() bool {
 	return ok
 }
 
-// fetchWorkerCredentials asks the control-plane agents in turn, until one
-// answers, to sign this worker's kubelet and kube-proxy keys, then writes
-// the CA certificate, the two identities and their kubeconfigs.
 func (w *Worker) fetch(ctx context.Context) error {
 	cfg := w.d.Config
 	opts := bootstrap.PKIOptions(cfg)
@@ -80,48 +73,44 @@ func (w *Worker) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := nodeCertsRequest{KubeletCSR: kubeletCSR, ProxyCSR: proxyCSR}
-	if current, err := w.d.Root.ReadFile(bootstrap.KubeletClientCert); err == nil {
-		if err := prove(&req, current); err != nil {
-			w.d.Log.Warn("cannot prove this worker's current kubelet credentials; asking as a new node", "err", err)
-		}
+	req := joinserver.WorkerRequest{NodeName: cfg.NodeName, KubeletCSR: kubeletCSR, ProxyCSR: proxyCSR}
+	auth, err := w.credentials()
+	if err != nil {
+		return err
 	}
 	var errs []error
-	for _, m := range controlPlaneMembers(w.d.Members()) {
-		var resp nodeCertsResponse
+	for _, addr := range joinServers(cfg, w.d.Members()) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		sent := w.d.Now()
-		err := w.d.Client.Call(cctx, m.Meta.RPCAddr.String(), MethodNodeCerts, req, &resp)
+		resp, err := call(cctx, addr, auth, req)
 		cancel()
 		if err != nil {
-			// A clock off by more than the RPC's replay window is
-			// refused there, with the skew named.
-			errs = append(errs, fmt.Errorf("%s: %w", m.Name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
-		// Within the window, a skew still worth an operator's look:
-		// certificates are back-dated 5 minutes, expiry checks are not.
+		// Certificates are back-dated 5 minutes, expiry checks are
+		// not: a skew is worth an operator's look.
 		local := sent.Add(w.d.Now().Sub(sent) / 2)
-		for _, f := range nodecheck.ClockSkew(local, map[string]time.Time{m.Name: resp.Now}, clockSkewWarning) {
+		for _, f := range nodecheck.ClockSkew(local, map[string]time.Time{addr: resp.Now}, clockSkewWarning) {
 			w.d.Log.Warn("clock skew", "problem", f.Problem, "fix", f.Fix)
 		}
 		return w.install(resp, kubeletKey, proxyKey)
 	}
-	if len(errs) == 0 {
-		return errors.New("no control-plane agent in the gossip view yet")
-	}
 	return fmt.Errorf("no control-plane agent signed this worker's certificates: %w", errors.Join(errs...))
 }
 
-func (w *Worker) install(resp nodeCertsResponse, kubeletKey, proxyKey []byte) error {
+func (w *Worker) install(resp joinserver.WorkerResponse, kubeletKey, proxyKey []byte) error {
 	cfg := w.d.Config
 	root := w.d.Root
 	ca, err := pki.ParseCertPEM(resp.CACert)
 	if err != nil {
 		return fmt.Errorf("the cluster CA a control-plane agent sent: %w", err)
 	}
+	if len(resp.GossipKey) != gossip.KeySize {
+		return fmt.Errorf("the gossip key a control-plane agent sent is %d bytes, not %d", len(resp.GossipKey), gossip.KeySize)
+	}
 	// The first CA this node is given is pinned; another one later means
-	// another cluster (or an attacker with the secret) and is refused.
+	// another cluster and is refused.
 	if _, err := token.NewPin(root, "").CheckCert(resp.CACert); err != nil {
 		return err
 	}
@@ -172,12 +161,24 @@ func (w *Worker) install(resp nodeCertsResponse, kubeletKey, proxyKey []byte) er
 			return err
 		}
 	}
+	if err := gossip.WriteKeyFile(root, bootstrap.GossipKeyFile, resp.GossipKey); err != nil {
+		return fmt.Errorf("the gossip key a control-plane agent sent: %w", err)
+	}
 	w.d.Log.Info("installed this worker's kubelet and kube-proxy credentials", "ca", ca.Subject.CommonName, "expires", ca.NotAfter)
 	return nil
 }
 
-// controlPlaneMembers lists the alive control-plane agents that advertise
-// an RPC address, in name order.
+func joinServers(cfg *config.Config, ms []gossip.Member) []string {
+	out := cfg.JoinServerAddrs()
+	for _, m := range controlPlaneMembers(ms) {
+		a := joinserver.ServerAddr(m.Meta.RPCAddr.Addr(), cfg.Join.Port)
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func controlPlaneMembers(ms []gossip.Member) []gossip.Member {
 	var out []gossip.Member
 	for _, m := range ms {
@@ -189,8 +190,6 @@ func controlPlaneMembers(ms []gossip.Member) []gossip.Member {
 	return out
 }
 
-// apiEndpoints are the API servers the load balancer spreads to: every
-// control-plane member's advertise address at the API server port.
 func apiEndpoints(ms []gossip.Member, port int) []string {
 	var eps []string
 	for _, m := range controlPlaneMembers(ms) {
@@ -199,9 +198,6 @@ func apiEndpoints(ms []gossip.Member, port int) []string {
 	return eps
 }
 
-// workerHealthTLS is the load balancer's probe identity: the kubelet's
-// current client certificate (re-read on every probe, so a rotation is
-// picked up) and the pinned cluster CA.
 func (w *Worker) healthTLS() (*tls.Config, error) {
 	caPEM, err := w.d.Root.ReadFile(bootstrap.PKIDir + "/ca.crt")
 	if err != nil {
@@ -225,35 +221,25 @@ func (w *Worker) healthTLS() (*tls.Config, error) {
 	}, nil
 }
 
-// Name is the worker component's name.
 const Name = "worker-credentials"
 
-// renewCheckInterval is how often a worker checks whether its
-// credentials are inside the renewal window.
 const renewCheckInterval = time.Hour
 
-// Systemd is what the worker component asks of systemd: it restarts the
-// kubelet and kube-proxy after renewing their credentials.
 type Systemd interface {
 	Status(ctx context.Context, name string) (units.UnitStatus, error)
 	Restart(ctx context.Context, name string) error
 }
 
-// Deps is what the worker component is built from.
 type Deps struct {
 	Config  *config.Config
 	Root    *hostfs.Root
 	Log     *slog.Logger
 	Systemd Systemd
 	Now     func() time.Time
-	// Members is the gossip view; Client the agents' RPC client.
+	// Members is the gossip view.
 	Members func() []gossip.Member
-	Client  *peer.Client
 }
 
-// Worker gets a worker's credentials from a control-plane agent, renews
-// them, and keeps the API load balancer's endpoints in step with the
-// gossip view.
 type Worker struct {
 	d    Deps
 	cond *component.Condition
@@ -275,7 +261,6 @@ var (
 	_ component.Reporter  = (*Worker)(nil)
 )
 
-// New returns the component.
 func New(d Deps) *Worker {
 	if d.Now == nil {
 		d.Now = time.Now
@@ -283,14 +268,8 @@ func New(d Deps) *Worker {
 	return &Worker{d: d, cond: component.NewCondition(Name)}
 }
 
-// Name names the component.
 func (w *Worker) Name() string { return Name }
 
-// Step gets the worker's credentials (again, hourly, when inside the
-// renewal window: the kubelet also rotates its own client certificate
-// through the CSR API; kube-proxy's is the agent's job), then starts the
-// API load balancer and feeds it the control-plane nodes of the gossip
-// view.
 func (w *Worker) Step(ctx context.Context) error {
 	now := w.d.Now()
 	w.mu.Lock()
@@ -343,7 +322,6 @@ func (w *Worker) Step(ctx context.Context) error {
 	return nil
 }
 
-// loadBalancer starts the API load balancer once.
 func (w *Worker) loadBalancer(ctx context.Context) (*apilb.LB, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -374,18 +352,14 @@ func (w *Worker) loadBalancer(ctx context.Context) (*apilb.LB, error) {
 	return lb, nil
 }
 
-// Ready reports whether the worker has its credentials and a control
-// plane to talk to through the load balancer.
 func (w *Worker) Ready() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.ready
 }
 
-// Report adds what the worker waits for.
 func (w *Worker) Report(s *status.Status) { w.cond.Report(s) }
 
-// LoadBalancer is the API load balancer's state (nil before it runs).
 func (w *Worker) LoadBalancer() []apilb.EndpointStatus {
 	w.mu.Lock()
 	lb := w.lb
@@ -396,7 +370,6 @@ func (w *Worker) LoadBalancer() []apilb.EndpointStatus {
 	return lb.Status()
 }
 
-// Stop stops the API load balancer and waits for it.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	cancel, done := w.stopLB, w.lbDone

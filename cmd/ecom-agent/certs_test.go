@@ -123,7 +123,7 @@ func TestCheckExpirationMissingCertificatesFail(t *testing.T) {
 	// A worker that has not joined misses the CA's, its kubelet's and its
 	// kube-proxy's.
 	worker := writeConfig(t, "cluster_name = \"shop-test\"\nrole = \"worker\"\nnode_name = \"w-1\"\nadvertise_address = \"10.77.0.21\"\n"+
-		"cluster_secret = \"test-secret-0123456789abcdef0123456789\"\n")
+		"[join]\ntoken = \"EA1::sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef::0123456789ab.0123456789abcdef0123456789abcdef\"\nservers = [\"10.77.0.11\"]\n")
 	code, out, errOut = runCLI(t, "certs", "check-expiration", "--config", worker, "--root", t.TempDir())
 	if code != exitFailure || strings.Count(out, "MISSING") != 4 || !strings.Contains(out, "/var/lib/kube-proxy/client.pem") || strings.Contains(out, "etcd/") {
 		t.Errorf("worker: exit %d\n%s%s", code, out, errOut)

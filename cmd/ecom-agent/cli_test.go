@@ -23,7 +23,7 @@ func TestUnknownSubcommandIsAUsageError(t *testing.T) {
 	}{
 		{[]string{"certs", "check-expiry"}, `unknown command "check-expiry" for "ecom-agent certs"; did you mean check-expiration?`},
 		{[]string{"certs", "renw"}, "did you mean renew?"},
-		{[]string{"token", "lst"}, `unknown command "lst" for "ecom-agent token"; its commands are create or verify`},
+		{[]string{"token", "lst"}, `unknown command "lst" for "ecom-agent token"; did you mean list?`},
 		{[]string{"help", "nope"}, `unknown command "nope" for "ecom-agent"`},
 		{[]string{"help", "certs", "check-expiry"}, "did you mean check-expiration?"},
 		{[]string{"completion", "tcsh"}, `unknown command "tcsh" for "ecom-agent completion"; its commands are bash, fish, powershell or zsh`},
@@ -145,14 +145,13 @@ func TestExitCodesAreDistinctAndDocumented(t *testing.T) {
 	}
 }
 
-// token create must not promise a way in that does not exist yet.
-func TestTokenHelpDoesNotClaimJoining(t *testing.T) {
-	for _, args := range [][]string{{"token", "--help"}, {"token", "create", "--help"}} {
-		_, out, _ := runCLI(t, args...)
-		out = strings.Join(strings.Fields(out), " ")
-		if strings.Contains(out, "lets a node join") || strings.Contains(out, "without the cluster secret") ||
-			!strings.Contains(out, "join with the cluster secret") {
-			t.Errorf("%v:\n%s", args, out)
+// token's help says how a worker joins with one.
+func TestTokenHelpSaysHowWorkersJoin(t *testing.T) {
+	_, out, _ := runCLI(t, "token", "--help")
+	out = strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"join.token_file", "chmod 600", "it never holds the cluster secret", "create", "list", "delete"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("token --help lacks %q:\n%s", want, out)
 		}
 	}
 }

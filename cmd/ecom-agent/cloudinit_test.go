@@ -54,7 +54,7 @@ func TestCloudInitExample(t *testing.T) {
 			if err := os.WriteFile(p, []byte(content), mode); err != nil {
 				t.Fatal(err)
 			}
-			_, err := config.Parse([]byte("cluster_name = \"x\"\nrole = \"worker\"\nnode_name = \"w\"\nadvertise_address = \"10.0.0.9\"\ncluster_secret_file = \"/etc/ecom-agent/cluster-secret\"\n"),
+			_, err := config.Parse([]byte("cluster_name = \"x\"\nrole = \"control-plane\"\nnode_name = \"w\"\nadvertise_address = \"10.0.0.9\"\ncluster_secret_file = \"/etc/ecom-agent/cluster-secret\"\n"),
 				"c.toml", config.LoadOptions{Root: root})
 			if err == nil || !strings.Contains(err.Error(), "placeholder") {
 				t.Errorf("the placeholder secret is accepted: %v", err)

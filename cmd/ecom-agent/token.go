@@ -1,16 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/etcdclient"
 	"github.com/ecom-platform/ecom-agent/hostfs"
 	"github.com/ecom-platform/ecom-agent/pki"
 	"github.com/ecom-platform/ecom-agent/token"
@@ -23,61 +24,82 @@ const defaultTokenTTL = 24 * time.Hour
 func (c *cli) tokenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Create and check join tokens (not yet a way to join: nodes join with the cluster secret)",
-		Long: `A join token names this cluster and pins its CA, like kubeadm's
---discovery-token-ca-cert-hash, and expires by itself:
+		Short: "Create, list and delete the tokens workers join with",
+		Long: `A join token lets one worker join: it pins this cluster's CA, like
+kubeadm's --discovery-token-ca-cert-hash, and names a record in the
+cluster's token list (in etcd) that the control-plane agents check:
 
-  EA1::sha256:<CA public key hash>::<id>.<expiry>.<mac>
+  EA1::sha256:<CA public key hash>::<id>.<secret>
 
-No command accepts a token to join yet: nodes, workers included, join with
-the cluster secret in their config (docs/security.md says what that allows
-and what is still open). Today a token only lets a holder of the
-cluster secret check, with token verify, that a CA hash is this cluster's.
+Put it in the worker's /etc/ecom-agent/join-token (chmod 600) and name that
+file in its config (join.token_file). The worker presents it once, to get
+its kubelet and kube-proxy certificates and the gossip key, and its
+kubelet certificate afterwards; it never holds the cluster secret.
 
-Any node holding the cluster secret creates and verifies tokens; no list of
-tokens is stored. A token cannot be revoked on its own: it stays valid until
-it expires or the cluster secret changes.`,
+Run these commands on a control-plane node of a formed cluster: they talk
+to its etcd member. A token is accepted until it expires or is deleted.`,
 	}
-	cmd.AddCommand(c.tokenCreateCommand(), c.tokenVerifyCommand())
+	cmd.AddCommand(c.tokenCreateCommand(), c.tokenListCommand(), c.tokenDeleteCommand())
 	return cmd
 }
 
-// tokenJSON is `token create -o json`.
+// openTokenStore connects to the local etcd member's token list; tests
+// point it at their own etcd.
+var openTokenStore = func(root *hostfs.Root, cfg *config.Config) (*token.Store, func(), error) {
+	if !cfg.IsControlPlane() {
+		return nil, nil, errors.New("join tokens live in etcd: run this on a control-plane node")
+	}
+	cli, err := etcdclient.Local(root, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to this node's etcd member: %w", err)
+	}
+	return token.NewStore(cli), func() { _ = cli.Close() }, nil
+}
+
+// tokenJSON is a token, or a record, as create and list print it.
 type tokenJSON struct {
-	Token       string     `json:"token"`
-	ID          string     `json:"id"`
-	ClusterName string     `json:"cluster_name"`
-	CAHash      string     `json:"ca_hash"`
-	Expires     *time.Time `json:"expires"` // null: never
+	Token       string        `json:"token,omitempty"`
+	ID          string        `json:"id"`
+	ClusterName string        `json:"cluster_name"`
+	CAHash      string        `json:"ca_hash"`
+	Usages      []token.Usage `json:"usages"`
+	Created     time.Time     `json:"created"`
+	Expires     *time.Time    `json:"expires"` // null: never
+	Expired     bool          `json:"expired"`
+	CreatedBy   string        `json:"created_by,omitempty"`
+	Description string        `json:"description,omitempty"`
+}
+
+func recordJSON(cfg *config.Config, r token.Record, now time.Time) tokenJSON {
+	out := tokenJSON{ID: r.ID, ClusterName: cfg.ClusterName, CAHash: r.CAHash, Usages: r.Usages, Created: r.Created,
+		Expired: r.Expired(now), CreatedBy: r.CreatedBy, Description: r.Description}
+	if !r.Expires.IsZero() {
+		exp := r.Expires
+		out.Expires = &exp
+	}
+	return out
 }
 
 func (c *cli) tokenCreateCommand() *cobra.Command {
-	var rootDir, output string
+	var rootDir, output, description string
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "create",
-		Short: "Print a new token for this cluster (no command accepts it to join yet)",
-		Long: `create prints a new token on stdout: this cluster's name and CA hash, an
-expiry, and a MAC made with the cluster secret. It needs the cluster secret
-(from the config) and the cluster CA certificate, so run it on a
-control-plane node of a formed cluster. Nothing is stored: token verify, on
-any node with the cluster secret, accepts the token until it expires.
-
-A token does not let a node join: no command takes one yet, and workers
-join with the cluster secret (see docs/security.md).`,
-		Example: "  ecom-agent token create --ttl 2h\n  ecom-agent token create -o json",
+		Short: "Print a new worker join token and add it to the cluster's list",
+		Long: `create makes a token pinning this cluster's CA, adds its record (its id,
+the SHA-256 of its secret, its expiry, never the secret) to the cluster's
+token list in etcd, and prints the token on stdout, alone on its line.
+Any control-plane agent accepts it from then on, until it expires or
+token delete removes it.`,
+		Example: "  ecom-agent token create --ttl 2h --description 'rack 4 workers' > join-token\n  ecom-agent token create -o json",
 		Args:    usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < 0 {
 				return usageError{fmt.Errorf("--ttl %s: must not be negative; 0 means the token never expires", ttl)}
 			}
-			cfg, err := c.loadConfig()
+			cfg, root, err := c.tokenSetup(rootDir)
 			if err != nil {
 				return err
-			}
-			root, err := hostfs.New(rootDir)
-			if err != nil {
-				return usageError{fmt.Errorf("--root: %w", err)}
 			}
 			hash, err := clusterCAHash(root)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -87,19 +109,33 @@ join with the cluster secret (see docs/security.md).`,
 			if err != nil {
 				return err
 			}
-			tok, err := token.New(cfg.Secret(), cfg.ClusterName, hash, ttl, time.Now())
+			tok, err := token.New(hash)
 			if err != nil {
 				return err
 			}
+			now := time.Now()
+			rec, err := token.NewRecord(tok, []token.Usage{token.UsageWorker}, now, ttl)
+			if err != nil {
+				return err
+			}
+			rec.CreatedBy, rec.Description = cfg.NodeName, description
+			store, closeStore, err := openTokenStore(root, cfg)
+			if err != nil {
+				return withCode(exitFailure, err)
+			}
+			defer closeStore()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			defer cancel()
+			if err := store.Add(ctx, rec); err != nil {
+				return withCode(exitFailure, err)
+			}
 			if ttl == 0 {
-				fmt.Fprintf(c.stderr, "warning: token %s never expires; it stays valid until the cluster secret changes. "+
-					"Prefer a --ttl such as 24h\n", tok.ID())
+				fmt.Fprintf(c.stderr, "warning: token %s never expires; it stays valid until `ecom-agent token delete %s`. "+
+					"Prefer a --ttl such as 24h\n", tok.ID(), tok.ID())
 			}
 			if output != outTable {
-				out := tokenJSON{Token: tok.String(), ID: tok.ID(), ClusterName: cfg.ClusterName, CAHash: tok.CAHash()}
-				if exp := tok.Expires(); !exp.IsZero() {
-					out.Expires = &exp
-				}
+				out := recordJSON(cfg, rec, now)
+				out.Token = tok.String()
 				return writeDocument(c.stdout, out, output)
 			}
 			fmt.Fprintln(c.stdout, tok.String())
@@ -107,54 +143,126 @@ join with the cluster secret (see docs/security.md).`,
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", defaultTokenTTL, "how long the token is accepted; 0 for never (not recommended)")
+	cmd.Flags().StringVar(&description, "description", "", "a note kept with the token, shown by token list")
 	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
 	addOutputFlag(cmd, &output)
 	return cmd
 }
 
-func (c *cli) tokenVerifyCommand() *cobra.Command {
-	var rootDir string
+func (c *cli) tokenListCommand() *cobra.Command {
+	var rootDir, output string
 	cmd := &cobra.Command{
-		Use:   "verify TOKEN|-",
-		Short: "Check that a join token was issued by this cluster and has not expired; exit 0 valid, 1 invalid",
-		Long: `verify checks a join token with this node's cluster secret and cluster
-name, and, when this node has the cluster CA, that the token pins it. With
-"-" the token is read from stdin, which keeps it out of the process list
-and the shell history. Exit codes: 0 valid, 1 invalid (the reason is on
-stderr), 78 invalid config.`,
-		Args: usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := c.loadConfig()
+		Use:   "list",
+		Short: "List the cluster's join tokens (ids, never secrets)",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, root, err := c.tokenSetup(rootDir)
 			if err != nil {
 				return err
 			}
-			root, err := hostfs.New(rootDir)
-			if err != nil {
-				return usageError{fmt.Errorf("--root: %w", err)}
-			}
-			s := args[0]
-			if s == "-" {
-				data, err := io.ReadAll(io.LimitReader(c.stdin, 4096))
-				if err != nil {
-					return fmt.Errorf("read the token from stdin: %w", err)
-				}
-				s = string(data)
-			}
-			now := time.Now()
-			tok, err := checkToken(cfg, root, s, now)
+			store, closeStore, err := openTokenStore(root, cfg)
 			if err != nil {
 				return withCode(exitFailure, err)
 			}
-			expiry := "never expires"
-			if exp := tok.Expires(); !exp.IsZero() {
-				expiry = fmt.Sprintf("expires %s (in %s)", exp.Format(time.RFC3339), exp.Sub(now).Round(time.Second))
+			defer closeStore()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			defer cancel()
+			recs, err := store.List(ctx)
+			if err != nil && len(recs) == 0 {
+				return withCode(exitFailure, err)
 			}
-			fmt.Fprintf(c.stdout, "valid: token %s of cluster %s, pins CA %s, %s\n", tok.ID(), cfg.ClusterName, tok.CAHash(), expiry)
+			now := time.Now()
+			if output != outTable {
+				out := make([]tokenJSON, 0, len(recs))
+				for _, r := range recs {
+					out = append(out, recordJSON(cfg, r, now))
+				}
+				if werr := writeDocument(c.stdout, out, output); werr != nil {
+					return werr
+				}
+			} else {
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tUSAGES\tEXPIRES\tCREATED\tBY\tDESCRIPTION")
+				for _, r := range recs {
+					exp := "never"
+					switch {
+					case r.Expired(now):
+						exp = "expired " + r.Expires.Format(time.RFC3339)
+					case !r.Expires.IsZero():
+						exp = fmt.Sprintf("%s (in %s)", r.Expires.Format(time.RFC3339), r.Expires.Sub(now).Round(time.Minute))
+					}
+					fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\n", r.ID, r.Usages, exp, r.Created.Format(time.RFC3339), orDash(r.CreatedBy), orDash(r.Description))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if err != nil {
+				return withCode(exitFailure, fmt.Errorf("some records could not be read: %w", err))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func (c *cli) tokenDeleteCommand() *cobra.Command {
+	var rootDir string
+	cmd := &cobra.Command{
+		Use:   "delete ID...",
+		Short: "Delete join tokens: no agent accepts them from then on",
+		Long: `delete removes tokens from the cluster's list by id (token list shows
+them; the id is the part before the dot, or a whole token). Workers that
+joined with a token keep their credentials: they renew them with their
+kubelet certificate.`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, root, err := c.tokenSetup(rootDir)
+			if err != nil {
+				return err
+			}
+			store, closeStore, err := openTokenStore(root, cfg)
+			if err != nil {
+				return withCode(exitFailure, err)
+			}
+			defer closeStore()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			defer cancel()
+			var errs []error
+			for _, a := range args {
+				id := a
+				if tok, err := token.Parse(a); err == nil {
+					id = tok.ID()
+				}
+				if err := store.Delete(ctx, id); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(c.stdout, "deleted join token %s\n", id)
+			}
+			if len(errs) > 0 {
+				return withCode(exitFailure, errors.Join(errs...))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
 	return cmd
+}
+
+// tokenSetup loads the config and the host root of a token command.
+func (c *cli) tokenSetup(rootDir string) (*config.Config, *hostfs.Root, error) {
+	cfg, err := c.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := hostfs.New(rootDir)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("--root: %w", err)}
+	}
+	return cfg, root, nil
 }
 
 // usageArgs makes a wrong number of arguments a usage error (exit 64), as
@@ -166,29 +274,6 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// checkToken parses and verifies a token, and checks its CA hash against
-// this node's cluster CA when there is one.
-func checkToken(cfg *config.Config, root *hostfs.Root, s string, now time.Time) (token.Token, error) {
-	tok, err := token.Parse(s)
-	if err != nil {
-		return tok, err
-	}
-	if err := tok.Verify(cfg.Secret(), cfg.ClusterName, now); err != nil {
-		return tok, err
-	}
-	hash, err := clusterCAHash(root)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return tok, nil // nothing to compare with: the MAC vouches for the hash
-	case err != nil:
-		return tok, err
-	case !strings.EqualFold(hash, tok.CAHash()):
-		return tok, fmt.Errorf("join token %s pins CA %s but this node's cluster CA is %s; "+
-			"it was created before the CA was replaced, or by another cluster sharing this secret and name", tok.ID(), tok.CAHash(), hash)
-	}
-	return tok, nil
 }
 
 // clusterCAHash returns the hash of this node's cluster CA certificate,

@@ -24,6 +24,13 @@ func Parse(t testing.TB, toml string) *config.Config {
 		t.Fatal(err)
 	}
 	cfg.AdvertiseAddress = netip.MustParseAddr("127.0.0.1")
+	if cfg.Role == config.RoleWorker {
+		// A worker asks, and gossips with, loopback only.
+		cfg.Join.Servers = []string{"127.0.0.1"}
+		if len(cfg.Gossip.Join) == 1 && cfg.Gossip.Join[0] == "10.77.0.11" {
+			cfg.Gossip.Join = []string{"127.0.0.1"}
+		}
+	}
 	return cfg
 }
 
@@ -36,7 +43,7 @@ cluster_name = "shop-test"
 role = "control-plane"
 node_name = "cp-1"
 advertise_address = "10.77.0.11"
-cluster_secret = "test-secret-0123456789abcdef0123456789"
+cluster_secret = "`+TestClusterSecret+`"
 control_plane_key = "`+TestControlPlaneKey+`"
 [gossip]
 port = %d
@@ -53,14 +60,21 @@ const TestControlPlaneKey = "test-cp-key-fedcba9876543210fedcba98765"
 // Worker is a worker's config beside ControlPlane's nodes.
 func Worker(t testing.TB) *config.Config { return Parse(t, WorkerOf(ControlPlaneTOML(t), "w-1")) }
 
+// TestClusterSecret is the cluster secret of ControlPlaneTOML.
+const TestClusterSecret = "test-secret-0123456789abcdef0123456789"
+
+// TestJoinToken is the join token of WorkerOf's configs: the right shape,
+// in no cluster's list.
+const TestJoinToken = "EA1::sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef::0123456789ab.0123456789abcdef0123456789abcdef"
+
 // WorkerOf turns a control-plane node's config into a worker's named
-// name: the role changed, the control-plane key removed (workers never
-// hold it).
+// name: the role changed, the secrets removed (workers hold none), a join
+// token and the control-plane node's address as its join server added.
 func WorkerOf(controlPlaneTOML, name string) string {
 	var out []string
 	for _, line := range strings.Split(controlPlaneTOML, "\n") {
 		switch {
-		case strings.HasPrefix(line, "control_plane_key"):
+		case strings.HasPrefix(line, "control_plane_key"), strings.HasPrefix(line, "cluster_secret"):
 		case strings.HasPrefix(line, "role = "):
 			out = append(out, `role = "worker"`)
 		case strings.HasPrefix(line, "node_name = "):
@@ -69,6 +83,7 @@ func WorkerOf(controlPlaneTOML, name string) string {
 			out = append(out, line)
 		}
 	}
+	out = append(out, "[join]", `token = "`+TestJoinToken+`"`, `servers = ["10.77.0.11"]`)
 	return strings.Join(out, "\n")
 }
 

@@ -26,8 +26,8 @@ type Options struct {
 	Env *testhost.Env
 	// N is the number of control-plane hosts (default 3).
 	N int
-	// Workers is the number of worker hosts beside them: the same config
-	// with role "worker" and no control-plane key.
+	// Workers is the number of worker hosts beside them: role "worker",
+	// no secret, a join token made once the control plane runs.
 	Workers int
 	// Debs are the packages installed on every host with one dpkg -i.
 	Debs []string
@@ -54,17 +54,16 @@ type Cluster struct {
 	Stages                 []Stage
 	// Joins holds each host's `ecom-agent join` output, by host name.
 	Joins map[string]testhost.Result
-	// Secrets are what every node got: the cluster secret, and the
-	// control-plane key (control-plane nodes only).
+	// Secrets are what the control-plane nodes got: the cluster secret
+	// and the control-plane key. Workers got a join token only.
 	Secrets Secrets
 }
 
-// Secrets are a cluster's two secrets, as files on a node.
+// Secrets are a control-plane node's two secrets, as files on it.
 type Secrets struct {
-	// Cluster admits a node to gossip; every node holds it.
+	// Cluster is the gossip key's and the agents' channel's secret.
 	Cluster string
-	// ControlPlane seals the CA keys; control-plane nodes only. Configure
-	// writes no key file when it is empty.
+	// ControlPlane seals the CA keys.
 	ControlPlane string
 }
 
@@ -116,13 +115,17 @@ func MountImages(dir string) string {
 }
 
 // WorkerConfig is the config every worker gets: the control-plane nodes'
-// config with role "worker" and without the control-plane key, which a
-// worker must not hold.
-func WorkerConfig(controlPlane string) string {
+// config with role "worker", without their secrets, and with a join
+// token file and the control-plane nodes as its join servers.
+func WorkerConfig(controlPlane string, servers []string) string {
+	quoted := make([]string, len(servers))
+	for i, p := range servers {
+		quoted[i] = fmt.Sprintf("%q", p)
+	}
 	var out []string
 	for _, line := range strings.Split(controlPlane, "\n") {
 		switch {
-		case strings.HasPrefix(line, "control_plane_key_file"):
+		case strings.HasPrefix(line, "control_plane_key_file"), strings.HasPrefix(line, "cluster_secret_file"):
 		case strings.HasPrefix(line, "role = "):
 			out = append(out, `role = "worker"`)
 		case strings.HasPrefix(line, "# /etc/ecom-agent/config.toml"):
@@ -131,8 +134,12 @@ func WorkerConfig(controlPlane string) string {
 			out = append(out, line)
 		}
 	}
+	out = append(out, "", "[join]", `token_file = "`+JoinTokenFile+`"`, "servers = ["+strings.Join(quoted, ", ")+"]", "")
 	return strings.Join(out, "\n")
 }
+
+// JoinTokenFile is where a worker's join token goes.
+const JoinTokenFile = "/etc/ecom-agent/join-token"
 
 // ResolvConf is the resolv.conf the demo's kubelets give pods with
 // dnsPolicy Default (CoreDNS): it names the machine's address on the
@@ -204,7 +211,8 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return c, err
 	}
-	err = stage("write the same config on every node", func() error {
+	var cfg string
+	err = stage("write the same config on every control-plane node", func() error {
 		secrets, err := NewSecrets()
 		if err != nil {
 			return err
@@ -214,19 +222,15 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		for _, h := range c.ControlPlanes {
 			peers = append(peers, h.Addr().String())
 		}
-		cfg := Config(o.ClusterName, peers)
-		if err := onEach(c.ControlPlanes, func(h *testhost.Host) error { return Configure(h, cfg, secrets) }); err != nil {
-			return err
-		}
-		wcfg, ws := WorkerConfig(cfg), Secrets{Cluster: secrets.Cluster}
-		return onEach(c.Workers, func(h *testhost.Host) error { return Configure(h, wcfg, ws) })
+		cfg = Config(o.ClusterName, peers)
+		return onEach(c.ControlPlanes, func(h *testhost.Host) error { return Configure(h, cfg, secrets) })
 	})
 	if err != nil {
 		return c, err
 	}
 	var mu sync.Mutex
-	err = stage("ecom-agent join on every node at once", func() error {
-		return onEach(c.Hosts, func(h *testhost.Host) error {
+	join := func(hosts []*testhost.Host) error {
+		return onEach(hosts, func(h *testhost.Host) error {
 			jctx, cancel := context.WithTimeout(ctx, o.JoinTimeout+time.Minute)
 			defer cancel()
 			res, err := h.Run(jctx, "ecom-agent", "join", "--timeout", o.JoinTimeout.String())
@@ -239,13 +243,46 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			o.Logf("    %s: %s", h.Name(), strings.TrimSpace(res.Stdout))
 			return nil
 		})
+	}
+	err = stage("ecom-agent join on every control-plane node at once", func() error { return join(c.ControlPlanes) })
+	if err != nil || len(c.Workers) == 0 {
+		if err == nil {
+			err = awaitReady(ctx, c, stage)
+		}
+		return c, err
+	}
+	err = stage("ecom-agent token create on "+c.ControlPlanes[0].Name()+"; the token and the worker config on every worker", func() error {
+		res, err := c.ControlPlanes[0].Run(ctx, "ecom-agent", "token", "create", "--ttl", "1h", "--description", "demo workers")
+		if err != nil {
+			return fmt.Errorf("token create: %v\n%s", err, res.Stderr)
+		}
+		var servers []string
+		for _, h := range c.ControlPlanes {
+			servers = append(servers, h.Addr().String())
+		}
+		wcfg := WorkerConfig(cfg, servers)
+		return onEach(c.Workers, func(h *testhost.Host) error {
+			if err := h.WriteFile(JoinTokenFile, []byte(strings.TrimSpace(res.Stdout)+"\n"), 0o600); err != nil {
+				return err
+			}
+			return Configure(h, wcfg, Secrets{})
+		})
 	})
 	if err != nil {
 		return c, err
 	}
+	err = stage("ecom-agent join on every worker at once", func() error { return join(c.Workers) })
+	if err != nil {
+		return c, err
+	}
+	return c, awaitReady(ctx, c, stage)
+}
+
+// awaitReady waits for every Node Ready and the add-ons.
+func awaitReady(ctx context.Context, c *Cluster, stage func(string, func() error) error) error {
 	// join returns once the control plane serves; the kubelets register
 	// and their Nodes turn Ready (pod network configured) a little later.
-	err = stage("every Node Ready", func() error {
+	err := stage("every Node Ready", func() error {
 		wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 		defer cancel()
 		h := c.Hosts[0]
@@ -268,14 +305,13 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		return fmt.Errorf("not every Node Ready within 4 minutes: %s", last)
 	})
 	if err != nil {
-		return c, err
+		return err
 	}
 	// The add-ons the agent seeds (DNS, storage, metrics) start from the
 	// images the packages ship; verify checks them as an operator would.
-	err = stage("the add-ons ready (ecom-agent verify --scope addons)", func() error {
+	return stage("the add-ons ready (ecom-agent verify --scope addons)", func() error {
 		return AwaitVerify(ctx, c.Hosts[0], "addons", 6*time.Minute)
 	})
-	return c, err
 }
 
 // AwaitVerify runs `ecom-agent verify --scope SCOPE` on h until it
@@ -315,15 +351,17 @@ func Install(ctx context.Context, h *testhost.Host, debs []string) error {
 	return nil
 }
 
-// Configure writes the node's config and the cluster secret, as
-// cloud-init's write_files would.
+// Configure writes the node's config and its secrets (none on a worker),
+// as cloud-init's write_files would.
 func Configure(h *testhost.Host, config string, s Secrets) error {
 	resolv := fmt.Sprintf("# the demo: no DNS server answers here\nnameserver %s\n", h.Gateway())
 	if err := h.WriteFile(ResolvConf, []byte(resolv), 0o644); err != nil {
 		return err
 	}
-	if err := h.WriteFile("/etc/ecom-agent/cluster-secret", []byte(s.Cluster+"\n"), 0o600); err != nil {
-		return err
+	if s.Cluster != "" {
+		if err := h.WriteFile("/etc/ecom-agent/cluster-secret", []byte(s.Cluster+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
 	if s.ControlPlane != "" {
 		if err := h.WriteFile("/etc/ecom-agent/control-plane-key", []byte(s.ControlPlane+"\n"), 0o600); err != nil {

@@ -1,4 +1,4 @@
-package workercreds
+package joinserver
 
 import (
 	"context"
