@@ -159,4 +159,3 @@ func TestTokenCreateRefuses(t *testing.T) {
 		t.Errorf("garbage CA: exit %d, stdout %q", code, out)
 	}
 }
-
