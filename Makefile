@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test ./peer -run '^$$' -fuzz '^FuzzOpenEnvelope$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gossip -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./token -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 # Benchmarks: figures, not assertions (see the README's "Measured").
 # The gossip plot goes to docs/bench/gossip-scale.png (shown in the README).

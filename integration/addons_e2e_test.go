@@ -139,9 +139,31 @@ func apply(t *testing.T, h *testhost.Host, name, manifest string) {
 	if err := h.WriteFile(file, []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := kubectl(h, "apply", "-f", file); err != nil {
+	// Apply is idempotent: a request etcd did not answer in time (a
+	// loaded machine, seen with the unit tests beside) is asked again,
+	// at most for a minute; any other error fails at once.
+	var out string
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Second) {
+		out, err = kubectl(h, "apply", "-f", file)
+		if err == nil || !transientAPIError(err.Error()+out) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatalf("kubectl apply %s: %v\n%s", name, err, out)
 	}
+}
+
+// transientAPIError reports whether kubectl's output is a timeout of the
+// API server or etcd, which the same request may not meet again.
+func transientAPIError(s string) bool {
+	for _, m := range []string{"etcdserver: request timed out", "etcdserver: leader changed", "the server was unable to return a response in the time allotted", "Timeout: request did not complete"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // echoOnEveryNode runs the echo image as DaemonSet name (label app=name,

@@ -112,3 +112,62 @@ func TestCloudInitExample(t *testing.T) {
 		t.Errorf("the last runcmd is %q, want ecom-agent join", last)
 	}
 }
+
+// The workers' user-data writes a config that loads with a real token in
+// place of the placeholder, and is refused, naming the token, with it.
+func TestCloudInitWorkerExample(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/cloud-init/worker.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ud struct {
+		WriteFiles []struct {
+			Path        string `json:"path"`
+			Owner       string `json:"owner"`
+			Permissions string `json:"permissions"`
+			Content     string `json:"content"`
+		} `json:"write_files"`
+		RunCmd        [][]string `json:"runcmd"`
+		PackageUpdate bool       `json:"package_update"`
+	}
+	if err := yaml.UnmarshalStrict(data, &ud); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	var cfgText []byte
+	for _, f := range ud.WriteFiles {
+		p := filepath.Join(root, f.Path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if f.Permissions == "0600" {
+			mode = 0o600
+		}
+		if err := os.WriteFile(p, []byte(f.Content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if f.Path == config.DefaultPath {
+			cfgText = []byte(f.Content)
+		}
+	}
+	opts := config.LoadOptions{Root: root, Hostname: func() (string, error) { return "w-7", nil },
+		HostAddrs: func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("10.0.0.27")}, nil }}
+	if _, err := config.Parse(cfgText, "c.toml", opts); err == nil || !strings.Contains(err.Error(), "join.token_file") {
+		t.Errorf("the placeholder token is accepted: %v", err)
+	}
+	tok := "EA1::sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef::0123456789ab.0123456789abcdef0123456789abcdef\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/ecom-agent/join-token"), []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse(cfgText, "c.toml", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IsControlPlane() || len(c.Secret()) != 0 || len(c.JoinServerAddrs()) != 3 {
+		t.Errorf("loaded %+v", c)
+	}
+	if last := ud.RunCmd[len(ud.RunCmd)-1]; strings.Join(last[:2], " ") != "ecom-agent join" {
+		t.Errorf("the user-data ends with %v", last)
+	}
+}
