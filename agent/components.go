@@ -11,6 +11,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/policy"
 	"github.com/ecom-platform/ecom-agent/agent/render"
 	"github.com/ecom-platform/ecom-agent/agent/renewal"
+	"github.com/ecom-platform/ecom-agent/agent/snapshots"
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
@@ -22,9 +23,9 @@ import (
 // docs/architecture.md), and the runner that steps them.
 //
 // Control-plane node: membership (gossip, RPC, formation) -> render ->
-// etcd member -> control plane -> node side -> network policy; renewal
-// and the workers' join endpoint once etcd serves; the platform's watch
-// once the API serves.
+// etcd member -> control plane -> node side -> network policy; renewal,
+// the workers' join endpoint and scheduled etcd snapshots once etcd
+// serves; the platform's watch once the API serves.
 // Worker: membership -> render -> worker credentials (and the API load
 // balancer) -> node side -> network policy.
 func (d *Daemon) build() (*component.Runner, error) {
@@ -74,6 +75,9 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: nodeSide, Needs: cp},
 			{Component: enforce, Needs: nodeSide},
 			{Component: renew, Needs: etcd},
+			{Component: snapshots.New(snapshots.Deps{
+				Config: cfg, Root: root, Log: log.With("component", snapshots.Name), Now: d.deps.Now, Store: d.store,
+			}), Needs: etcd},
 			{Component: joinserver.New(joinserver.Deps{
 				Config: cfg, Root: root, Log: log.With("component", joinserver.Name), Now: d.deps.Now,
 				Members: members.Members, Registered: joinserver.NodesInAPI(root, bootstrap.AgentKubeconfig),

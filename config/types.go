@@ -171,6 +171,21 @@ type Etcd struct {
 	// replaces it (default 5m; at least 30s, so a reboot is not a death).
 	ReplaceDeadAfter Duration          `toml:"replace_dead_after"`
 	ExtraFlags       map[string]string `toml:"extra_flags"`
+	Snapshots        Snapshots         `toml:"snapshots"`
+}
+
+// Snapshots are the daemon's scheduled etcd snapshots.
+type Snapshots struct {
+	// Interval between a node's snapshots (default 12h); 0 turns them
+	// off. Control-plane nodes take theirs one at a time.
+	Interval Duration `toml:"interval"`
+	// Retention is how many scheduled snapshots a node keeps (default
+	// 5); the oldest beyond it are removed. Snapshots saved by hand are
+	// never removed.
+	Retention int `toml:"retention"`
+	// Dir is where they go (default /var/lib/ecom-agent/snapshots); an
+	// operator may mount remote storage there.
+	Dir string `toml:"dir"`
 }
 
 // APIServer configures kube-apiserver.

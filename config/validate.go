@@ -87,6 +87,14 @@ func (l *loader) validatePKI(c *Config) {
 		l.add("etcd.replace_dead_after", "%s is too short: a member rebooting would count as dead; use at least %s, like \"5m\"",
 			fmtDuration(d), fmtDuration(minReplaceDeadAfter))
 	}
+	switch sn := c.Etcd.Snapshots; {
+	case sn.Interval.Duration < 0 || (sn.Interval.Duration > 0 && sn.Interval.Duration < 5*time.Minute):
+		l.add("etcd.snapshots.interval", "%s: use at least \"5m\" (a snapshot reads the whole database), or \"0s\" to turn scheduled snapshots off", fmtDuration(sn.Interval.Duration))
+	case sn.Retention < 1:
+		l.add("etcd.snapshots.retention", "%d: keep at least 1 snapshot", sn.Retention)
+	case !filepath.IsAbs(sn.Dir):
+		l.add("etcd.snapshots.dir", "%q must be an absolute path, e.g. \"/var/lib/ecom-agent/snapshots\"", sn.Dir)
+	}
 	if a := c.Metrics.Address; a != "" {
 		host, port, err := net.SplitHostPort(a)
 		if err != nil || port == "" {

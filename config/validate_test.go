@@ -112,6 +112,9 @@ func TestBadInput(t *testing.T) {
 		{"owned kubelet flag", withBase(`[kubelet]`, `extra_flags = { node-ip = "10.0.0.12" }`),
 			"kubelet.extra_flags.node-ip", 5, "the agent sets --node-ip itself"},
 		{"flag with dashes", withBase(`[scheduler.extra_flags]`, `--v = "2"`), "scheduler.extra_flags.--v", 5, "without dashes"},
+		{"snapshots too often", withBase(`[etcd.snapshots]`, `interval = "1m"`), "etcd.snapshots.interval", 5, `use at least "5m"`},
+		{"no snapshot kept", withBase(`[etcd.snapshots]`, `retention = 0`), "etcd.snapshots.retention", 5, "keep at least 1"},
+		{"relative snapshot dir", withBase(`[etcd.snapshots]`, `dir = "snaps"`), "etcd.snapshots.dir", 5, "must be an absolute path"},
 		{"owned flag with dashes", withBase(`[etcd.extra_flags]`, `"--data-dir" = "/x"`), "etcd.extra_flags.--data-dir", 5, "the agent sets --data-dir itself"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

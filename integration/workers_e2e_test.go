@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -135,14 +136,48 @@ func TestWorkers(t *testing.T) {
 			}
 			return nil
 		})
-		// A snapshot, and etcdutl (built in too) reading it back.
-		cps[1].MustRun(t, "ecom-agent", "etcdctl", "snapshot", "save", "/root/e2e-snapshot.db")
+		// A snapshot saved by hand, and etcdutl (built in too, the
+		// outside judge) reading it back as the agent recorded it.
+		cps[1].MustRun(t, "ecom-agent", "etcd", "snapshot", "save", "/root/e2e-snapshot.db")
 		var st struct {
 			Hash, Revision, TotalKey int64
 		}
 		out = cps[1].MustRun(t, "ecom-agent", "etcdutl", "snapshot", "status", "/root/e2e-snapshot.db", "-w", "json")
 		if err := json.Unmarshal([]byte(out), &st); err != nil || st.Revision == 0 || st.TotalKey == 0 {
 			t.Errorf("etcdutl snapshot status on %s (%v):\n%s", cps[1].Name(), err, out)
+		}
+		var meta struct {
+			Revision int64  `json:"revision"`
+			Hash     int64  `json:"hash"`
+			Node     string `json:"node"`
+		}
+		data, err := cps[1].ReadFile("/root/e2e-snapshot.db.json")
+		if err := errors.Join(err, json.Unmarshal(data, &meta)); err != nil || meta.Revision != st.Revision || meta.Hash != st.Hash || meta.Node != cps[1].Name() {
+			t.Errorf("the snapshot's metadata %+v (%v), etcdutl %+v", meta, err, st)
+		}
+		// Every control-plane node took a scheduled snapshot, one at a
+		// time, once its member served.
+		for _, h := range cps {
+			await(t, 3*time.Minute, h.Name()+"'s scheduled snapshot", func() error {
+				res, err := run(h, "ecom-agent", "etcd", "snapshot", "list", "-o", "json")
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, res.Stderr)
+				}
+				var list []struct {
+					Scheduled bool   `json:"scheduled"`
+					Problem   string `json:"problem"`
+					Node      string `json:"node"`
+				}
+				if err := json.Unmarshal([]byte(res.Stdout), &list); err != nil {
+					return err
+				}
+				for _, e := range list {
+					if e.Scheduled && e.Problem == "" && e.Node == h.Name() {
+						return nil
+					}
+				}
+				return fmt.Errorf("no scheduled snapshot: %s", res.Stdout)
+			})
 		}
 	})
 

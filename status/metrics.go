@@ -44,13 +44,17 @@ var (
 	descPlatform  = prometheus.NewDesc("ecom_agent_platform_workloads", "The seeded Deployments, StatefulSets and DaemonSets, by state (ready: available).", []string{"state"}, nil)
 	descOverdue   = prometheus.NewDesc("ecom_agent_platform_overdue", "1 once a seeded workload has been not available for the grace period (the verdict is degraded).", nil, nil)
 	descNetpol    = prometheus.NewDesc("ecom_agent_network_policy_enforcing", "1 when this node enforces NetworkPolicy (the engine runs and the kernel holds its hooks); absent with network.policy = false.", nil, nil)
+	descSnapTime  = prometheus.NewDesc("ecom_agent_etcd_snapshot_timestamp_seconds", "When this node's newest etcd snapshot was taken, as a Unix time.", nil, nil)
+	descSnapSize  = prometheus.NewDesc("ecom_agent_etcd_snapshot_size_bytes", "The size of this node's newest etcd snapshot.", nil, nil)
+	descSnapRev   = prometheus.NewDesc("ecom_agent_etcd_snapshot_revision", "The etcd revision of this node's newest snapshot.", nil, nil)
+	descSnapLate  = prometheus.NewDesc("ecom_agent_etcd_snapshot_overdue", "1 once this node has no etcd snapshot younger than twice the interval (the verdict is degraded).", nil, nil)
 	descChanges   = prometheus.NewDesc("ecom_agent_etcd_membership_changes_total", "etcd membership changes this daemon made since it started, by action.", []string{"action"}, nil)
 )
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descVerdict, descPhase, descUptime, descGossip, descEtcd, descLeader,
 		descDBSize, descUnit, descRestarts, descAPIReady, descSeed, descSeeder, descCertFirst, descCertDue,
-		descCertLeft, descJoin, descChanges, descPlatform, descOverdue, descNetpol} {
+		descCertLeft, descJoin, descChanges, descPlatform, descOverdue, descNetpol, descSnapTime, descSnapSize, descSnapRev, descSnapLate} {
 		ch <- d
 	}
 }
@@ -120,6 +124,14 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if np := s.NetworkPolicy; np != nil && !np.Off {
 		gauge(descNetpol, flag(np.Enforcing))
+	}
+	if sn := s.EtcdSnapshots; sn != nil {
+		gauge(descSnapLate, flag(sn.Overdue))
+		if l := sn.Last; l != nil {
+			gauge(descSnapTime, float64(l.Taken.Unix()))
+			gauge(descSnapSize, float64(l.Size))
+			gauge(descSnapRev, float64(l.Revision))
+		}
 	}
 	if sd := s.Seed; sd != nil {
 		for r, n := range sd.Counts {

@@ -84,6 +84,9 @@ type Status struct {
 	Certificates *CertSummary `json:"certificates,omitempty"`
 	// LastRenewal is the daemon's last certificate renewal pass.
 	LastRenewal *RenewResult `json:"last_renewal,omitempty"`
+	// EtcdSnapshots are this control-plane node's scheduled etcd
+	// snapshots (when the daemon answers).
+	EtcdSnapshots *SnapshotStatus `json:"etcd_snapshots,omitempty"`
 	// JoinSeconds is how long the running daemon took from its start to
 	// the node's target phase (api-ready, standby or worker-waiting); 0
 	// until it got there.
@@ -234,6 +237,16 @@ func (s *Status) Judge(expectEtcd bool) {
 		for _, ca := range c.CAExpiresSoon {
 			degraded = append(degraded, "CA "+ca+" expires within a year and is not rotated automatically")
 		}
+	}
+	if sn := s.EtcdSnapshots; sn != nil && sn.Overdue {
+		msg := fmt.Sprintf("etcd snapshots: none in %s younger than twice the interval (%s)", sn.Dir, 2*sn.Interval())
+		if sn.Last != nil {
+			msg = fmt.Sprintf("etcd snapshots: the last one (%s) is from %s, older than twice the interval (%s)", sn.Last.Name, sn.Last.Taken.UTC().Format(time.RFC3339), 2*sn.Interval())
+		}
+		if sn.Error != "" {
+			msg += "; the last attempt failed: " + sn.Error
+		}
+		degraded = append(degraded, msg)
 	}
 	if s.Waiting != "" && s.Phase != nodestate.PhaseStandby {
 		degraded = append(degraded, "waiting: "+s.Waiting)

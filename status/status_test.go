@@ -50,6 +50,12 @@ func TestJudge(t *testing.T) {
 		{"the platform not ready within the grace", Status{Platform: &PlatformStatus{Workloads: 9, Ready: 5, NotReady: []PlatformProblem{{"Deployment ecommerce/backend", "pod backend-1: ImagePullBackOff"}}}}, false, Healthy, ""},
 		{"the platform not ready past the grace", Status{Platform: &PlatformStatus{Workloads: 9, Ready: 5, Overdue: true, NotReadySince: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC), NotReady: []PlatformProblem{{"Deployment ecommerce/backend", "pod backend-1: ImagePullBackOff"}}}}, false, Degraded,
 			"platform: 4 of 9 seeded workload(s) not available since 2026-12-05T10:00:00Z, the first Deployment ecommerce/backend: pod backend-1: ImagePullBackOff"},
+		{"a recent etcd snapshot", Status{EtcdSnapshots: &SnapshotStatus{IntervalSeconds: 3600, Last: &SnapshotInfo{Name: "s.db"}}}, false, Healthy, ""},
+		{"an overdue etcd snapshot", Status{EtcdSnapshots: &SnapshotStatus{Dir: "/var/lib/ecom-agent/snapshots", IntervalSeconds: 3600, Overdue: true, Error: "no space left on device",
+			Last: &SnapshotInfo{Name: "s.db", Taken: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)}}}, false, Degraded,
+			"etcd snapshots: the last one (s.db) is from 2026-12-05T10:00:00Z, older than twice the interval (2h0m0s); the last attempt failed: no space left on device"},
+		{"no etcd snapshot yet, overdue", Status{EtcdSnapshots: &SnapshotStatus{Dir: "/snaps", IntervalSeconds: 3600, Overdue: true}}, false, Degraded,
+			"etcd snapshots: none in /snaps younger than twice the interval (2h0m0s)"},
 		{"the local API server without the daemon", Status{Node: Node{Name: "cp-1"}, APIServers: []APIServerHealth{{Node: "cp-1", URL: "https://10.0.0.1:6443", Error: "refused"}}}, false, Degraded, "kube-apiserver on cp-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

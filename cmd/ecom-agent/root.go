@@ -60,8 +60,8 @@ func (c *cli) loadConfig() (*config.Config, error) {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// `ecom-agent etcd` hands its whole command line to etcd untouched, so
-	// etcd's own flag parsing and help apply.
-	if len(args) > 0 && args[0] == "etcd" {
+	// etcd's own flag parsing and help apply; `etcd snapshot` is ours.
+	if len(args) > 0 && args[0] == "etcd" && (len(args) < 2 || args[1] != "snapshot") {
 		return runEtcd(args[1:])
 	}
 	// `ecom-agent etcdctl` likewise, with this node's connection flags.
@@ -133,7 +133,7 @@ and seeds the platform's workloads once the API server is healthy.
 		c.certsCommand(),
 		c.tokenCommand(),
 		c.resetCommand(),
-		etcdCommand(),
+		c.etcdCommand(),
 		etcdctlCommand(),
 		etcdutlCommand(),
 		c.versionCommand(),

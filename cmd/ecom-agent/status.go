@@ -320,6 +320,21 @@ func printStatus(w io.Writer, s status.Status, colour bool) {
 		fmt.Fprintf(w, "certificates    %d, the first to expire: %s on %s (in %s)\n", c.Count, c.Nearest,
 			c.NearestNotAfter.UTC().Format(time.DateOnly), days(time.Until(c.NearestNotAfter)))
 	}
+	if sn := s.EtcdSnapshots; sn != nil {
+		line := "none yet"
+		if l := sn.Last; l != nil {
+			line = fmt.Sprintf("%s (%s, %s, revision %d)", ago(l.Taken), l.Name, bytesIEC(l.Size), l.Revision)
+		}
+		sched := "scheduled snapshots off"
+		if sn.IntervalSeconds > 0 {
+			sched = fmt.Sprintf("every %s, keeping %d", sn.Interval(), sn.Retention)
+		}
+		fmt.Fprintf(w, "etcd snapshots  last %s; %d in %s, %s", line, sn.Count, sn.Dir, sched)
+		if sn.Error != "" {
+			fmt.Fprintf(w, "; FAILED: %s", sn.Error)
+		}
+		fmt.Fprintln(w)
+	}
 	if r := s.LastRenewal; r != nil {
 		fmt.Fprintf(w, "renewal         %s (%s): %d renewed, restarted %s", ago(r.At), r.Reason, len(r.Renewed), orDash(strings.Join(r.Restarted, ", ")))
 		if r.Error != "" {
