@@ -6,6 +6,7 @@ package etcdmember
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -37,6 +38,9 @@ type Systemd interface {
 // etcd says this member was removed, and setting its data aside then.
 type Membership interface {
 	Removed(ctx context.Context) bool
+	// NotListed reports whether the cluster, with a quorum, no longer
+	// lists this node's member.
+	NotListed(ctx context.Context) bool
 	SetAside(ctx context.Context, reason string) error
 }
 
@@ -138,6 +142,13 @@ func (m *Member) Step(ctx context.Context) error {
 // its own, and Step watches etcd itself.
 func (m *Member) start(ctx context.Context) error {
 	if err := m.checkData(); err != nil {
+		// A member whose data is gone and that the cluster no longer
+		// lists (removed while it was away, or dropped by a recover on
+		// a survivor) is a new node: it joins again as one.
+		if errors.Is(err, errDataGone) && m.d.Membership.NotListed(ctx) {
+			m.d.Log.Warn("etcd's data is gone and the cluster no longer lists this member: joining again as a new member")
+			return m.d.Membership.SetAside(ctx, "this node's etcd data is gone and the cluster no longer lists its member")
+		}
 		m.cond.Refuse(status.ReasonDataLost, err.Error())
 		return err
 	}
@@ -174,11 +185,15 @@ func (m *Member) checkData() error {
 	if has || dec == nil || dec.Served.IsZero() {
 		return nil
 	}
-	return fmt.Errorf("etcd's data is gone: this member served since %s, but %s holds no write-ahead log (an unmounted disk, or lost data); "+
+	return fmt.Errorf("%w: this member served since %s, but %s holds no write-ahead log (an unmounted disk, or lost data); "+
 		"etcd is not started, lest it found a new, empty cluster: mount the data back and restart ecom-agent, "+
-		"or take the node out with `ecom-agent reset --force` and join it again as a new member",
-		dec.Served.UTC().Format(time.RFC3339), dir)
+		"or take the node out with `ecom-agent reset --force` and join it again as a new member "+
+		"(it does so by itself once the cluster, with a quorum, no longer lists it)",
+		errDataGone, dec.Served.UTC().Format(time.RFC3339), dir)
 }
+
+// errDataGone is a served member without its data.
+var errDataGone = errors.New("etcd's data is gone")
 
 // waiting says whom the member waits for (with its start job's failure,
 // if it failed), and every few polls checks whether etcd says this

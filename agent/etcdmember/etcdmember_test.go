@@ -72,10 +72,17 @@ func (f *fakeSystemd) Journal(context.Context, string, int) ([]string, error) {
 // fakeMembership says whether etcd removed this member, and records
 // set-asides.
 type fakeMembership struct {
-	mu      sync.Mutex
-	removed bool
-	asked   int
-	aside   []string
+	mu        sync.Mutex
+	removed   bool
+	notListed bool
+	asked     int
+	aside     []string
+}
+
+func (f *fakeMembership) NotListed(context.Context) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notListed
 }
 
 func (f *fakeMembership) Removed(context.Context) bool {
@@ -248,6 +255,30 @@ func TestMemberRefusesLostData(t *testing.T) {
 	}
 	if c, _ := m.cond.Get(); c.Reason != status.ReasonDataLost || !c.Refused {
 		t.Errorf("condition %+v", c)
+	}
+}
+
+// A member whose data is gone and that the cluster (with a quorum) no
+// longer lists is a new node: its agent sets the rest aside and joins
+// again, starting nothing on the old decision.
+func TestMemberWithLostDataNoLongerListedJoinsAgain(t *testing.T) {
+	m, sd, mb, store, _, _ := member(t, 3)
+	m.d.Serving = silent
+	mb.notListed = true
+	if err := store.Update(func(st *nodestate.State) error { st.Etcd.Served = time.Now(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Step(context.Background()); err != nil {
+		t.Fatalf("step: %v", err)
+	}
+	if len(sd.applied)+len(sd.started) != 0 {
+		t.Errorf("applied %q, started %q on the old decision", sd.applied, sd.started)
+	}
+	if len(mb.aside) != 1 || !strings.Contains(mb.aside[0], "no longer lists its member") {
+		t.Errorf("set aside %q", mb.aside)
+	}
+	if c, ok := m.cond.Get(); ok && c.Refused {
+		t.Errorf("refused: %+v", c)
 	}
 }
 

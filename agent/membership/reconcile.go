@@ -169,6 +169,18 @@ func (m *Membership) journalSaysRemoved(ctx context.Context) bool {
 	return false
 }
 
+// NotListed reports whether the cluster's member list, read through the
+// other members of this node's decision (with quorum), does not list this
+// node's member: it was removed (by the reconciler, or by a recover on a
+// survivor). An unreadable list is not "removed".
+func (m *Membership) NotListed(ctx context.Context) bool {
+	listed, err := m.listed(ctx)
+	if err != nil {
+		m.log.Debug("cannot read the member list through the other members", "err", err)
+	}
+	return err == nil && !listed
+}
+
 // listed reports whether the cluster's member list, as the other
 // members of this node's decision serve it (with quorum), lists this
 // node's peer URL.

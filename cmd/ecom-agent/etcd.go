@@ -32,10 +32,13 @@ etcd.service does.
 etcd snapshot saves, lists and prunes snapshots of this control-plane node's
 etcd member, each verified as etcdutl reads it and kept with its metadata
 (FILE.json: cluster, revision, hash, size, SHA-256, node, versions, time).
-The daemon takes them itself every etcd.snapshots.interval.`,
+The daemon takes them itself every etcd.snapshots.interval.
+
+etcd recover restarts this node's etcd as a one-member cluster from its own
+data when the cluster lost its quorum.`,
 		Args: cobra.ArbitraryArgs,
 	}
-	cmd.AddCommand(c.snapshotCommand())
+	cmd.AddCommand(c.snapshotCommand(), c.etcdRecoverCommand())
 	return cmd
 }
 
@@ -215,4 +218,3 @@ func bytesIEC(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
 }
-

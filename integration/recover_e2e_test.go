@@ -1,0 +1,76 @@
+//go:build e2e
+
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+// TestRecover: three control-plane hosts; `etcd recover` refuses while a
+// quorum answers; two hosts lose their etcd data (agent and etcd stopped,
+// data removed), and recover on the third makes its etcd a one-member
+// cluster from its own data (an object written before the loss is still
+// there); the two agents, started again, find the cluster no longer lists
+// them and join as new members, until three voters serve again.
+func TestRecover(t *testing.T) {
+	env := testhost.New(t, hostOptions(t, "r"))
+	hosts := env.Start(t, 3)
+	onEach(hosts, func(h *testhost.Host) { install(t, h, joinConfig(h, hosts, 3)) })
+	joinEach(t, hosts)
+	survivor, lost := hosts[0], hosts[1:]
+	if out, err := kubectl(survivor, "create", "configmap", "before-loss", "--from-literal=written=before"); err != nil {
+		t.Fatalf("create the configmap: %v\n%s", err, out)
+	}
+
+	res, err := run(survivor, "ecom-agent", "etcd", "recover", "--yes")
+	if err == nil || res.ExitCode != 6 || !strings.Contains(res.Stderr, "the etcd cluster has a quorum") {
+		t.Fatalf("recover with a quorum: exit %d, %v\n%s%s", res.ExitCode, err, res.Stdout, res.Stderr)
+	}
+
+	onEach(lost, func(h *testhost.Host) {
+		h.MustRun(t, "systemctl", "stop", "ecom-agent.service", "etcd.service")
+		h.MustRun(t, "rm", "-rf", "/var/lib/etcd/member")
+	})
+	start := time.Now()
+	res, err = run(survivor, "ecom-agent", "etcd", "recover", "--yes")
+	if err != nil || !strings.HasPrefix(res.Stdout, "recovered: "+survivor.Name()) {
+		t.Fatalf("recover: %v\n%s%s", err, res.Stdout, res.Stderr)
+	}
+	t.Logf("recover took %.1fs:\n%s", time.Since(start).Seconds(), res.Stdout)
+	if res, _ := run(survivor, "sh", "-c", "ls -d /var/lib/etcd.recover-*/member/wal"); res.ExitCode != 0 {
+		t.Errorf("no copy of the data before the recover: %s", res.Stderr)
+	}
+	await(t, 3*time.Minute, "the configmap written before the loss, through "+survivor.Name(), func() error {
+		out, err := kubectl(survivor, "get", "configmap", "before-loss", "-o", "jsonpath={.data.written}")
+		if err != nil || out != "before" {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
+	onEach(lost, func(h *testhost.Host) { h.MustRun(t, "systemctl", "start", "ecom-agent.service") })
+	await(t, 8*time.Minute, "three voters again", func() error {
+		_, voters, learners, err := formed(t, survivor)
+		if err != nil {
+			return err
+		}
+		if voters != 3 || learners != 0 {
+			return fmt.Errorf("%d voters, %d learners", voters, learners)
+		}
+		return nil
+	})
+	for _, h := range lost {
+		await(t, 3*time.Minute, "the configmap through "+h.Name(), func() error {
+			out, err := kubectl(h, "get", "configmap", "before-loss", "-o", "jsonpath={.data.written}")
+			if err != nil || out != "before" {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
+}
