@@ -15,9 +15,17 @@ import (
 // systemd records what recover asks of it.
 type systemd struct{ calls []string }
 
-func (s *systemd) Status(context.Context, string) (units.UnitStatus, error) { return units.UnitStatus{}, nil }
-func (s *systemd) Stop(_ context.Context, n string) error                   { s.calls = append(s.calls, "stop "+n); return nil }
-func (s *systemd) Start(_ context.Context, n string) error                  { s.calls = append(s.calls, "start "+n); return nil }
+func (s *systemd) Status(context.Context, string) (units.UnitStatus, error) {
+	return units.UnitStatus{}, nil
+}
+func (s *systemd) Stop(_ context.Context, n string) error {
+	s.calls = append(s.calls, "stop "+n)
+	return nil
+}
+func (s *systemd) Start(_ context.Context, n string) error {
+	s.calls = append(s.calls, "start "+n)
+	return nil
+}
 
 // Recover refuses, touching nothing, on a worker, on a node whose member
 // never served, and on one whose data is gone.
