@@ -16,26 +16,7 @@ import (
 // as is on any node (its name and address from the host), with a secret
 // file the config accepts, and ends with `ecom-agent join`.
 func TestCloudInitExample(t *testing.T) {
-	data, err := os.ReadFile("../../packaging/cloud-init/control-plane.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(string(data), "#cloud-config\n") {
-		t.Fatal("user-data must start with #cloud-config")
-	}
-	var ud struct {
-		WriteFiles []struct {
-			Path        string `json:"path"`
-			Owner       string `json:"owner"`
-			Permissions string `json:"permissions"`
-			Content     string `json:"content"`
-		} `json:"write_files"`
-		RunCmd        [][]string `json:"runcmd"`
-		PackageUpdate bool       `json:"package_update"`
-	}
-	if err := yaml.UnmarshalStrict(data, &ud); err != nil {
-		t.Fatal(err)
-	}
+	ud := readUserData(t, "../../packaging/cloud-init/control-plane.yaml")
 	root := t.TempDir()
 	var cfgText []byte
 	for _, f := range ud.WriteFiles {
@@ -116,23 +97,7 @@ func TestCloudInitExample(t *testing.T) {
 // The workers' user-data writes a config that loads with a real token in
 // place of the placeholder, and is refused, naming the token, with it.
 func TestCloudInitWorkerExample(t *testing.T) {
-	data, err := os.ReadFile("../../packaging/cloud-init/worker.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ud struct {
-		WriteFiles []struct {
-			Path        string `json:"path"`
-			Owner       string `json:"owner"`
-			Permissions string `json:"permissions"`
-			Content     string `json:"content"`
-		} `json:"write_files"`
-		RunCmd        [][]string `json:"runcmd"`
-		PackageUpdate bool       `json:"package_update"`
-	}
-	if err := yaml.UnmarshalStrict(data, &ud); err != nil {
-		t.Fatal(err)
-	}
+	ud := readUserData(t, "../../packaging/cloud-init/worker.yaml")
 	root := t.TempDir()
 	var cfgText []byte
 	for _, f := range ud.WriteFiles {
@@ -170,4 +135,33 @@ func TestCloudInitWorkerExample(t *testing.T) {
 	if last := ud.RunCmd[len(ud.RunCmd)-1]; strings.Join(last[:2], " ") != "ecom-agent join" {
 		t.Errorf("the user-data ends with %v", last)
 	}
+}
+
+// userData is the part of cloud-init's user-data the examples use.
+type userData struct {
+	WriteFiles []struct {
+		Path        string `json:"path"`
+		Owner       string `json:"owner"`
+		Permissions string `json:"permissions"`
+		Content     string `json:"content"`
+	} `json:"write_files"`
+	RunCmd        [][]string `json:"runcmd"`
+	PackageUpdate bool       `json:"package_update"`
+}
+
+// readUserData reads an example user-data file strictly.
+func readUserData(t *testing.T, path string) userData {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(data), "#cloud-config\n") {
+		t.Fatalf("%s: user-data must start with #cloud-config", path)
+	}
+	var ud userData
+	if err := yaml.UnmarshalStrict(data, &ud); err != nil {
+		t.Fatal(err)
+	}
+	return ud
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,13 +39,10 @@ no --yes without a terminal; 78 invalid config; 1 anything else.`,
 				return err
 			}
 			if !yes {
-				if !isTerminal(c.stdin) {
-					return usageError{errors.New("recover rewrites this node's etcd membership to itself alone: pass --yes to confirm")}
-				}
-				fmt.Fprintf(c.stderr, "Recover etcd on %s as a one-member cluster from its own data? [y/N] ", cfg.NodeName)
-				answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-					return withCode(exitFailure, errors.New("recover cancelled; nothing was changed"))
+				if err := c.confirm(fmt.Sprintf("Recover etcd on %s as a one-member cluster from its own data?", cfg.NodeName),
+					"recover rewrites this node's etcd membership to itself alone: pass --yes to confirm",
+					"recover cancelled; nothing was changed"); err != nil {
+					return err
 				}
 			}
 			ctx := cmd.Context()

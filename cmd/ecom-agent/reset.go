@@ -52,13 +52,10 @@ anything else.`,
 				return err
 			}
 			if !dryRun && !yes {
-				if !isTerminal(c.stdin) {
-					return usageError{errors.New("reset deletes this node's certificates, etcd data and state: pass --yes to confirm (or --dry-run to see what it would do)")}
-				}
-				fmt.Fprintf(c.stderr, "Reset %s: remove its etcd member, stop its units and delete what the agent generated? [y/N] ", cfg.NodeName)
-				answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-					return withCode(exitFailure, errors.New("reset cancelled; nothing was changed"))
+				if err := c.confirm(fmt.Sprintf("Reset %s: remove its etcd member, stop its units and delete what the agent generated?", cfg.NodeName),
+					"reset deletes this node's certificates, etcd data and state: pass --yes to confirm (or --dry-run to see what it would do)",
+					"reset cancelled; nothing was changed"); err != nil {
+					return err
 				}
 			}
 			root, err := hostfs.New(rootDir)
@@ -134,4 +131,19 @@ func printReset(w io.Writer, r reset.Report, done bool) {
 	if done && !r.DryRun {
 		fmt.Fprintf(w, "%s is reset; `ecom-agent join` joins it again as a new node\n", r.Node)
 	}
+}
+
+// confirm asks question on the terminal and returns nil on "y" or "yes";
+// without a terminal it is a usage error saying noTerminal, and any other
+// answer an error saying cancelled.
+func (c *cli) confirm(question, noTerminal, cancelled string) error {
+	if !isTerminal(c.stdin) {
+		return usageError{errors.New(noTerminal)}
+	}
+	fmt.Fprintf(c.stderr, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return withCode(exitFailure, errors.New(cancelled))
+	}
+	return nil
 }

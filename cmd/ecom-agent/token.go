@@ -119,15 +119,13 @@ token delete removes it.`,
 				return err
 			}
 			rec.CreatedBy, rec.Description = cfg.NodeName, description
-			store, closeStore, err := openTokenStore(root, cfg)
-			if err != nil {
-				return withCode(exitFailure, err)
-			}
-			defer closeStore()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
-			if err := store.Add(ctx, rec); err != nil {
-				return withCode(exitFailure, err)
+			if err := withTokenStore(cmd.Context(), root, cfg, func(ctx context.Context, store *token.Store) error {
+				if err := store.Add(ctx, rec); err != nil {
+					return withCode(exitFailure, err)
+				}
+				return nil
+			}); err != nil {
+				return err
 			}
 			if ttl == 0 {
 				fmt.Fprintf(c.stderr, "warning: token %s never expires; it stays valid until `ecom-agent token delete %s`. "+
@@ -160,16 +158,16 @@ func (c *cli) tokenListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			store, closeStore, err := openTokenStore(root, cfg)
-			if err != nil {
-				return withCode(exitFailure, err)
-			}
-			defer closeStore()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
-			recs, err := store.List(ctx)
-			if err != nil && len(recs) == 0 {
-				return withCode(exitFailure, err)
+			var recs []token.Record
+			var listErr error
+			if err := withTokenStore(cmd.Context(), root, cfg, func(ctx context.Context, store *token.Store) error {
+				recs, listErr = store.List(ctx)
+				if listErr != nil && len(recs) == 0 {
+					return withCode(exitFailure, listErr)
+				}
+				return nil
+			}); err != nil {
+				return err
 			}
 			now := time.Now()
 			if output != outTable {
@@ -197,8 +195,8 @@ func (c *cli) tokenListCommand() *cobra.Command {
 					return err
 				}
 			}
-			if err != nil {
-				return withCode(exitFailure, fmt.Errorf("some records could not be read: %w", err))
+			if listErr != nil {
+				return withCode(exitFailure, fmt.Errorf("some records could not be read: %w", listErr))
 			}
 			return nil
 		},
@@ -223,24 +221,22 @@ kubelet certificate.`,
 			if err != nil {
 				return err
 			}
-			store, closeStore, err := openTokenStore(root, cfg)
-			if err != nil {
-				return withCode(exitFailure, err)
-			}
-			defer closeStore()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
 			var errs []error
-			for _, a := range args {
-				id := a
-				if tok, err := token.Parse(a); err == nil {
-					id = tok.ID()
+			if err := withTokenStore(cmd.Context(), root, cfg, func(ctx context.Context, store *token.Store) error {
+				for _, a := range args {
+					id := a
+					if tok, err := token.Parse(a); err == nil {
+						id = tok.ID()
+					}
+					if err := store.Delete(ctx, id); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintf(c.stdout, "deleted join token %s\n", id)
 				}
-				if err := store.Delete(ctx, id); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintf(c.stdout, "deleted join token %s\n", id)
+				return nil
+			}); err != nil {
+				return err
 			}
 			if len(errs) > 0 {
 				return withCode(exitFailure, errors.Join(errs...))
@@ -250,6 +246,19 @@ kubelet certificate.`,
 	}
 	cmd.Flags().StringVar(&rootDir, "root", "/", "host root the node's files are under")
 	return cmd
+}
+
+// withTokenStore runs f with the cluster's token list and a context
+// bounded to 15 seconds.
+func withTokenStore(ctx context.Context, root *hostfs.Root, cfg *config.Config, f func(context.Context, *token.Store) error) error {
+	store, closeStore, err := openTokenStore(root, cfg)
+	if err != nil {
+		return withCode(exitFailure, err)
+	}
+	defer closeStore()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return f(ctx, store)
 }
 
 // tokenSetup loads the config and the host root of a token command.
