@@ -191,10 +191,24 @@ func writeMeta(path string, m Meta) error {
 		return err
 	}
 	tmp := path + ".json.part"
-	if err := os.WriteFile(tmp, append(data, '\n'), Mode); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, Mode)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path+".json")
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path+".json")
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
 }
 
 func syncDir(dir string) error {
@@ -247,10 +261,11 @@ func List(dir string) ([]Entry, error) {
 	return out, nil
 }
 
-// Prune removes the scheduled snapshots of dir beyond the keep newest,
+// Prune removes node's scheduled snapshots in dir beyond the keep newest,
 // with their metadata, and returns what it removed. Snapshots an operator
-// saved by hand are never pruned.
-func Prune(dir string, keep int) ([]Entry, error) {
+// saved by hand, and other nodes' (dir may be shared storage), are never
+// pruned.
+func Prune(dir, node string, keep int) ([]Entry, error) {
 	es, err := List(dir)
 	if err != nil {
 		return nil, err
@@ -258,7 +273,7 @@ func Prune(dir string, keep int) ([]Entry, error) {
 	var removed []Entry
 	kept := 0
 	for _, e := range es {
-		if !e.Meta.Scheduled {
+		if !e.Meta.Scheduled || e.Meta.Node != node {
 			continue
 		}
 		if kept < keep {

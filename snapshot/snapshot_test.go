@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,14 +83,16 @@ func TestListAndPrune(t *testing.T) {
 		}
 	}
 	for i := range 5 {
-		write(Name("cp-1", t0.Add(time.Duration(i)*time.Hour)), Meta{Scheduled: true, Taken: t0.Add(time.Duration(i) * time.Hour)})
+		write(Name("cp-1", t0.Add(time.Duration(i)*time.Hour)), Meta{Node: "cp-1", Scheduled: true, Taken: t0.Add(time.Duration(i) * time.Hour)})
 	}
+	// Another node's, in a shared directory.
+	write(Name("cp-2", t0), Meta{Node: "cp-2", Scheduled: true, Taken: t0})
 	write("before-upgrade.db", Meta{Taken: t0.Add(-time.Hour)})
 	if err := os.WriteFile(filepath.Join(dir, "copied.db"), []byte("db"), Mode); err != nil {
 		t.Fatal(err)
 	}
 	es, err := List(dir)
-	if err != nil || len(es) != 7 {
+	if err != nil || len(es) != 8 {
 		t.Fatalf("list %d, %v", len(es), err)
 	}
 	if es[0].Meta.Name != Name("cp-1", t0.Add(4*time.Hour)) {
@@ -104,7 +107,7 @@ func TestListAndPrune(t *testing.T) {
 	if orphan == nil || !strings.Contains(orphan.Problem, "no metadata") {
 		t.Errorf("a file without metadata: %+v", orphan)
 	}
-	removed, err := Prune(dir, 2)
+	removed, err := Prune(dir, "cp-1", 2)
 	if err != nil || len(removed) != 3 {
 		t.Fatalf("pruned %d, %v", len(removed), err)
 	}
@@ -119,7 +122,7 @@ func TestListAndPrune(t *testing.T) {
 		names = append(names, e.Meta.Name)
 	}
 	want := []string{Name("cp-1", t0.Add(4*time.Hour)), Name("cp-1", t0.Add(3*time.Hour))}
-	if len(es) != 4 || names[0] != want[0] || names[1] != want[1] {
+	if len(es) != 5 || names[0] != want[0] || names[1] != want[1] || !slices.Contains(names, Name("cp-2", t0)) {
 		t.Errorf("left %v", names)
 	}
 	if es, err := List(filepath.Join(dir, "nope")); err != nil || len(es) != 0 {

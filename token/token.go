@@ -144,7 +144,9 @@ func Parse(s string) (Token, error) {
 		return bad(fmt.Sprintf("it starts with %q, not %q", parts[0], Prefix))
 	}
 	if p := hashProblem(parts[1]); p != "" {
-		return bad(fmt.Sprintf("the CA hash %q is invalid: %s (lower case)", parts[1], p))
+		// Not echoed: parts pasted in the wrong order would show the
+		// secret.
+		return bad(fmt.Sprintf("its second part, the CA hash, is invalid: %s (lower case)", p))
 	}
 	id, sec, ok := strings.Cut(parts[2], ".")
 	if !ok || strings.Contains(sec, ".") {

@@ -106,6 +106,16 @@ func (h *Handler) handle(ctx context.Context, r *http.Request, req WorkerRequest
 		if err := checkNodeCert(leaf, req.NodeName); err != nil {
 			return WorkerResponse{}, "", err
 		}
+		// Deleting a worker's Node retires it: its certificate renews
+		// nothing any more.
+		registered, err := h.Registered(ctx, req.NodeName)
+		if err != nil {
+			return WorkerResponse{}, "", fmt.Errorf("cannot tell whether node %q is registered: %w", req.NodeName, err)
+		}
+		if !registered {
+			return WorkerResponse{}, "", refuse(http.StatusForbidden, "node %q is not registered (never, or its Node was deleted): "+
+				"its kubelet certificate renews nothing; it joins again with a join token", req.NodeName)
+		}
 		how = "its kubelet certificate"
 	} else {
 		tok, err := h.bearer(ctx, r, now)

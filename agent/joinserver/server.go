@@ -69,8 +69,12 @@ type Server struct {
 	d    Deps
 	cond *component.Condition
 
+	// etcd is the local member's client, made again when the agent's
+	// etcd client certificate is renewed.
+	etcd etcdclient.Shared
+
 	mu        sync.Mutex
-	etcd      *clientv3.Client
+	stopped   bool
 	hs        *http.Server
 	addr      net.Addr
 	done      chan struct{}
@@ -191,7 +195,13 @@ func (s *Server) start(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		if err := hs.ServeTLS(netutil.LimitListener(ln, MaxConns), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.d.Log.Error("the join endpoint stopped", "err", err)
+			s.d.Log.Error("the join endpoint stopped; starting it again", "err", err)
+			// Not ready any more: the next step serves again.
+			s.mu.Lock()
+			if s.hs == hs {
+				s.hs = nil
+			}
+			s.mu.Unlock()
 		}
 	}()
 	s.mu.Lock()
@@ -233,16 +243,12 @@ func (s *Server) servingCert() (*tls.Certificate, error) {
 // client is the etcd client of the token list and the member names.
 func (s *Server) client() (*clientv3.Client, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.etcd != nil {
-		return s.etcd, nil
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		return nil, errors.New("the join endpoint is stopping")
 	}
-	cli, err := etcdclient.Local(s.d.Root, s.d.Config)
-	if err != nil {
-		return nil, err
-	}
-	s.etcd = cli
-	return cli, nil
+	return s.etcd.Get(s.d.Root, s.d.Config)
 }
 
 // lazyTokens is the token list of the local etcd.
@@ -284,8 +290,8 @@ func (s *Server) controlPlaneNames(ctx context.Context) ([]string, error) {
 // Stop stops serving and closes the etcd client.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	hs, done, cli := s.hs, s.done, s.etcd
-	s.hs, s.etcd = nil, nil
+	hs, done := s.hs, s.done
+	s.hs, s.stopped = nil, true
 	s.mu.Unlock()
 	var err error
 	if hs != nil {
@@ -295,9 +301,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 		<-done
 	}
-	if cli != nil {
-		_ = cli.Close()
-	}
+	s.etcd.Close()
 	return err
 }
 

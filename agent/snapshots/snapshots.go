@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,7 +119,7 @@ func (s *Snapshots) Step(ctx context.Context) error {
 	now := s.d.Now()
 	cfg := s.d.Config.Etcd.Snapshots
 	dir := s.d.Root.Path(cfg.Dir)
-	entries, err := snapshot.List(dir)
+	entries, err := s.list(dir)
 	newest := time.Time{}
 	for _, e := range entries {
 		if e.Meta.Scheduled && e.Problem == "" && e.Meta.Taken.After(newest) {
@@ -156,16 +157,23 @@ func (s *Snapshots) Step(ctx context.Context) error {
 	s.st.Error = ""
 	s.lastSave = now
 	s.d.Log.Info("took a scheduled etcd snapshot", "file", filepath.Join(cfg.Dir, m.Name), "revision", m.Revision, "size", m.Size)
-	removed, err := snapshot.Prune(dir, cfg.Retention)
+	removed, err := snapshot.Prune(dir, s.d.Config.NodeName, cfg.Retention)
 	for _, r := range removed {
 		s.d.Log.Info("removed an old scheduled etcd snapshot", "file", r.Path)
 	}
 	if err != nil {
 		s.st.Error = "prune: " + err.Error()
 	}
-	entries, _ = snapshot.List(dir)
+	entries, _ = s.list(dir)
 	s.update(entries, now)
 	return nil
+}
+
+// list is this node's snapshots in dir, which may be storage the
+// control-plane nodes share.
+func (s *Snapshots) list(dir string) ([]snapshot.Entry, error) {
+	es, err := snapshot.List(dir)
+	return slices.DeleteFunc(es, func(e snapshot.Entry) bool { return e.Problem == "" && e.Meta.Node != s.d.Config.NodeName }), err
 }
 
 // update sets the status from the directory's entries (s.mu held).

@@ -44,9 +44,12 @@ type auth struct {
 	cert  *tls.Certificate
 }
 
-// credentials is a renewal's auth when the worker holds a valid kubelet
-// certificate from the pinned CA, else a first join's, with the token.
-func (w *Worker) credentials() (auth, error) {
+// credentials are the ways this worker can prove itself, in the order to
+// try them: its kubelet certificate from the pinned CA while it is valid
+// (a renewal), then its join token (a first join, or a worker whose Node
+// was deleted).
+func (w *Worker) credentials() ([]auth, error) {
+	var out []auth
 	root := w.d.Root
 	caPEM, caErr := root.ReadFile(bootstrap.PKIDir + "/ca.crt")
 	current, certErr := root.ReadFile(bootstrap.KubeletClientCert)
@@ -55,16 +58,27 @@ func (w *Worker) credentials() (auth, error) {
 			if c, err := tls.X509KeyPair(current, current); err == nil {
 				pool := x509.NewCertPool()
 				if pool.AppendCertsFromPEM(caPEM) {
-					return auth{roots: pool, cert: &c}, nil
+					out = append(out, auth{roots: pool, cert: &c})
 				}
 			}
 		}
 	}
 	tok, err := token.Parse(string(w.d.Config.Join.Token))
 	if err != nil {
-		return auth{}, fmt.Errorf("join.token: %w", err)
+		if len(out) > 0 {
+			return out, nil
+		}
+		return nil, fmt.Errorf("join.token: %w", err)
 	}
-	return auth{tok: tok}, nil
+	return append(out, auth{tok: tok}), nil
+}
+
+// String says which credential an auth is, for errors.
+func (a auth) String() string {
+	if a.cert != nil {
+		return "kubelet certificate"
+	}
+	return "join token " + a.tok.ID()
 }
 
 // tlsConfig is the client side of the connection to addr.

@@ -58,6 +58,9 @@ func (w *Worker) credentialsValid() bool {
 			return false
 		}
 	}
+	if _, err := gossip.ReadKeyFile(w.d.Root, bootstrap.GossipKeyFile); err != nil {
+		return false
+	}
 	ok, _ := w.d.Root.Exists(bootstrap.KubeletKubeconfig)
 	return ok
 }
@@ -74,18 +77,27 @@ func (w *Worker) fetch(ctx context.Context) error {
 		return err
 	}
 	req := joinserver.WorkerRequest{NodeName: cfg.NodeName, KubeletCSR: kubeletCSR, ProxyCSR: proxyCSR}
-	auth, err := w.credentials()
+	auths, err := w.credentials()
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, addr := range joinServers(cfg, w.d.Members()) {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var resp joinserver.WorkerResponse
+		var used auth
 		sent := w.d.Now()
-		resp, err := call(cctx, addr, auth, req)
-		cancel()
+		err := errors.New("no credential")
+		for _, a := range auths {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			resp, err = call(cctx, addr, a, req)
+			cancel()
+			if err == nil {
+				used = a
+				break
+			}
+			errs = append(errs, fmt.Errorf("%s with its %s: %w", addr, a, err))
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
 		// Certificates are back-dated 5 minutes, expiry checks are
@@ -94,12 +106,12 @@ func (w *Worker) fetch(ctx context.Context) error {
 		for _, f := range nodecheck.ClockSkew(local, map[string]time.Time{addr: resp.Now}, clockSkewWarning) {
 			w.d.Log.Warn("clock skew", "problem", f.Problem, "fix", f.Fix)
 		}
-		return w.install(resp, kubeletKey, proxyKey)
+		return w.install(resp, used, kubeletKey, proxyKey)
 	}
 	return fmt.Errorf("no control-plane agent signed this worker's certificates: %w", errors.Join(errs...))
 }
 
-func (w *Worker) install(resp joinserver.WorkerResponse, kubeletKey, proxyKey []byte) error {
+func (w *Worker) install(resp joinserver.WorkerResponse, used auth, kubeletKey, proxyKey []byte) error {
 	cfg := w.d.Config
 	root := w.d.Root
 	ca, err := pki.ParseCertPEM(resp.CACert)
@@ -108,6 +120,13 @@ func (w *Worker) install(resp joinserver.WorkerResponse, kubeletKey, proxyKey []
 	}
 	if len(resp.GossipKey) != gossip.KeySize {
 		return fmt.Errorf("the gossip key a control-plane agent sent is %d bytes, not %d", len(resp.GossipKey), gossip.KeySize)
+	}
+	// A token join installs the CA its token pins, nothing else (the
+	// TLS check already saw it sign the endpoint).
+	if used.cert == nil {
+		if err := token.CheckCA(resp.CACert, used.tok.CAHash()); err != nil {
+			return fmt.Errorf("the cluster CA a control-plane agent sent: %w", err)
+		}
 	}
 	// The first CA this node is given is pinned; another one later means
 	// another cluster and is refused.
@@ -130,6 +149,11 @@ func (w *Worker) install(resp joinserver.WorkerResponse, kubeletKey, proxyKey []
 	}
 	if err := root.MkdirAll(bootstrap.PKIDir, 0o755); err != nil {
 		return err
+	}
+	// The gossip key first: credentials found valid later must come with
+	// it (credentialsValid checks both).
+	if err := gossip.WriteKeyFile(root, bootstrap.GossipKeyFile, resp.GossipKey); err != nil {
+		return fmt.Errorf("the gossip key a control-plane agent sent: %w", err)
 	}
 	server := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(bootstrap.APILoadBalancerPort))
 	kubeletConf, err := bootstrap.Kubeconfig(bootstrap.KubeconfigSpec{
@@ -161,9 +185,7 @@ func (w *Worker) install(resp joinserver.WorkerResponse, kubeletKey, proxyKey []
 			return err
 		}
 	}
-	if err := gossip.WriteKeyFile(root, bootstrap.GossipKeyFile, resp.GossipKey); err != nil {
-		return fmt.Errorf("the gossip key a control-plane agent sent: %w", err)
-	}
+
 	w.d.Log.Info("installed this worker's kubelet and kube-proxy credentials", "ca", ca.Subject.CommonName, "expires", ca.NotAfter)
 	return nil
 }

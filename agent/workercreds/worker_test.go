@@ -147,6 +147,20 @@ func TestWorkerJoinsWithAToken(t *testing.T) {
 	if after, _ := root.ReadFile(bootstrap.KubeletClientCert); bytes.Equal(before, after) {
 		t.Error("the renewal installed nothing new")
 	}
+
+	// Its Node deleted: the certificate renews nothing, and the deleted
+	// token does not help; a new token joins it again.
+	c.mu.Lock()
+	delete(c.registered, "w-1")
+	c.mu.Unlock()
+	if err := w.fetch(context.Background()); err == nil || !strings.Contains(err.Error(), `node "w-1" is not registered`) ||
+		!strings.Contains(err.Error(), "not a token of this cluster") {
+		t.Errorf("renewal of a deleted Node: %v", err)
+	}
+	w.d.Config.Join.Token = config.Secret(c.newToken(t, time.Hour).String())
+	if err := w.fetch(context.Background()); err != nil {
+		t.Errorf("a new token for a deleted Node: %v", err)
+	}
 }
 
 // Every refusal names its cause, and a refused worker writes nothing.

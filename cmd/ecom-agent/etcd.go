@@ -174,7 +174,7 @@ func (c *cli) snapshotPruneCommand() *cobra.Command {
 	var keep int
 	cmd := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove the scheduled snapshots beyond the newest etcd.snapshots.retention (or --keep)",
+		Short: "Remove this node's scheduled snapshots beyond the newest etcd.snapshots.retention (or --keep)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, root, err := c.tokenSetup(rootDir)
@@ -187,7 +187,7 @@ func (c *cli) snapshotPruneCommand() *cobra.Command {
 			if keep < 1 {
 				return usageError{fmt.Errorf("--keep %d: keep at least 1", keep)}
 			}
-			removed, err := snapshot.Prune(root.Path(cfg.Etcd.Snapshots.Dir), keep)
+			removed, err := snapshot.Prune(root.Path(cfg.Etcd.Snapshots.Dir), cfg.NodeName, keep)
 			for _, r := range removed {
 				fmt.Fprintf(c.stdout, "removed %s\n", r.Path)
 			}

@@ -23,8 +23,8 @@ func TestEtcdSnapshotListPrune(t *testing.T) {
 	}
 	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	for i, m := range []snapshot.Meta{
-		{Name: snapshot.Name("cp-1", t0), Scheduled: true, Taken: t0, Revision: 10},
-		{Name: snapshot.Name("cp-1", t0.Add(time.Hour)), Scheduled: true, Taken: t0.Add(time.Hour), Revision: 20},
+		{Name: snapshot.Name("cp-1", t0), Node: "cp-1", Scheduled: true, Taken: t0, Revision: 10},
+		{Name: snapshot.Name("cp-1", t0.Add(time.Hour)), Node: "cp-1", Scheduled: true, Taken: t0.Add(time.Hour), Revision: 20},
 		{Name: "before-upgrade.db", Taken: t0.Add(-time.Hour), Revision: 5},
 	} {
 		p := filepath.Join(dir, m.Name)
