@@ -198,8 +198,8 @@ func (m *Membership) listed(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
-// peersMemberList reads the member list (each member's peer URLs)
-// through the other members of this node's decision.
+// peersMemberList reads the member list (each started member's peer
+// URLs) through the other members of this node's decision.
 func (m *Membership) peersMemberList(ctx context.Context) ([][]string, error) {
 	dec := m.store.Etcd()
 	if dec == nil {
@@ -229,6 +229,12 @@ func (m *Membership) peersMemberList(ctx context.Context) ([][]string, error) {
 	}
 	out := make([][]string, 0, len(resp.Members))
 	for _, mb := range resp.Members {
+		// A member that never started (no name yet) is a learner added
+		// for a new node at this peer URL, not this node's old member:
+		// a node that lost its data joins into it.
+		if mb.Name == "" {
+			continue
+		}
 		out = append(out, mb.PeerURLs)
 	}
 	return out, nil
