@@ -25,7 +25,13 @@ const rootManFiles = `.SH FILES
 The node's configuration; see \fBecom-agent.toml\fP(5).
 .TP
 .I /etc/ecom-agent/cluster-secret, /etc/ecom-agent/control-plane-key
-The cluster's shared secret (every node) and the key that seals the CA keys (control-plane nodes only), mode 0600.
+The control-plane nodes' shared secret and the key that seals the CA keys, mode 0600.
+.TP
+.I /etc/ecom-agent/join-token
+A worker's join token (\fBecom-agent token create\fP on a control-plane node), mode 0600.
+.TP
+.I /var/lib/ecom-agent/snapshots/
+The scheduled etcd snapshots, each with its metadata (FILE.json).
 .TP
 .I /etc/ecom-agent/manifests.d/
 The operator's own manifests, seeded with the platform's.
