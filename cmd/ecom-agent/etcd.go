@@ -72,7 +72,7 @@ pruned.`,
 		Example: "  ecom-agent etcd snapshot save\n  ecom-agent etcd snapshot save /var/backups/before-upgrade.db",
 		Args:    usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}
@@ -129,7 +129,7 @@ func (c *cli) snapshotListCommand() *cobra.Command {
 		Short: "List the snapshots in etcd.snapshots.dir, newest first",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}
@@ -177,7 +177,7 @@ func (c *cli) snapshotPruneCommand() *cobra.Command {
 		Short: "Remove this node's scheduled snapshots beyond the newest etcd.snapshots.retention (or --keep)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}

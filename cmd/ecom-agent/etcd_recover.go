@@ -34,7 +34,7 @@ Exit codes: 0 recovered; 6 refused, a quorum answers (nothing changed); 64
 no --yes without a terminal; 78 invalid config; 1 anything else.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}

@@ -97,7 +97,7 @@ token delete removes it.`,
 			if ttl < 0 {
 				return usageError{fmt.Errorf("--ttl %s: must not be negative; 0 means the token never expires", ttl)}
 			}
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}
@@ -154,7 +154,7 @@ func (c *cli) tokenListCommand() *cobra.Command {
 		Short: "List the cluster's join tokens (ids, never secrets)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}
@@ -217,7 +217,7 @@ joined with a token keep their credentials: they renew them with their
 kubelet certificate.`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, root, err := c.tokenSetup(rootDir)
+			cfg, root, err := c.nodeSetup(rootDir)
 			if err != nil {
 				return err
 			}
@@ -261,8 +261,9 @@ func withTokenStore(ctx context.Context, root *hostfs.Root, cfg *config.Config, 
 	return f(ctx, store)
 }
 
-// tokenSetup loads the config and the host root of a token command.
-func (c *cli) tokenSetup(rootDir string) (*config.Config, *hostfs.Root, error) {
+// nodeSetup loads the config and the host root of a command that works
+// on this node's files (token, etcd snapshot, etcd recover).
+func (c *cli) nodeSetup(rootDir string) (*config.Config, *hostfs.Root, error) {
 	cfg, err := c.loadConfig()
 	if err != nil {
 		return nil, nil, err
