@@ -8,6 +8,9 @@ type ControlPlaneStatus struct {
 	// Ready is true while the local kube-apiserver answers /readyz.
 	Ready      bool      `json:"ready"`
 	ReadySince time.Time `json:"ready_since,omitzero"`
+	// RBAC is true once the bootstrap RBAC is in place (admin.conf's
+	// cluster-admin binding among it): admin.conf works from then on.
+	RBAC bool `json:"rbac"`
 	// Readyz is what /readyz says when it is not ready (the failing
 	// checks), or why it could not be asked.
 	Readyz string `json:"readyz,omitempty"`

@@ -74,7 +74,6 @@ type ControlPlane struct {
 	// was made (zero: none since it was last ready).
 	diagnosed   time.Time
 	lastErr     string
-	rbacDone    bool
 	seedCancel  context.CancelFunc
 	seedDone    chan struct{}
 	seed        status.SeedStatus
@@ -156,7 +155,7 @@ func (cp *ControlPlane) Withdraw(ctx context.Context) {
 		cancel()
 	}
 	cp.mu.Lock()
-	cp.started, cp.clients, cp.restart, cp.apiReady, cp.rbacDone = time.Time{}, false, nil, false, false
+	cp.started, cp.clients, cp.restart, cp.apiReady = time.Time{}, false, nil, false
 	cp.status, cp.diagnosed, cp.lastErr, cp.leader = status.ControlPlaneStatus{}, time.Time{}, "", false
 	cp.seed = status.SeedStatus{Enabled: cp.d.Config.Seed.Enabled}
 	cp.seedCancel, cp.seedDone = nil, nil

@@ -18,7 +18,7 @@ import (
 func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config) {
 	d := cp.d
 	cp.mu.Lock()
-	rbacDone, seeding := cp.rbacDone, cp.seedCancel != nil
+	rbacDone, seeding := cp.status.RBAC, cp.seedCancel != nil
 	cp.mu.Unlock()
 	if !rbacDone {
 		cs, err := kubernetes.NewForConfig(superAdmin)
@@ -31,7 +31,7 @@ func (cp *ControlPlane) afterReady(ctx context.Context, superAdmin *rest.Config)
 		}
 		d.Log.Info("bootstrap RBAC in place")
 		cp.mu.Lock()
-		cp.rbacDone, cp.status.Error = true, ""
+		cp.status.RBAC, cp.status.Error = true, ""
 		cp.mu.Unlock()
 	}
 	if seeding || !d.Config.Seed.Enabled {

@@ -35,7 +35,7 @@ func (c *cli) joinCommand() *cobra.Command {
 them (written to /etc/ecom-agent/config.toml by write_files). It checks the
 config, enables and starts ecom-agent.service, and waits until the node
 reaches its target phase (a control-plane node: its etcd member serving in
-the cluster), printing progress on stderr. Running it again on a joined
+the cluster, its kube-apiserver ready and admin.conf usable), printing progress on stderr. Running it again on a joined
 node prints what it found and exits 0; on a half-joined node the agent
 resumes where it stopped.
 
@@ -186,8 +186,13 @@ func reached(cfg *config.Config, st status.Status) bool {
 		// A standby is where a control-plane node beyond the cluster's
 		// size belongs: the reconciler adds it when a member is missing.
 		// Otherwise it is there once its etcd member serves in a
-		// cluster with a leader and its kube-apiserver is ready.
-		return st.Phase == nodestate.PhaseStandby || (st.Phase == nodestate.PhaseAPIReady && st.Etcd != nil && st.Etcd.Leader != "")
+		// cluster with a leader, its kube-apiserver is ready and the
+		// bootstrap RBAC is in place (admin.conf works).
+		if st.Phase == nodestate.PhaseStandby {
+			return true
+		}
+		return st.Phase == nodestate.PhaseAPIReady && st.Etcd != nil && st.Etcd.Leader != "" &&
+			st.ControlPlane != nil && st.ControlPlane.RBAC
 	}
 	return st.Phase == nodestate.PhaseWorkerWaiting
 }
