@@ -16,7 +16,8 @@ import (
 // data removed), and recover on the third makes its etcd a one-member
 // cluster from its own data (an object written before the loss is still
 // there); the two agents, started again, find the cluster no longer lists
-// them and join as new members, until three voters serve again.
+// them and join as new members, until three voters serve again. Then a
+// snapshot of it restores on a fresh host (restoreOnFreshHost).
 func TestRecover(t *testing.T) {
 	env := testhost.New(t, hostOptions(t, "r"))
 	hosts := env.Start(t, 3)
@@ -73,4 +74,5 @@ func TestRecover(t *testing.T) {
 			return nil
 		})
 	}
+	restoreOnFreshHost(t, env, survivor)
 }

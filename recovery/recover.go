@@ -52,6 +52,15 @@ type Options struct {
 	Progress func(string)
 }
 
+var timeNow = time.Now
+
+func (o Options) quorumTimeout() time.Duration {
+	if o.QuorumTimeout == 0 {
+		return 10 * time.Second
+	}
+	return o.QuorumTimeout
+}
+
 // Report says what Recover did.
 type Report struct {
 	Node string `json:"node"`
@@ -73,9 +82,15 @@ type Report struct {
 type QuorumError struct {
 	// Answering names the members that answered.
 	Answering []string
+	// Restore is true for a restore refused.
+	Restore bool
 }
 
 func (e *QuorumError) Error() string {
+	if e.Restore {
+		return fmt.Sprintf("refusing to restore: this node's etcd cluster has a quorum (answering: %s), and a second cluster beside it would split it. "+
+			"Stop ecom-agent and etcd on the other control-plane nodes first (`systemctl stop ecom-agent etcd`); they join the restored cluster after `ecom-agent reset`", strings.Join(e.Answering, ", "))
+	}
 	return fmt.Sprintf("refusing to recover: the etcd cluster has a quorum (answering: %s); recover is for a cluster that lost it. "+
 		"Replace a lost member with `ecom-agent reset` on it and a new join, or let the reconciler replace it", strings.Join(e.Answering, ", "))
 }
@@ -88,11 +103,9 @@ func (e *QuorumError) Error() string {
 // membership, start the agent again.
 func Recover(ctx context.Context, o Options) (Report, error) {
 	if o.Now == nil {
-		o.Now = time.Now
+		o.Now = timeNow
 	}
-	if o.QuorumTimeout == 0 {
-		o.QuorumTimeout = 10 * time.Second
-	}
+	o.QuorumTimeout = o.quorumTimeout()
 	if o.Progress == nil {
 		o.Progress = func(string) {}
 	}
@@ -192,11 +205,21 @@ func checkQuorum(ctx context.Context, root *hostfs.Root, cfg *config.Config, dec
 	if _, err := cli.Get(qctx, "/ecom-agent/recover-quorum-check"); err != nil {
 		return nil, false
 	}
+	// Name the members that answer, as the cluster lists them now (the
+	// decision may be older than the membership).
+	names, urls := []string{}, []string{}
+	if ml, err := cli.MemberList(qctx); err == nil {
+		for _, m := range ml.Members {
+			if len(m.ClientURLs) > 0 {
+				names, urls = append(names, m.Name), append(urls, m.ClientURLs[0])
+			}
+		}
+	}
 	var answering []string
-	answers, _ := etcdclient.ProbeMembers(ctx, cli, endpoints[1:])
+	answers, _ := etcdclient.ProbeMembers(ctx, cli, urls)
 	for i, a := range answers {
 		if a != nil {
-			answering = append(answering, endpoints[1+i])
+			answering = append(answering, names[i]+" ("+urls[i]+")")
 		}
 	}
 	slices.Sort(answering)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +41,8 @@ const Mode = 0o600
 type Meta struct {
 	// Name is the file's base name.
 	Name string `json:"name"`
+	// Cluster is the cluster's name (cluster_name in the config).
+	Cluster string `json:"cluster,omitempty"`
 	// Node took it, from its etcd member MemberID of cluster ClusterID
 	// (hex, as etcdctl prints them).
 	Node      string `json:"node"`
@@ -65,9 +68,13 @@ type Meta struct {
 
 // Info is what Save records beside what it reads from etcd.
 type Info struct {
-	Node, KubernetesVersion, AgentVersion string
-	Scheduled                             bool
-	Now                                   time.Time
+	Cluster, Node, KubernetesVersion, AgentVersion string
+	Scheduled                                      bool
+	Now                                            time.Time
+	// Carry are keys and values put in etcd (where they differ) before
+	// the snapshot is taken, so that it carries them: the cluster's
+	// sealed shared keys, which a restore on a new host needs.
+	Carry map[string][]byte
 }
 
 // Name is the file name of a snapshot node takes at t.
@@ -83,6 +90,11 @@ func Save(ctx context.Context, cli *clientv3.Client, endpoint, path string, info
 	st, err := cli.Status(ctx, endpoint)
 	if err != nil {
 		return Meta{}, fmt.Errorf("ask etcd at %s for its status: %w", endpoint, err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(info.Carry)) {
+		if err := carry(ctx, cli, k, info.Carry[k]); err != nil {
+			return Meta{}, err
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return Meta{}, err
@@ -113,7 +125,7 @@ func Save(ctx context.Context, cli *clientv3.Client, endpoint, path string, info
 		return Meta{}, fmt.Errorf("the snapshot etcd sent does not verify: %w", err)
 	}
 	m.Name = filepath.Base(path)
-	m.Node, m.KubernetesVersion, m.AgentVersion, m.Scheduled = info.Node, info.KubernetesVersion, info.AgentVersion, info.Scheduled
+	m.Cluster, m.Node, m.KubernetesVersion, m.AgentVersion, m.Scheduled = info.Cluster, info.Node, info.KubernetesVersion, info.AgentVersion, info.Scheduled
 	m.ClusterID = strconv.FormatUint(st.Header.ClusterId, 16)
 	m.MemberID = strconv.FormatUint(st.Header.MemberId, 16)
 	m.EtcdVersion = resp.Version
@@ -126,6 +138,26 @@ func Save(ctx context.Context, cli *clientv3.Client, endpoint, path string, info
 		return Meta{}, err
 	}
 	return m, syncDir(filepath.Dir(path))
+}
+
+// carry puts value under key unless etcd holds exactly it already.
+func carry(ctx context.Context, cli *clientv3.Client, key string, value []byte) error {
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read %s from etcd: %w", key, err)
+	}
+	if len(resp.Kvs) == 1 && bytes.Equal(resp.Kvs[0].Value, value) {
+		return nil
+	}
+	if _, err := cli.Put(ctx, key, string(value)); err != nil {
+		return fmt.Errorf("put %s in etcd before the snapshot: %w", key, err)
+	}
+	// A linearizable read through the same member: it returns once that
+	// member has applied the put, so the snapshot it sends holds it.
+	if _, err := cli.Get(ctx, key); err != nil {
+		return fmt.Errorf("read %s back from etcd: %w", key, err)
+	}
+	return nil
 }
 
 // ErrCorrupt is a file that is not a whole etcd snapshot.

@@ -91,6 +91,11 @@ func TestListAndPrune(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "copied.db"), []byte("db"), Mode); err != nil {
 		t.Fatal(err)
 	}
+	// Its time is its file's: older than the others whatever day the
+	// test runs on.
+	if err := os.Chtimes(filepath.Join(dir, "copied.db"), t0.Add(-2*time.Hour), t0.Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	es, err := List(dir)
 	if err != nil || len(es) != 8 {
 		t.Fatalf("list %d, %v", len(es), err)

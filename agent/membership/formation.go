@@ -214,18 +214,13 @@ func (m *Membership) forwardLocked(ctx context.Context, to []quorum.Member, now 
 	}
 }
 
-// sealedShared returns the cluster's shared keys, sealed: the persisted
-// file, or an export of the installed keys.
+// sealedShared returns the cluster's shared keys, sealed.
 func (m *Membership) sealedShared() ([]byte, error) {
-	sealed, err := clusterkeys.LoadSealed(m.root, m.cfg)
-	if err != nil || sealed != nil {
-		return sealed, err
-	}
-	shared, err := clusterkeys.Export(m.root, m.cfg)
+	sealed, err := clusterkeys.Sealed(m.root, m.cfg)
 	if err != nil {
-		return nil, fmt.Errorf("this node holds no shared keys to send: %w", err)
+		return nil, fmt.Errorf("cannot send the cluster's shared keys: %w", err)
 	}
-	return shared.Seal(m.cfg)
+	return sealed, nil
 }
 
 // startNewLocked turns a held commit into the etcd decision: shared keys

@@ -23,6 +23,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/component"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/buildinfo"
+	"github.com/ecom-platform/ecom-agent/clusterkeys"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/etcdclient"
 	"github.com/ecom-platform/ecom-agent/hostfs"
@@ -221,7 +222,12 @@ func (s *Snapshots) take(ctx context.Context, now time.Time) (snapshot.Meta, err
 	}()
 	endpoint := bootstrap.EtcdClientURL(netip.MustParseAddr("127.0.0.1"), cfg.Etcd.ClientPort)
 	path := filepath.Join(s.d.Root.Path(cfg.Etcd.Snapshots.Dir), snapshot.Name(cfg.NodeName, now))
+	sealed, err := clusterkeys.Sealed(s.d.Root, cfg)
+	if err != nil {
+		return snapshot.Meta{}, fmt.Errorf("the cluster's keys a snapshot carries: %w", err)
+	}
 	return snapshot.Save(sctx, cli, endpoint, path, snapshot.Info{
+		Cluster: cfg.ClusterName, Carry: map[string][]byte{clusterkeys.EtcdKey: sealed},
 		Node: cfg.NodeName, KubernetesVersion: cfg.KubernetesVersion, AgentVersion: buildinfo.Version, Scheduled: true, Now: now,
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/buildinfo"
+	"github.com/ecom-platform/ecom-agent/clusterkeys"
 	"github.com/ecom-platform/ecom-agent/etcdclient"
 	"github.com/ecom-platform/ecom-agent/snapshot"
 )
@@ -25,7 +26,7 @@ import (
 func (c *cli) etcdCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "etcd [etcd flags]",
-		Short: "Run the etcd server built into this binary (used by etcd.service); etcd snapshot: save, list, prune",
+		Short: "Run the etcd server built into this binary (used by etcd.service); etcd snapshot, recover, restore",
 		Long: `etcd with etcd's own flags runs the etcd server built into this binary, as
 etcd.service does.
 
@@ -35,10 +36,11 @@ etcd member, each verified as etcdutl reads it and kept with its metadata
 The daemon takes them itself every etcd.snapshots.interval.
 
 etcd recover restarts this node's etcd as a one-member cluster from its own
-data when the cluster lost its quorum.`,
+data when the cluster lost its quorum; etcd restore rebuilds it from a
+snapshot.`,
 		Args: cobra.ArbitraryArgs,
 	}
-	cmd.AddCommand(c.snapshotCommand(), c.etcdRecoverCommand())
+	cmd.AddCommand(c.snapshotCommand(), c.etcdRecoverCommand(), c.etcdRestoreCommand())
 	return cmd
 }
 
@@ -97,7 +99,12 @@ pruned.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
 			defer cancel()
 			endpoint := bootstrap.EtcdClientURL(netip.MustParseAddr("127.0.0.1"), cfg.Etcd.ClientPort)
+			sealed, err := clusterkeys.Sealed(root, cfg)
+			if err != nil {
+				return withCode(exitFailure, fmt.Errorf("the cluster's keys a snapshot carries: %w", err))
+			}
 			m, err := snapshot.Save(ctx, cli, endpoint, path, snapshot.Info{
+				Cluster: cfg.ClusterName, Carry: map[string][]byte{clusterkeys.EtcdKey: sealed},
 				Node: cfg.NodeName, KubernetesVersion: cfg.KubernetesVersion, AgentVersion: buildinfo.Version, Now: now,
 			})
 			if err != nil {

@@ -55,3 +55,17 @@ func TestEtcdSnapshotListPrune(t *testing.T) {
 		t.Errorf("save over a file: exit %d %s", code, errOut)
 	}
 }
+
+// restore needs one FILE and, without a terminal, --yes; it is the
+// agent's command, not a flag of the etcd server.
+func TestEtcdRestoreUsage(t *testing.T) {
+	cfg := writeConfig(t, testConfigTOML)
+	root := t.TempDir()
+	if code, _, errOut := runCLI(t, "etcd", "restore", "--config", cfg, "--root", root); code != exitUsage {
+		t.Errorf("no FILE: exit %d %s", code, errOut)
+	}
+	code, _, errOut := runCLI(t, "etcd", "restore", filepath.Join(root, "s.db"), "--config", cfg, "--root", root)
+	if code != exitUsage || !strings.Contains(errOut, "pass --yes") {
+		t.Errorf("no --yes without a terminal: exit %d %s", code, errOut)
+	}
+}

@@ -29,8 +29,9 @@ const (
 	// cluster name, mismatched expect, another cluster's CA).
 	exitRefused = 5
 	// exitUnsafe: reset refused because removing this node's etcd
-	// member would break the quorum; nothing was changed (--force
-	// overrides).
+	// member would break the quorum (--force overrides), etcd recover or
+	// restore refused (a quorum answers, a snapshot that does not verify
+	// or is another cluster's); nothing was changed.
 	exitUnsafe = 6
 	// exitUsage means the command line itself is wrong (sysexits'
 	// EX_USAGE).
@@ -52,7 +53,8 @@ const exitCodesHelp = `Exit codes:
   4   join: --timeout passed
   5   join: refused by the cluster (wrong secret or cluster name,
       mismatched expect, another cluster's CA)
-  6   reset: refused as unsafe for the etcd quorum; nothing was changed
+  6   reset, etcd recover, etcd restore: refused as unsafe; nothing was
+      changed
   64  wrong command line (unknown command or flag, bad flag value)
   78  invalid configuration or none readable; nothing was changed`
 

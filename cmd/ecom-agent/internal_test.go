@@ -31,7 +31,7 @@ func TestGenMan(t *testing.T) {
 			runs[i][e.Name()] = string(data)
 		}
 	}
-	for _, want := range []string{"ecom-agent.1", "ecom-agent-join.1", "ecom-agent-status.1", "ecom-agent-token-create.1", "ecom-agent-etcd-snapshot-save.1", "ecom-agent-etcd-recover.1", "ecom-agent.toml.5"} {
+	for _, want := range []string{"ecom-agent.1", "ecom-agent-join.1", "ecom-agent-status.1", "ecom-agent-token-create.1", "ecom-agent-etcd-snapshot-save.1", "ecom-agent-etcd-recover.1", "ecom-agent-etcd-restore.1", "ecom-agent.toml.5"} {
 		if _, ok := runs[0][want]; !ok {
 			t.Errorf("no %s", want)
 		}

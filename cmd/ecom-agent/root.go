@@ -62,7 +62,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// `ecom-agent etcd` hands its whole command line to etcd untouched, so
 	// etcd's own flag parsing and help apply; `etcd snapshot` and `etcd
 	// recover` are ours.
-	if len(args) > 0 && args[0] == "etcd" && (len(args) < 2 || (args[1] != "snapshot" && args[1] != "recover")) {
+	if len(args) > 0 && args[0] == "etcd" && (len(args) < 2 || (args[1] != "snapshot" && args[1] != "recover" && args[1] != "restore")) {
 		return runEtcd(args[1:])
 	}
 	// `ecom-agent etcdctl` likewise, with this node's connection flags.

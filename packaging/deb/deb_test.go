@@ -189,6 +189,7 @@ func TestAgentIsReproducible(t *testing.T) {
 		"./usr/share/man/man1/ecom-agent-etcdctl.1.gz",
 		"./usr/share/man/man1/ecom-agent-etcd-snapshot-save.1.gz",
 		"./usr/share/man/man1/ecom-agent-etcd-recover.1.gz",
+		"./usr/share/man/man1/ecom-agent-etcd-restore.1.gz",
 		"./usr/share/man/man1/ecom-agent-token-create.1.gz",
 		"./usr/share/man/man5/ecom-agent.toml.5.gz",
 		"./usr/share/bash-completion/completions/ecom-agent",
