@@ -12,8 +12,8 @@ import (
 )
 
 // TestRecover: three control-plane hosts; `etcd recover` refuses while a
-// quorum answers; two hosts lose their etcd data (agent and etcd stopped,
-// data removed), and recover on the third makes its etcd a one-member
+// quorum answers; two hosts are lost (agent and etcd stopped, one's data
+// removed, the other's kept), and recover on the third makes its etcd a one-member
 // cluster from its own data (an object written before the loss is still
 // there); the two agents, started again, find the cluster no longer lists
 // them and join as new members, until three voters serve again. Then a
@@ -33,10 +33,14 @@ func TestRecover(t *testing.T) {
 		t.Fatalf("recover with a quorum: exit %d, %v\n%s%s", res.ExitCode, err, res.Stdout, res.Stderr)
 	}
 
+	// Both lost hosts stop; the first also loses its data, the second
+	// comes back with its data of the old cluster (a host that was only
+	// powered off): etcd's removed-member fencing stops it, and its agent
+	// sets that data aside.
 	onEach(lost, func(h *testhost.Host) {
 		h.MustRun(t, "systemctl", "stop", "ecom-agent.service", "etcd.service")
-		h.MustRun(t, "rm", "-rf", "/var/lib/etcd/member")
 	})
+	lost[0].MustRun(t, "rm", "-rf", "/var/lib/etcd/member")
 	start := time.Now()
 	res, err = run(survivor, "ecom-agent", "etcd", "recover", "--yes")
 	if err != nil || !strings.HasPrefix(res.Stdout, "recovered: "+survivor.Name()) {
@@ -65,6 +69,9 @@ func TestRecover(t *testing.T) {
 		}
 		return nil
 	})
+	if res, _ := run(lost[1], "sh", "-c", "ls -d /var/lib/etcd.aside-*/member/wal"); res.ExitCode != 0 {
+		t.Errorf("%s's data of the old cluster was not set aside: %s", lost[1].Name(), res.Stderr)
+	}
 	for _, h := range lost {
 		await(t, 3*time.Minute, "the configmap through "+h.Name(), func() error {
 			out, err := kubectl(h, "get", "configmap", "before-loss", "-o", "jsonpath={.data.written}")
