@@ -209,8 +209,12 @@ func (r *Renderer) localAPIServer() string {
 	return "https://" + netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(r.cfg.APIServer.Port)).String()
 }
 
-func (r *Renderer) advertisedAPIServer() string {
-	return "https://" + netip.AddrPortFrom(r.cfg.AdvertiseAddress, uint16(r.cfg.APIServer.Port)).String()
+func (r *Renderer) advertisedAPIServer() string { return AdvertisedAPIServer(r.cfg) }
+
+// AdvertisedAPIServer is the URL of a control-plane node's API server at
+// its advertised address.
+func AdvertisedAPIServer(cfg *config.Config) string {
+	return "https://" + netip.AddrPortFrom(cfg.AdvertiseAddress, uint16(cfg.APIServer.Port)).String()
 }
 
 func (r *Renderer) phaseKubeconfigs(_ context.Context) error {

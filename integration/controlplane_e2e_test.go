@@ -96,6 +96,10 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 		}
 	})
 
+	t.Run("an exported kubeconfig works from outside the hosts", func(t *testing.T) {
+		exportedKubeconfig(t, hosts[0])
+	})
+
 	var seeder *testhost.Host
 	t.Run("exactly one agent seeds the platform", func(t *testing.T) {
 		await(t, 3*time.Minute, "a seeding report with no failure on every host", func() error {

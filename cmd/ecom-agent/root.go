@@ -133,6 +133,7 @@ and seeds the platform's workloads once the API server is healthy.
 		c.renderCommand(),
 		c.certsCommand(),
 		c.tokenCommand(),
+		c.kubeconfigCommand(),
 		c.resetCommand(),
 		c.etcdCommand(),
 		etcdctlCommand(),

@@ -1,0 +1,57 @@
+//go:build e2e
+
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecom-platform/ecom-agent/integration/testhost"
+)
+
+// exportedKubeconfig: `ecom-agent kubeconfig` on a control-plane host
+// prints a kubeconfig that kubectl on this machine (outside the hosts)
+// uses: the default identity is cluster-admin, a user in a group no
+// binding names is authenticated and refused everything.
+func exportedKubeconfig(t *testing.T, h *testhost.Host) {
+	t.Helper()
+	dir := t.TempDir()
+	kubectlOut := func(file string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(kubeBins(t), "kubectl"), append([]string{"--kubeconfig", file, "--request-timeout=10s"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	export := func(name string, args ...string) string {
+		res, err := run(h, append([]string{"ecom-agent", "kubeconfig", "--ttl", "1h"}, args...)...)
+		if err != nil {
+			t.Fatalf("ecom-agent kubeconfig %v: %v\n%s", args, err, res.Stderr)
+		}
+		t.Logf("ecom-agent kubeconfig %s: %s", strings.Join(args, " "), strings.TrimSpace(res.Stderr))
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, []byte(res.Stdout), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	admin := export("admin.conf", "--user", "e2e-admin")
+	if out, err := kubectlOut(admin, "get", "namespaces", "-o", "name"); err != nil || !strings.Contains(out, "namespace/kube-system") {
+		t.Errorf("kubectl get namespaces with the exported admin kubeconfig: %v\n%s", err, out)
+	}
+	if out, err := kubectlOut(admin, "auth", "can-i", "*", "*", "-A"); err != nil || out != "yes" {
+		t.Errorf("the exported admin is not cluster-admin: can-i says %q (%v)", out, err)
+	}
+	if out, err := kubectlOut(admin, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != "e2e-admin" {
+		t.Errorf("whoami: %q %v", out, err)
+	}
+	nobody := export("nobody.conf", "--user", "e2e-nobody", "--group", "e2e-unbound")
+	if out, err := kubectlOut(nobody, "auth", "can-i", "list", "pods", "-A"); err == nil || out != "no" {
+		t.Errorf("a user in an unbound group: can-i list pods says %q (%v), want no", out, err)
+	}
+}
