@@ -21,9 +21,18 @@ import (
 func TestRecover(t *testing.T) {
 	env := testhost.New(t, hostOptions(t, "r"))
 	hosts := env.Start(t, 3)
-	onEach(hosts, func(h *testhost.Host) { install(t, h, joinConfig(h, hosts, 3)) })
-	joinEach(t, hosts)
+	// Keeping two scheduled snapshots; the survivor holds three older
+	// ones already, which its first scheduled snapshot rotates out but
+	// the newest.
+	onEach(hosts, func(h *testhost.Host) {
+		install(t, h, joinConfig(h, hosts, 3)+"[etcd.snapshots]\nretention = 2\n")
+	})
 	survivor, lost := hosts[0], hosts[1:]
+	old := oldScheduledSnapshots(t, survivor, 3)
+	joinEach(t, hosts)
+	await(t, 3*time.Minute, "the survivor's scheduled snapshots rotated", func() error {
+		return rotated(survivor, old[len(old)-1])
+	})
 	if out, err := kubectl(survivor, "create", "configmap", "before-loss", "--from-literal=written=before"); err != nil {
 		t.Fatalf("create the configmap: %v\n%s", err, out)
 	}

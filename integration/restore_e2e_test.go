@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -107,4 +108,56 @@ func restoreOnFreshHost(t *testing.T, env *testhost.Env, member *testhost.Host) 
 	// etcd has one member of three.
 	r, _ = run(fresh, "ecom-agent", "status")
 	t.Logf("ecom-agent status on %s: exit %d\n%s", fresh.Name(), r.ExitCode, r.Stdout)
+}
+
+// oldScheduledSnapshots writes n scheduled snapshots of h's node, a day
+// old and older, into the default snapshot directory, and returns their
+// names, oldest first. Their content is no database: pruning reads only
+// the metadata.
+func oldScheduledSnapshots(t *testing.T, h *testhost.Host, n int) []string {
+	t.Helper()
+	var names []string
+	for i := n; i > 0; i-- {
+		taken := time.Now().UTC().Add(-time.Duration(24*i) * time.Hour)
+		name := "etcd-snapshot-" + h.Name() + "-" + taken.Format("20060102T150405Z") + ".db"
+		meta, _ := json.Marshal(map[string]any{"name": name, "node": h.Name(), "scheduled": true, "taken": taken})
+		dir := "/var/lib/ecom-agent/snapshots/"
+		if err := h.WriteFile(dir+name, []byte("old"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.WriteFile(dir+name+".json", meta, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// rotated reports whether h's scheduled snapshots are two: one the
+// daemon took and keep, the newest of the old ones.
+func rotated(h *testhost.Host, keep string) error {
+	res, err := run(h, "ecom-agent", "etcd", "snapshot", "list", "-o", "json")
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, res.Stderr)
+	}
+	var list []struct {
+		Name      string `json:"name"`
+		Scheduled bool   `json:"scheduled"`
+		Revision  int64  `json:"revision"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &list); err != nil {
+		return err
+	}
+	var names []string
+	taken := false
+	for _, e := range list {
+		if e.Scheduled {
+			names = append(names, e.Name)
+			taken = taken || e.Revision > 0
+		}
+	}
+	if len(names) != 2 || !taken || names[1] != keep {
+		return fmt.Errorf("scheduled snapshots %v, want one the daemon took and %s", names, keep)
+	}
+	return nil
 }
