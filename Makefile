@@ -12,6 +12,9 @@ LDFLAGS     := -s -w -X $(MODULE)/buildinfo.Version=$(VERSION) -X $(MODULE)/buil
 BIN_DIR     := bin
 AGENT       := $(BIN_DIR)/ecom-agent
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# gotestsum prints each e2e test with its duration, and a failing
+# test's whole output (go test -v would print every passing test's too).
+GOTESTSUM := gotest.tools/gotestsum@v1.13.0
 # The test hosts' Debian root filesystem lives outside the repo, cached per
 # machine (built once, about two minutes).
 export ECOM_TESTHOST_CACHE ?= /var/cache/ecom-agent-testhost
@@ -41,7 +44,7 @@ e2e: build rootfs kube-bins containerd-bins lintian deb-upgrade e2e-suite e2e-im
 	ECOM_AGENT_BIN=$(CURDIR)/$(AGENT) ECOM_KUBE_BIN=$$(tools/kube/build.sh) ECOM_CONTAINERD_BIN=$$(tools/containerd/build.sh) \
 	  ECOM_E2E_SUITE=$$(tools/e2e/build.sh) ECOM_E2E_IMAGES=$$(tools/e2e/images.sh) ECOM_PLATFORM_IMAGES=$$(tools/platform/images.sh) \
 	  ECOM_DEB_DIR=$(CURDIR)/$(DEB_OUT) ECOM_DEB_UPGRADE_DIR=$(CURDIR)/$(DEB_OUT)/upgrade ECOM_IMAGES_DIR=$(CURDIR)/out/images \
-	  $(GO) test -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
+	  $(GO) run $(GOTESTSUM) --format testname -- -count=1 -tags e2e -timeout 80m -p 1 ./integration/... ./units/...
 
 # Fuzzing of what comes from outside: the RPC envelope, gossip metadata and
 # the config file, FUZZTIME each. `make unit` runs their committed seeds
