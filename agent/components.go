@@ -7,6 +7,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/joinserver"
 	"github.com/ecom-platform/ecom-agent/agent/membership"
 	"github.com/ecom-platform/ecom-agent/agent/node"
+	"github.com/ecom-platform/ecom-agent/agent/noderole"
 	"github.com/ecom-platform/ecom-agent/agent/platform"
 	"github.com/ecom-platform/ecom-agent/agent/policy"
 	"github.com/ecom-platform/ecom-agent/agent/render"
@@ -15,15 +16,18 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/kubeclient"
 	"github.com/ecom-platform/ecom-agent/seed"
 	"github.com/ecom-platform/ecom-agent/status"
+	"k8s.io/client-go/kubernetes"
 )
 
 // build makes the node's components for its role, in start order (see
 // docs/architecture.md), and the runner that steps them.
 //
 // Control-plane node: membership (gossip, RPC, formation) -> render ->
-// etcd member -> control plane -> node side -> network policy; renewal,
+// etcd member -> control plane -> node side -> network policy and the
+// control-plane role label on the Node; renewal,
 // the workers' join endpoint and scheduled etcd snapshots once etcd
 // serves; the platform's watch once the API serves.
 // Worker: membership -> render -> worker credentials (and the API load
@@ -74,6 +78,16 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: cp, Needs: etcd},
 			{Component: nodeSide, Needs: cp},
 			{Component: enforce, Needs: nodeSide},
+			{Component: noderole.New(noderole.Deps{
+				Node: cfg.NodeName, Log: log.With("component", noderole.Name),
+				Client: func() (kubernetes.Interface, error) {
+					rc, err := kubeclient.RESTConfig(root, bootstrap.AgentKubeconfig)
+					if err != nil {
+						return nil, err
+					}
+					return kubernetes.NewForConfig(rc)
+				},
+			}), Needs: nodeSide},
 			{Component: renew, Needs: etcd},
 			{Component: snapshots.New(snapshots.Deps{
 				Config: cfg, Root: root, Log: log.With("component", snapshots.Name), Now: d.deps.Now, Store: d.store,

@@ -115,6 +115,16 @@ func TestWorkers(t *testing.T) {
 	joinsDone := time.Since(joined)
 	await(t, 6*time.Minute, "all five Nodes Ready", func() error { return nodesReady(cps[0], names) })
 	t.Logf("control plane then workers with a token: every join returned after %.1fs, all five Nodes Ready after %.1fs", joinsDone.Seconds(), time.Since(joined).Seconds())
+	await(t, time.Minute, "the control-plane role label on the three control-plane Nodes only", func() error {
+		out, err := kubectl(cps[0], "get", "nodes", "-l", "node-role.kubernetes.io/control-plane", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if got := strings.Fields(out); len(got) != 3 || slices.ContainsFunc(workers, func(w *testhost.Host) bool { return slices.Contains(got, "node/"+w.Name()) }) {
+			return fmt.Errorf("labelled: %v", got)
+		}
+		return nil
+	})
 
 	t.Run("ecom-agent etcdctl reaches the members with the agent's certificate", func(t *testing.T) {
 		var list struct {
