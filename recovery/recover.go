@@ -165,25 +165,29 @@ func Recover(ctx context.Context, o Options) (Report, error) {
 		}
 	}
 	slices.Sort(rep.Removed)
-	o.Progress("recording the one-member cluster in the node's state")
-	store, err := nodestate.Open(root, o.Now)
-	if err != nil {
-		return rep, err
-	}
-	self := bootstrap.EtcdPeerURL(cfg.AdvertiseAddress, cfg.Etcd.PeerPort)
-	if err := store.Update(func(s *nodestate.State) error {
+	err = recordAndStart(ctx, o, func(s *nodestate.State) {
 		s.Etcd.State = bootstrap.EtcdStartExisting
-		s.Etcd.Peers = map[string]string{cfg.NodeName: self}
-		return nil
-	}); err != nil {
-		return rep, err
-	}
+		s.Etcd.Peers = map[string]string{cfg.NodeName: bootstrap.EtcdPeerURL(cfg.AdvertiseAddress, cfg.Etcd.PeerPort)}
+	})
+	return rep, err
+}
 
+// recordAndStart records the one-member cluster in the node's state with
+// set, then starts the agent.
+func recordAndStart(ctx context.Context, o Options, set func(*nodestate.State)) error {
+	o.Progress("recording the one-member cluster in the node's state")
+	store, err := nodestate.Open(o.Root, o.Now)
+	if err != nil {
+		return err
+	}
+	if err := store.Update(func(s *nodestate.State) error { set(s); return nil }); err != nil {
+		return err
+	}
 	o.Progress("starting " + bootstrap.AgentUnit)
 	if err := o.Systemd.Start(ctx, bootstrap.AgentUnit); err != nil {
-		return rep, fmt.Errorf("start %s: %w", bootstrap.AgentUnit, err)
+		return fmt.Errorf("start %s: %w", bootstrap.AgentUnit, err)
 	}
-	return rep, nil
+	return nil
 }
 
 // checkQuorum asks this node's etcd and every member of its decision for

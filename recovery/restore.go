@@ -2,8 +2,6 @@ package recovery
 
 import (
 	"context"
-	cryptorand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -135,7 +133,7 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 	undo := fmt.Sprintf("this node's etcd data is unchanged: `systemctl start %s` undoes the stop", bootstrap.AgentUnit)
 
 	stamp := o.Now().UTC().Format("20060102T150405Z")
-	token, err := newToken(cfg.ClusterName)
+	token, err := bootstrap.NewEtcdToken(cfg.ClusterName)
 	if err != nil {
 		return rep, err
 	}
@@ -171,24 +169,12 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreReport, error) {
 		return rep, err
 	}
 
-	o.Progress("recording the one-member cluster in the node's state")
-	store, err := nodestate.Open(root, o.Now)
-	if err != nil {
-		return rep, err
-	}
 	now := o.Now()
-	if err := store.Update(func(s *nodestate.State) error {
+	err = recordAndStart(ctx, o.Options, func(s *nodestate.State) {
 		s.Etcd = &nodestate.EtcdDecision{State: bootstrap.EtcdStartExisting, Token: token,
 			Peers: map[string]string{cfg.NodeName: self}, DecidedAt: now, Served: now}
-		return nil
-	}); err != nil {
-		return rep, err
-	}
-	o.Progress("starting " + bootstrap.AgentUnit)
-	if err := o.Systemd.Start(ctx, bootstrap.AgentUnit); err != nil {
-		return rep, fmt.Errorf("start %s: %w", bootstrap.AgentUnit, err)
-	}
-	return rep, nil
+	})
+	return rep, err
 }
 
 // restoreKeys returns the sealed cluster keys a restore installs: the
@@ -239,15 +225,6 @@ func stopIfLoaded(ctx context.Context, sd Systemd, names ...string) error {
 		}
 	}
 	return nil
-}
-
-// newToken is a fresh initial-cluster-token, as the agents make them.
-func newToken(cluster string) (string, error) {
-	b := make([]byte, 8)
-	if _, err := cryptorand.Read(b); err != nil {
-		return "", fmt.Errorf("cluster token: %w", err)
-	}
-	return cluster + "-" + hex.EncodeToString(b), nil
 }
 
 // ids are the cluster and member IDs etcd derives for a one-member

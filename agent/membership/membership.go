@@ -3,7 +3,6 @@ package membership
 import (
 	"context"
 	cryptorand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -416,7 +415,7 @@ func (m *Membership) Report(s *status.Status) {
 // three or more form through the quorum protocol instead.
 func (m *Membership) decideSingleMember() error {
 	cfg := m.cfg
-	token, err := randomToken(cfg.ClusterName)
+	token, err := bootstrap.NewEtcdToken(cfg.ClusterName)
 	if err != nil {
 		return err
 	}
@@ -436,15 +435,6 @@ func (m *Membership) decideSingleMember() error {
 		}
 		return nil
 	})
-}
-
-// randomToken returns a fresh initial-cluster-token.
-func randomToken(cluster string) (string, error) {
-	b := make([]byte, 8)
-	if _, err := cryptorand.Read(b); err != nil {
-		return "", fmt.Errorf("cluster token: %w", err)
-	}
-	return cluster + "-" + hex.EncodeToString(b), nil
 }
 
 func (m *Membership) poke() {

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ecom-platform/ecom-agent/recovery"
-	"github.com/ecom-platform/ecom-agent/units"
 )
 
 func (c *cli) etcdRecoverCommand() *cobra.Command {
@@ -46,9 +45,9 @@ no --yes without a terminal; 78 invalid config; 1 anything else.`,
 				}
 			}
 			ctx := cmd.Context()
-			m, err := units.Connect(ctx, root, units.Options{})
+			m, err := connectSystemd(ctx, root)
 			if err != nil {
-				return fmt.Errorf("connect to systemd: %w", err)
+				return err
 			}
 			defer m.Close()
 			rep, err := recovery.Recover(ctx, recovery.Options{

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ecom-platform/ecom-agent/recovery"
-	"github.com/ecom-platform/ecom-agent/units"
 )
 
 func (c *cli) etcdRestoreCommand() *cobra.Command {
@@ -58,9 +57,9 @@ without a terminal; 78 invalid config; 1 anything else.`,
 				}
 			}
 			ctx := cmd.Context()
-			m, err := units.Connect(ctx, root, units.Options{})
+			m, err := connectSystemd(ctx, root)
 			if err != nil {
-				return fmt.Errorf("connect to systemd: %w", err)
+				return err
 			}
 			defer m.Close()
 			rep, err := recovery.Restore(ctx, recovery.RestoreOptions{

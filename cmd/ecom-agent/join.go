@@ -99,9 +99,9 @@ else.`,
 // startAgent enables and starts ecom-agent.service, installing its unit
 // file first if no package did.
 func (c *cli) startAgent(ctx context.Context, root *hostfs.Root) error {
-	m, err := units.Connect(ctx, root, units.Options{})
+	m, err := connectSystemd(ctx, root)
 	if err != nil {
-		return fmt.Errorf("connect to systemd: %w", err)
+		return err
 	}
 	defer m.Close()
 	if _, err := root.Stat(bootstrap.AgentUnitFile); errors.Is(err, fs.ErrNotExist) {

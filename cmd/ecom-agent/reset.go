@@ -63,9 +63,9 @@ anything else.`,
 				return err
 			}
 			ctx := cmd.Context()
-			m, err := units.Connect(ctx, root, units.Options{})
+			m, err := connectSystemd(ctx, root)
 			if err != nil {
-				return fmt.Errorf("connect to systemd: %w", err)
+				return err
 			}
 			defer m.Close()
 			rep, err := reset.Reset(ctx, reset.Options{
