@@ -42,8 +42,10 @@ const LockKey = "/ecom-agent/locks/etcd-snapshot"
 const (
 	// pace is how often the schedule is checked.
 	pace = time.Minute
-	// retryAfter is how long a node waits after a failed snapshot, or
-	// while another node holds the lock.
+	// retryAfter is how long a node waits after a failed snapshot.
+	// A node that found the lock held tries again on the next check
+	// (pace): another node's snapshot takes seconds, and waiting
+	// longer would leave this node's schedule behind its peers'.
 	retryAfter = 5 * time.Minute
 	// saveTimeout bounds one snapshot.
 	saveTimeout = 10 * time.Minute
@@ -64,7 +66,7 @@ type Snapshots struct {
 
 	mu       sync.Mutex
 	st       status.SnapshotStatus
-	lastTry  time.Time
+	nextTry  time.Time
 	serving  time.Time // when this node's member first served, for Overdue
 	lastSave time.Time
 }
@@ -135,9 +137,9 @@ func (s *Snapshots) Step(ctx context.Context) error {
 	if err != nil {
 		s.st.Error = err.Error()
 	}
-	due := cfg.Interval.Duration > 0 && now.Sub(newest) >= cfg.Interval.Duration && now.Sub(s.lastTry) >= retryAfter
+	due := cfg.Interval.Duration > 0 && now.Sub(newest) >= cfg.Interval.Duration && !now.Before(s.nextTry)
 	if due {
-		s.lastTry = now
+		s.nextTry = now.Add(retryAfter)
 	}
 	s.mu.Unlock()
 	if !due {
@@ -148,7 +150,8 @@ func (s *Snapshots) Step(ctx context.Context) error {
 	defer s.mu.Unlock()
 	switch {
 	case errors.Is(err, concurrency.ErrLocked):
-		s.d.Log.Debug("another control-plane node takes its etcd snapshot; trying again later")
+		s.d.Log.Debug("another control-plane node takes its etcd snapshot; trying again at the next check")
+		s.nextTry = now.Add(pace)
 		return nil
 	case err != nil:
 		s.st.Error = err.Error()

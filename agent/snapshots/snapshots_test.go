@@ -106,6 +106,12 @@ func TestScheduledSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	session.Close()
+	// The lock released: taken at the next check, not 5 minutes on.
+	clk.add(pace)
+	step()
+	if count() != 2 {
+		t.Errorf("no snapshot a check after the lock was released: %d", count())
+	}
 
 	for range 3 {
 		clk.add(time.Hour)
