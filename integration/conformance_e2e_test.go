@@ -11,33 +11,17 @@ import (
 
 	"github.com/ecom-platform/ecom-agent/integration/conformance"
 	"github.com/ecom-platform/ecom-agent/integration/demo"
-	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
-// TestConformanceSubset is `make conformance` in small: the demo's
-// topology (three control-plane and two worker hosts from the packages,
-// the suite's images in the images directory, imported before the kubelet starts), judged by the
-// upstream e2e suite's own specs: conformance.SubsetSpecs, a few of each
-// of pod networking, Services, DNS, the API server's proxy, pods and
-// probes, volumes, Deployments and Jobs, service accounts and
-// authorization, and NetworkPolicy. Every spec must pass.
-func TestConformanceSubset(t *testing.T) {
-	suite, imagesDir := os.Getenv("ECOM_E2E_SUITE"), os.Getenv("ECOM_E2E_IMAGES")
-	if suite == "" || imagesDir == "" {
-		t.Fatal("$ECOM_E2E_SUITE and $ECOM_E2E_IMAGES are not set: run the e2e suite with `make e2e`, which builds the suite and its images")
-	}
-	if _, err := conformance.Archives(imagesDir); err != nil {
-		t.Fatal(err)
-	}
-	env := testhost.New(t, testhost.Options{Prefix: "k", Logf: t.Logf, BeforeBoot: demo.MountImages(imagesDir)})
-	c, err := demo.Up(context.Background(), demo.Options{Env: env, N: 3, Workers: 2, Debs: debs(t, "ECOM_DEB_DIR"),
-		ClusterName: "conformance", Logf: t.Logf})
-	for _, s := range c.Stages {
-		t.Logf("stage %-45s %s", s.Name, s.Took.Round(100*time.Millisecond))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+// testConformanceSubset is `make conformance` in small, on the demo's
+// topology TestPackagePath brings up (three control-plane and two worker
+// hosts from the packages, the suite's images imported before the
+// kubelet starts): the upstream e2e suite's own specs,
+// conformance.SubsetSpecs, a few of each of pod networking, Services,
+// DNS, the API server's proxy, pods and probes, volumes, Deployments and
+// Jobs, service accounts and authorization, and NetworkPolicy. Every spec
+// must pass.
+func testConformanceSubset(t *testing.T, c *demo.Cluster, suite string) {
 	dir := t.TempDir()
 	kubeconfig, err := conformance.Kubeconfig(c.ControlPlanes[0], dir)
 	if err != nil {
@@ -61,6 +45,20 @@ func TestConformanceSubset(t *testing.T) {
 	if got, want := len(s.Passed)+len(s.Failed)+len(s.Skipped), len(conformance.SubsetSpecs); got != want {
 		t.Errorf("the suite ran %d specs, want %d", got, want)
 	}
+}
+
+// conformanceInputs are the suite and its images, which `make e2e`
+// builds; the images are checked before any host starts.
+func conformanceInputs(t *testing.T) (suite, imagesDir string) {
+	t.Helper()
+	suite, imagesDir = os.Getenv("ECOM_E2E_SUITE"), os.Getenv("ECOM_E2E_IMAGES")
+	if suite == "" || imagesDir == "" {
+		t.Fatal("$ECOM_E2E_SUITE and $ECOM_E2E_IMAGES are not set: run the e2e suite with `make e2e`, which builds the suite and its images")
+	}
+	if _, err := conformance.Archives(imagesDir); err != nil {
+		t.Fatal(err)
+	}
+	return suite, imagesDir
 }
 
 // testWriter sends the suite's output to the test's log, line by line.

@@ -52,32 +52,33 @@ func joinCode(t *testing.T, h *testhost.Host, args ...string) (int, string) {
 	return res.ExitCode, res.Stdout + res.Stderr
 }
 
-// TestPackagePath is `make demo`, asserted: three hosts, the packages
-// installed with dpkg -i, the same config on each, join on all at once;
-// then every node is healthy with a ready API on one 3-voter etcd and the
-// platform seeded. A fourth host then meets bad input at the door: each
-// mistake has its exit code and message, and the host joins once fixed.
+// TestPackagePath is `make demo`, asserted, and judged: three
+// control-plane and two worker hosts, the packages installed with dpkg -i,
+// the same config on each control-plane host, join on all at once, the
+// workers with a token; then every node is healthy with a ready API on one
+// 3-voter etcd and the platform seeded, and the upstream conformance
+// subset passes on that cluster (one bring-up for both). A sixth host then
+// meets bad input at the door: each mistake has its exit code and
+// message, and the host joins once fixed.
 func TestPackagePath(t *testing.T) {
-	env := testhost.New(t, testhost.Options{Prefix: "p", Logf: t.Logf})
-	c, err := demo.Up(context.Background(), demo.Options{Env: env, Debs: debs(t, "ECOM_DEB_DIR"), Logf: t.Logf})
+	suite, imagesDir := conformanceInputs(t)
+	env := testhost.New(t, testhost.Options{Prefix: "p", Logf: t.Logf, BeforeBoot: demo.MountImages(imagesDir)})
+	c, err := demo.Up(context.Background(), demo.Options{Env: env, N: 3, Workers: 2, Debs: debs(t, "ECOM_DEB_DIR"), Logf: t.Logf})
 	for _, s := range c.Stages {
 		t.Logf("stage %-45s %s", s.Name, s.Took.Round(100*time.Millisecond))
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts := c.Hosts
+	cps := c.ControlPlanes
 
 	t.Run("every node is healthy on one cluster with the platform seeded", func(t *testing.T) {
 		var cluster string
-		for _, h := range hosts {
+		for _, h := range cps {
 			for _, u := range []string{"ecom-agent.service", "etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service"} {
 				if err := activeIs(h, u, "active")(); err != nil {
 					t.Error(err)
 				}
-			}
-			if got := strings.TrimSpace(h.MustRun(t, "systemctl", "is-enabled", "ecom-agent.service")); got != "enabled" {
-				t.Errorf("%s: ecom-agent.service is %s after join, want enabled", h.Name(), got)
 			}
 			id, voters, _, err := formed(t, h)
 			if err != nil || voters != 3 || (cluster != "" && id != cluster) {
@@ -85,16 +86,27 @@ func TestPackagePath(t *testing.T) {
 			}
 			cluster = id
 		}
+		for _, h := range c.Hosts {
+			if got := strings.TrimSpace(h.MustRun(t, "systemctl", "is-enabled", "ecom-agent.service")); got != "enabled" {
+				t.Errorf("%s: ecom-agent.service is %s after join, want enabled", h.Name(), got)
+			}
+		}
 		await(t, 3*time.Minute, "every status healthy with the platform seeded", func() error {
-			for _, h := range hosts {
+			for _, h := range cps {
 				st, code := statusJSON(t, h)
 				if code != 0 || st.ControlPlane == nil || !st.ControlPlane.Ready || st.Seed == nil || st.Seed.Seeder == "" {
 					return fmt.Errorf("%s: exit %d, %s: %v", h.Name(), code, st.Verdict, st.Reasons)
 				}
 			}
+			for _, h := range c.Workers {
+				st, code := statusJSON(t, h)
+				if code != 0 || st.Kubelet == nil || !st.Kubelet.Ready {
+					return fmt.Errorf("%s: exit %d, %s: %v", h.Name(), code, st.Verdict, st.Reasons)
+				}
+			}
 			return nil
 		})
-		out := hosts[0].MustRun(t, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "deployments", "-n", "ecommerce", "-o", "name")
+		out := cps[0].MustRun(t, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "deployments", "-n", "ecommerce", "-o", "name")
 		if !strings.Contains(out, "deployment.apps/backend") {
 			t.Errorf("no backend deployment:\n%s", out)
 		}
@@ -102,7 +114,7 @@ func TestPackagePath(t *testing.T) {
 		// containerd through /etc/crictl.yaml: the CoreDNS pods run on
 		// some node.
 		var pods string
-		for _, h := range hosts {
+		for _, h := range c.Hosts {
 			pods += h.MustRun(t, "crictl", "pods", "--namespace", "kube-system", "-o", "json")
 		}
 		if !strings.Contains(pods, "coredns") {
@@ -110,13 +122,15 @@ func TestPackagePath(t *testing.T) {
 		}
 	})
 
+	t.Run("the upstream conformance subset passes", func(t *testing.T) { testConformanceSubset(t, c, suite) })
+
 	t.Run("bad input at the door", func(t *testing.T) {
 		h := env.Start(t, 1)[0]
 		if err := demo.Install(context.Background(), h, debs(t, "ECOM_DEB_DIR")); err != nil {
 			t.Fatal(err)
 		}
 		var peers []string
-		for _, o := range hosts {
+		for _, o := range cps {
 			peers = append(peers, o.Addr().String())
 		}
 		good := demo.Config("demo", peers)

@@ -7,7 +7,7 @@
 // named in the kubeconfig, runs kubectl for the kubectl tests, and reaches
 // the pods only through the API server (exec, proxy), as the conformance
 // suite does from a pod. `make conformance` (integration/cmd/conformance)
-// runs the whole [Conformance] set; the e2e test TestConformanceSubset a
+// runs the whole [Conformance] set; the e2e test TestPackagePath a
 // focused part of it.
 package conformance
 

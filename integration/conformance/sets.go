@@ -13,7 +13,7 @@ var (
 	Serial   = Pass{Name: "serial", Focus: `\[Serial\].*\[Conformance\]|\[Conformance\].*\[Serial\]`, Skip: `\[Disruptive\]`, Procs: 1, Timeout: 90 * time.Minute}
 )
 
-// SubsetSpecs are the specs `make test` runs (TestConformanceSubset), a
+// SubsetSpecs are the specs `make test` runs (TestPackagePath), a
 // few of each part the cluster must get right, chosen to finish within
 // minutes: none of them waits out a fixed period (the "*not* be
 // restarted" probes wait four minutes each).
