@@ -16,6 +16,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/kubeclient"
 	"github.com/ecom-platform/ecom-agent/seed"
 	"github.com/ecom-platform/ecom-agent/status"
@@ -79,7 +80,8 @@ func (d *Daemon) build() (*component.Runner, error) {
 			{Component: nodeSide, Needs: cp},
 			{Component: enforce, Needs: nodeSide},
 			{Component: noderole.New(noderole.Deps{
-				Node: cfg.NodeName, Log: log.With("component", noderole.Name),
+				Node: cfg.NodeName, Log: log.With("component", noderole.Name), Now: d.deps.Now,
+				Taint: cfg.Node.ControlPlaneTaint, ControlPlanes: func() []string { return controlPlaneNames(members.Members()) },
 				Client: func() (kubernetes.Interface, error) {
 					rc, err := kubeclient.RESTConfig(root, bootstrap.AgentKubeconfig)
 					if err != nil {
@@ -127,4 +129,15 @@ func notSeeded(cfg *config.Config) []status.PlatformProblem {
 		return nil
 	}
 	return []status.PlatformProblem{{Object: seed.GrafanaObject, Reason: seed.GrafanaNotSeeded}}
+}
+
+// controlPlaneNames are the control-plane nodes in the gossip view.
+func controlPlaneNames(ms []gossip.Member) []string {
+	var names []string
+	for _, m := range ms {
+		if m.MetaErr == nil && m.Meta.Role == config.RoleControlPlane {
+			names = append(names, m.Name)
+		}
+	}
+	return names
 }

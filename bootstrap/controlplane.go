@@ -162,5 +162,8 @@ func KubeletFlags(cfg *config.Config) Flags {
 		"hostname-override": cfg.NodeName,
 		"node-ip":           cfg.AdvertiseAddress.String(),
 	}
+	if l := cfg.Node.LabelsFlag(); l != "" {
+		f["node-labels"] = l
+	}
 	return f.with(cfg.Kubelet.ExtraFlags)
 }

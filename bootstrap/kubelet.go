@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -54,7 +55,17 @@ func KubeletConfiguration(cfg *config.Config) *kubeletv1beta1.KubeletConfigurati
 		ResolverConfig:     ptr.To(cfg.Kubelet.ResolvConf),
 		HealthzBindAddress: "127.0.0.1",
 		HealthzPort:        ptr.To[int32](10248),
+		RegisterWithTaints: registerWithTaints(cfg.Node.ParsedTaints()),
 	}
+}
+
+// registerWithTaints are node.taints as the kubelet registers them.
+func registerWithTaints(ts []config.Taint) []corev1.Taint {
+	var out []corev1.Taint
+	for _, t := range ts {
+		out = append(out, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return out
 }
 
 func kubeletScheme() *runtime.Scheme {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/units"
@@ -189,6 +190,32 @@ func TestKubeletConfigRoundTripsStrictly(t *testing.T) {
 	}
 	if _, err := ParseKubeletConfig(append(data, []byte("bogusField: 1\n")...)); err == nil {
 		t.Error("strict decoding accepted an unknown field")
+	}
+}
+
+// node.labels become --node-labels, sorted; node.taints the kubelet
+// config's registerWithTaints; none of either, neither.
+func TestKubeletRegistersWithTheNodesLabelsAndTaints(t *testing.T) {
+	cfg := testConfig(t, "\n[node]\nlabels = { \"topology.kubernetes.io/zone\" = \"rack-1\", \"example.com/disk\" = \"ssd\" }\n"+
+		"taints = [\"dedicated=db:NoSchedule\", \"example.com/slow:PreferNoSchedule\"]\n")
+	if got, want := KubeletFlags(cfg)["node-labels"], "example.com/disk=ssd,topology.kubernetes.io/zone=rack-1"; got != want {
+		t.Errorf("--node-labels %q, want %q", got, want)
+	}
+	data, err := KubeletConfigYAML(KubeletConfiguration(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseKubeletConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}, {Key: "example.com/slow", Effect: corev1.TaintEffectPreferNoSchedule}}
+	if !slices.Equal(back.RegisterWithTaints, want) {
+		t.Errorf("registerWithTaints %v, want %v", back.RegisterWithTaints, want)
+	}
+	plain := testConfig(t, "")
+	if _, ok := KubeletFlags(plain)["node-labels"]; ok || len(KubeletConfiguration(plain).RegisterWithTaints) != 0 {
+		t.Errorf("labels or taints from no config: %v %v", KubeletFlags(plain), KubeletConfiguration(plain).RegisterWithTaints)
 	}
 }
 

@@ -85,6 +85,7 @@ func (l *loader) applyDefaults(c *Config) {
 		c.Kubelet.ContainerRuntimeEndpoint = defaultContainerRuntimeEndpoint
 	})
 	set("kubelet.resolv_conf", func() { c.Kubelet.ResolvConf = defaultResolvConf })
+	set("node.control_plane_taint", func() { c.Node.ControlPlaneTaint = TaintPreferNoSchedule })
 }
 
 // binaryField is a key of the binaries table and the field it sets.

@@ -52,8 +52,14 @@ var OwnedFlags = map[string][]string{
 	"kubelet": {
 		"config", "kubeconfig", "bootstrap-kubeconfig", "hostname-override",
 		"node-ip", "container-runtime-endpoint", "cert-dir",
+		// [node] labels and taints.
+		"node-labels", "register-with-taints",
 	},
 }
+
+// fromKey names the config key an owned flag comes from, where an
+// operator would otherwise reach for the flag.
+var fromKey = map[string]string{"node-labels": "node.labels", "register-with-taints": "node.taints"}
 
 // flagName is what a command-line flag's name may look like.
 var flagName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -76,6 +82,8 @@ func (l *loader) validateExtraFlags(c *Config) {
 			key := keyName([]string{t.table, "extra_flags", name})
 			bare := strings.TrimLeft(name, "-")
 			switch {
+			case slices.Contains(OwnedFlags[t.component], bare) && fromKey[bare] != "":
+				l.add(key, "the agent sets --%s itself from %s; set that instead", bare, fromKey[bare])
 			case slices.Contains(OwnedFlags[t.component], bare):
 				l.add(key, "the agent sets --%s itself; remove it", bare)
 			case bare != name:

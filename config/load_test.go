@@ -135,6 +135,7 @@ func TestDefaults(t *testing.T) {
 			Snapshots: Snapshots{Interval: Duration{12 * time.Hour}, Retention: 5, Dir: "/var/lib/ecom-agent/snapshots"}},
 		APIServer: APIServer{Port: 6443, ReadyTimeout: Duration{5 * time.Minute}},
 		Kubelet:   Kubelet{ContainerRuntimeEndpoint: "unix:///run/containerd/containerd.sock", ResolvConf: "/etc/resolv.conf"},
+		Node:      Node{ControlPlaneTaint: TaintPreferNoSchedule},
 		Seed:      Seed{Enabled: true, ImageRegistry: DefaultImageRegistry},
 		AddOns:    AddOns{DNS: true, Storage: true, Metrics: true, StorageDir: "/var/lib/ecom-agent-volumes"},
 		Metrics:   Metrics{Address: "127.0.0.1:7948"},
@@ -274,7 +275,7 @@ func TestExampleShowsDefaults(t *testing.T) {
 	}
 	noDefault := map[string]bool{"node_name": true, "advertise_address": true, "cluster_secret": true,
 		"control_plane_key": true, "gossip.join": true, "apiserver.extra_sans": true,
-		"join.token": true, "join.token_file": true, "join.servers": true}
+		"join.token": true, "join.token_file": true, "join.servers": true, "node.labels": true, "node.taints": true}
 	known := map[string]bool{}
 	for _, k := range knownKeys() {
 		known[k] = true

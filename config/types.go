@@ -90,6 +90,7 @@ type Config struct {
 	ControllerManager Component `toml:"controller_manager"`
 	Scheduler         Component `toml:"scheduler"`
 	Kubelet           Kubelet   `toml:"kubelet"`
+	Node              Node      `toml:"node"`
 	Seed              Seed      `toml:"seed"`
 	AddOns            AddOns    `toml:"addons"`
 	Metrics           Metrics   `toml:"metrics"`

@@ -25,6 +25,7 @@ func (l *loader) validate(c *Config) {
 	l.validateGossipJoin(c)
 	l.validateExtraSANs(c)
 	l.validateExtraFlags(c)
+	l.validateNode(c)
 }
 
 var versionRE = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)

@@ -125,6 +125,31 @@ func TestWorkers(t *testing.T) {
 		}
 		return nil
 	})
+	// The cluster has workers: the control-plane Nodes carry the default
+	// soft control-plane taint; the workers what their config gives.
+	await(t, time.Minute, "the control-plane taint, the workers' label and taint", func() error {
+		out, err := kubectl(cps[0], "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.metadata.labels.example\.com/tier} {range .spec.taints[*]}{.key}={.value}:{.effect},{end}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		nodes := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			name, rest, _ := strings.Cut(line, " ")
+			nodes[name] = rest
+		}
+		for _, h := range cps {
+			if !strings.Contains(nodes[h.Name()], "node-role.kubernetes.io/control-plane=:PreferNoSchedule") {
+				return fmt.Errorf("%s: %q, want the control-plane taint", h.Name(), nodes[h.Name()])
+			}
+		}
+		for _, w := range workers {
+			got := nodes[w.Name()]
+			if !strings.HasPrefix(got, "web ") || !strings.Contains(got, workerTaint) || strings.Contains(got, "control-plane") {
+				return fmt.Errorf("%s: %q, want label %s=web and taint %s only", w.Name(), got, workerLabel, workerTaint)
+			}
+		}
+		return nil
+	})
 
 	t.Run("ecom-agent etcdctl reaches the members with the agent's certificate", func(t *testing.T) {
 		var list struct {
@@ -423,8 +448,9 @@ func testLinkFlap(t *testing.T, cp, h *testhost.Host) {
 }
 
 // workerConfig is a worker's config made from a control-plane node's:
-// no secret, servers the control-plane hosts, and its join token in
-// /etc/ecom-agent/join-token (written by joinWorkers).
+// no secret, servers the control-plane hosts, its join token in
+// /etc/ecom-agent/join-token (written by joinWorkers), and a label and a
+// soft taint its kubelet registers the Node with.
 func workerConfig(conf, name string, cps []*testhost.Host) string {
 	var servers []string
 	for _, h := range cps {
@@ -432,8 +458,15 @@ func workerConfig(conf, name string, cps []*testhost.Host) string {
 	}
 	w := configtest.WorkerOf(conf, name)
 	w = strings.Replace(w, `token = "`+configtest.TestJoinToken+`"`, `token_file = "/etc/ecom-agent/join-token"`, 1)
-	return strings.Replace(w, `servers = ["10.77.0.11"]`, "servers = ["+strings.Join(servers, ", ")+"]", 1)
+	w = strings.Replace(w, `servers = ["10.77.0.11"]`, "servers = ["+strings.Join(servers, ", ")+"]", 1)
+	return w + "\n[node]\nlabels = { \"" + workerLabel + "\" = \"web\" }\ntaints = [\"" + workerTaint + "\"]\n"
 }
+
+// The label and taint every worker's config gives its Node.
+const (
+	workerLabel = "example.com/tier"
+	workerTaint = "example.com/batch=only:PreferNoSchedule"
+)
 
 // joinWorkers makes a join token on cp, as an operator would, puts it on
 // every worker (mode 0600) and joins them all at once.
