@@ -59,7 +59,8 @@ func joinCode(t *testing.T, h *testhost.Host, args ...string) (int, string) {
 // 3-voter etcd and the platform seeded, and the upstream conformance
 // subset passes on that cluster (one bring-up for both). A sixth host then
 // meets bad input at the door: each mistake has its exit code and
-// message, and the host joins once fixed.
+// message (a worker's deleted token among them), and the host joins once
+// fixed.
 func TestPackagePath(t *testing.T) {
 	suite, imagesDir := conformanceInputs(t)
 	env := testhost.New(t, testhost.Options{Prefix: "p", Logf: t.Logf, BeforeBoot: demo.MountImages(imagesDir)})
@@ -193,6 +194,23 @@ func TestPackagePath(t *testing.T) {
 		code, out = joinCode(t, h, "--timeout", "3m")
 		if code != 5 {
 			t.Errorf("wrong secret: exit %d, want 5:\n%s", code, out)
+		}
+
+		// A worker whose token the cluster no longer knows: refused,
+		// exit 5, without waiting out --timeout.
+		tok := strings.TrimSpace(cps[0].MustRun(t, "ecom-agent", "token", "create", "--ttl", "1h"))
+		id, _, _ := strings.Cut(tok[strings.LastIndex(tok, "::")+2:], ".")
+		cps[0].MustRun(t, "ecom-agent", "token", "delete", id)
+		if err := demo.Configure(h, demo.WorkerConfig(good, peers), demo.Secrets{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.WriteFile(demo.JoinTokenFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h.MustRun(t, "systemctl", "restart", "ecom-agent.service")
+		code, out = joinCode(t, h, "--timeout", "4m")
+		if code != 5 || !strings.Contains(out, "not a token of this cluster") {
+			t.Errorf("a deleted token: exit %d, want 5 saying why:\n%s", code, out)
 		}
 
 		// Fixed: the fourth control-plane node joins as a standby.

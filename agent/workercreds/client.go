@@ -141,6 +141,9 @@ func call(ctx context.Context, addr string, a auth, req joinserver.WorkerRequest
 	if resp.StatusCode != http.StatusOK {
 		var e joinserver.ErrorResponse
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+				return joinserver.WorkerResponse{}, &refusal{code: resp.StatusCode, msg: e.Error}
+			}
 			return joinserver.WorkerResponse{}, fmt.Errorf("refused (%s): %s", http.StatusText(resp.StatusCode), e.Error)
 		}
 		return joinserver.WorkerResponse{}, fmt.Errorf("answered %s", resp.Status)
@@ -150,4 +153,24 @@ func call(ctx context.Context, addr string, a auth, req joinserver.WorkerRequest
 		return joinserver.WorkerResponse{}, errors.New("the answer is not a worker response: " + err.Error())
 	}
 	return out, nil
+}
+
+// refusal is a join endpoint's answer that only an operator can change:
+// the token or the name refused (401, 403). Every control-plane agent
+// reads the same token list and Nodes, so another one would say the same.
+type refusal struct {
+	code int
+	msg  string
+}
+
+func (r *refusal) Error() string {
+	return fmt.Sprintf("refused (%s): %s", http.StatusText(r.code), r.msg)
+}
+
+// refused reports whether err, from fetch, holds an answer only an
+// operator can change: a refusal, or an endpoint whose CA is not the one
+// the token pins (join.servers or the token is another cluster's).
+func refused(err error) bool {
+	var r *refusal
+	return errors.As(err, &r) || errors.Is(err, token.ErrCAMismatch)
 }

@@ -313,6 +313,13 @@ func (w *Worker) Step(ctx context.Context) error {
 			w.lastFetch = now
 			w.mu.Unlock()
 			if err := w.fetch(ctx); err != nil {
+				// Refused: `join` exits 5 once it lasts, instead of
+				// waiting out its timeout; the agent keeps asking, so a
+				// new token in the config's file is taken up.
+				if refused(err) {
+					w.cond.Refuse(status.ReasonRefused, "the cluster refuses this worker: "+err.Error())
+					return nil
+				}
 				w.cond.Set(status.ReasonWaitForCredentials, "a control-plane agent to sign this worker's kubelet certificate: "+err.Error())
 				return nil
 			}

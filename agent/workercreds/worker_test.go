@@ -194,6 +194,16 @@ func TestWorkerRefused(t *testing.T) {
 			if strings.Contains(err.Error(), tc.token) {
 				t.Error("the error shows the token")
 			}
+			// The status says refused (join exits 5), naming the cause.
+			if err := w.Step(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var s status.Status
+			w.Report(&s)
+			if len(s.Conditions) != 1 || !s.Conditions[0].Refused || s.Conditions[0].Reason != status.ReasonRefused ||
+				!strings.Contains(s.Conditions[0].Message, tc.want) {
+				t.Errorf("status after a refusal: %+v", s.Conditions)
+			}
 			for _, p := range []string{bootstrap.PKIDir + "/ca.crt", bootstrap.KubeletClientCert, bootstrap.GossipKeyFile, token.DefaultPinPath} {
 				if ok, _ := root.Exists(p); ok {
 					t.Errorf("%s written by a refused worker", p)
@@ -224,7 +234,7 @@ func TestWorkerWaitsForCredentials(t *testing.T) {
 	}
 	var s status.Status
 	w.Report(&s)
-	if w.Ready() || len(s.Conditions) != 1 || s.Conditions[0].Reason != status.ReasonWaitForCredentials ||
+	if w.Ready() || len(s.Conditions) != 1 || s.Conditions[0].Reason != status.ReasonWaitForCredentials || s.Conditions[0].Refused ||
 		!strings.Contains(s.Conditions[0].Message, "connection refused") {
 		t.Errorf("ready %v, conditions %+v", w.Ready(), s.Conditions)
 	}

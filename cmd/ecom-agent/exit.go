@@ -26,7 +26,8 @@ const (
 	// exitTimeout: join's --timeout passed before the node got there.
 	exitTimeout = 4
 	// exitRefused: the cluster refused this node (wrong secret or
-	// cluster name, mismatched expect, another cluster's CA).
+	// cluster name, mismatched expect, another cluster's CA; a worker's
+	// token or name).
 	exitRefused = 5
 	// exitUnsafe: reset refused because removing this node's etcd
 	// member would break the quorum (--force overrides), etcd recover or
@@ -52,7 +53,8 @@ const exitCodesHelp = `Exit codes:
   3   join: a preflight check failed; nothing was started
   4   join: --timeout passed
   5   join: refused by the cluster (wrong secret or cluster name,
-      mismatched expect, another cluster's CA)
+      mismatched expect, another cluster's CA; a worker's token
+      unknown, expired or another CA's, or its name taken)
   6   reset, etcd recover, etcd restore: refused as unsafe; nothing was
       changed
   64  wrong command line (unknown command or flag, bad flag value)
