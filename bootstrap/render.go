@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
+	"slices"
+	"strconv"
 
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
@@ -72,8 +75,18 @@ func PKINode(cfg *config.Config) pki.Node {
 		AdvertiseIP:   cfg.AdvertiseAddress,
 		ServiceIP:     cfg.APIServerServiceIP(),
 		ClusterDomain: cfg.Network.ClusterDomain,
-		ExtraSANs:     cfg.APIServer.ExtraSANs,
+		ExtraSANs:     apiServerSANs(cfg),
 	}
+}
+
+// apiServerSANs are apiserver.extra_sans and control_plane_endpoint's
+// host, which clients check the API server's certificate against.
+func apiServerSANs(cfg *config.Config) []string {
+	sans := slices.Clone(cfg.APIServer.ExtraSANs)
+	if host, _, ok := cfg.ControlPlaneEndpointHostPort(); ok && !slices.Contains(sans, host) {
+		sans = append(sans, host)
+	}
+	return sans
 }
 
 // RenderPhase is one named, idempotent step of rendering a node: it
@@ -188,33 +201,58 @@ func (r *Renderer) recordOutcome(o pki.Outcome) {
 type kubeconfigEntry struct {
 	path string
 	spec string // the pki.CertSpec name
-	// advertised: the server is the node's advertised address (for
-	// kubeconfigs used from elsewhere); else the local API server.
-	advertised bool
+	// server is which API server address it names.
+	server serverKind
 }
+
+// serverKind is which address of the API a kubeconfig names.
+type serverKind int
+
+const (
+	// serverLocal: this node's API server on loopback (the node's own
+	// components).
+	serverLocal serverKind = iota
+	// serverNode: this node's API server at its advertised address
+	// (super-admin.conf, the break-glass identity, which must not
+	// depend on an endpoint outside the node).
+	serverNode
+	// serverCluster: control_plane_endpoint when set, else serverNode
+	// (admin.conf, the operators' kubeconfig).
+	serverCluster
+)
 
 // embeddedCertKubeconfigs are the kubeconfigs that embed a client
 // certificate: the renderer issues them, the certificate inventory lists
 // them.
 var embeddedCertKubeconfigs = []kubeconfigEntry{
-	{AdminKubeconfig, "admin", true},
-	{SuperAdminKubeconfig, "super-admin", true},
-	{ControllerManagerKubeconfig, "controller-manager", false},
-	{SchedulerKubeconfig, "scheduler", false},
-	{AgentKubeconfig, "ecom-agent", false},
-	{KubeProxyKubeconfig, "kube-proxy", false},
+	{AdminKubeconfig, "admin", serverCluster},
+	{SuperAdminKubeconfig, "super-admin", serverNode},
+	{ControllerManagerKubeconfig, "controller-manager", serverLocal},
+	{SchedulerKubeconfig, "scheduler", serverLocal},
+	{AgentKubeconfig, "ecom-agent", serverLocal},
+	{KubeProxyKubeconfig, "kube-proxy", serverLocal},
 }
 
 func (r *Renderer) localAPIServer() string {
 	return "https://" + netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(r.cfg.APIServer.Port)).String()
 }
 
-func (r *Renderer) advertisedAPIServer() string { return AdvertisedAPIServer(r.cfg) }
-
 // AdvertisedAPIServer is the URL of a control-plane node's API server at
 // its advertised address.
 func AdvertisedAPIServer(cfg *config.Config) string {
 	return "https://" + netip.AddrPortFrom(cfg.AdvertiseAddress, uint16(cfg.APIServer.Port)).String()
+}
+
+// ClusterAPIServer is the URL clients outside the control plane use:
+// control_plane_endpoint when it is set (kubeadm's
+// --control-plane-endpoint: a name or address that outlives any one
+// node), else this node's advertised address.
+func ClusterAPIServer(cfg *config.Config) string {
+	host, port, ok := cfg.ControlPlaneEndpointHostPort()
+	if !ok {
+		return AdvertisedAPIServer(cfg)
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 func (r *Renderer) phaseKubeconfigs(_ context.Context) error {
@@ -254,8 +292,11 @@ func (r *Renderer) phaseKubeconfigs(_ context.Context) error {
 // valid for its spec and re-issues it otherwise.
 func (r *Renderer) ensureKubeconfig(ca *pki.Authority, e kubeconfigEntry, spec pki.CertSpec) error {
 	server := r.localAPIServer()
-	if e.advertised {
-		server = r.advertisedAPIServer()
+	switch e.server {
+	case serverNode:
+		server = AdvertisedAPIServer(r.cfg)
+	case serverCluster:
+		server = ClusterAPIServer(r.cfg)
 	}
 	var certPEM, keyPEM []byte
 	note := "issued"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -299,5 +300,52 @@ func TestRenderWorkerHoldsNoCAKey(t *testing.T) {
 	}
 	if _, ok := files["/etc/systemd/system/etcd.service"]; ok {
 		t.Error("worker got an etcd unit")
+	}
+}
+
+// control_plane_endpoint is admin.conf's server and a SAN of the API
+// server's certificate; super-admin.conf, the break-glass identity, keeps
+// the node's own address, and the node's components the local one. Set
+// later, it re-issues the API server's certificate and rewrites
+// admin.conf, nothing else.
+func TestRenderControlPlaneEndpoint(t *testing.T) {
+	root := testRoot(t)
+	render(t, "", root)
+	r := NewRenderer(mustParse(t, `control_plane_endpoint = "k8s.shop.example"`+baseConfig), root, discardLogger())
+	written, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	for _, w := range written {
+		if w.Action != "unchanged" {
+			changed = append(changed, w.Path)
+		}
+	}
+	slices.Sort(changed)
+	if want := []string{AdminKubeconfig, "/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/apiserver.key"}; !slices.Equal(changed, want) {
+		t.Errorf("changed %v, want %v", changed, want)
+	}
+	for kc, server := range map[string]string{
+		AdminKubeconfig:             "https://k8s.shop.example:6443",
+		SuperAdminKubeconfig:        "https://10.77.0.11:6443",
+		ControllerManagerKubeconfig: "https://127.0.0.1:6443",
+	} {
+		data, _ := root.ReadFile(kc)
+		if !strings.Contains(string(data), "server: "+server+"\n") {
+			t.Errorf("%s does not name %s:\n%s", kc, server, data)
+		}
+	}
+	data, _ := root.ReadFile("/etc/kubernetes/pki/apiserver.crt")
+	block, _ := pem.Decode(data)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.VerifyHostname("k8s.shop.example"); err != nil {
+		t.Errorf("the API server's certificate: %v", err)
+	}
+	if got := ClusterAPIServer(mustParse(t, `control_plane_endpoint = "[fd00::5]:443"`+baseConfig)); got != "https://[fd00::5]:443" {
+		t.Errorf("an IPv6 endpoint with a port: %s", got)
 	}
 }

@@ -47,7 +47,7 @@ func UserKubeconfig(root *hostfs.Root, cfg *config.Config, o UserKubeconfigOptio
 		return nil, nil, err
 	}
 	if o.Server == "" {
-		o.Server = AdvertisedAPIServer(cfg)
+		o.Server = ClusterAPIServer(cfg)
 	} else if u, err := url.Parse(o.Server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, nil, fmt.Errorf("server %q: want an https URL such as https://10.0.0.11:6443", o.Server)
 	}

@@ -1,6 +1,11 @@
 package config
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
 
 // IsControlPlane reports whether the node runs etcd and the control plane.
 func (c *Config) IsControlPlane() bool { return c.Role == RoleControlPlane }
@@ -42,4 +47,19 @@ func nthAddr(p netip.Prefix, n uint64) netip.Addr {
 		return netip.Addr{}
 	}
 	return r
+}
+
+// ControlPlaneEndpointHostPort is control_plane_endpoint's host (IPv6
+// without brackets) and port (apiserver.port when it names none); false
+// when it is not set. The config was validated, so it parses.
+func (c *Config) ControlPlaneEndpointHostPort() (string, int, bool) {
+	e := c.ControlPlaneEndpoint
+	if e == "" {
+		return "", 0, false
+	}
+	if host, port, err := net.SplitHostPort(e); err == nil {
+		n, _ := strconv.Atoi(port)
+		return host, n, true
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(e, "["), "]"), c.APIServer.Port, true
 }

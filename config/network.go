@@ -228,6 +228,16 @@ func joinProblem(s string) string {
 	return ""
 }
 
+func (l *loader) validateControlPlaneEndpoint(c *Config) {
+	if e := c.ControlPlaneEndpoint; e != "" {
+		if scheme, rest, ok := strings.Cut(e, "://"); ok {
+			l.add("control_plane_endpoint", "%q: write it without %s://, as host[:port]: %q", e, scheme, strings.TrimSuffix(rest, "/"))
+		} else if msg := joinProblem(e); msg != "" {
+			l.add("control_plane_endpoint", "%q %s", e, strings.Replace(msg, `"[fd00::1]:7946"`, `"[fd00::1]:6443"`, 1))
+		}
+	}
+}
+
 func (l *loader) validateExtraSANs(c *Config) {
 	for _, s := range c.APIServer.ExtraSANs {
 		if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {

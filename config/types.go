@@ -79,6 +79,12 @@ type Config struct {
 	Expect int `toml:"expect"`
 	// KubernetesVersion is the version of the kube binaries, "v1.37.2".
 	KubernetesVersion string `toml:"kubernetes_version"`
+	// ControlPlaneEndpoint is the API's address for clients outside the
+	// control plane, "host[:port]" (port default apiserver.port): a DNS
+	// name or address the operator provides (round-robin DNS, a load
+	// balancer), in admin.conf, `ecom-agent kubeconfig` and the API
+	// server's certificate. "" means each node's own address.
+	ControlPlaneEndpoint string `toml:"control_plane_endpoint"`
 
 	Gossip            Gossip    `toml:"gossip"`
 	Join              Join      `toml:"join"`

@@ -24,6 +24,7 @@ func (l *loader) validate(c *Config) {
 	l.validatePaths(c)
 	l.validateGossipJoin(c)
 	l.validateExtraSANs(c)
+	l.validateControlPlaneEndpoint(c)
 	l.validateExtraFlags(c)
 	l.validateNode(c)
 }

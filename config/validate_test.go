@@ -114,6 +114,12 @@ func TestBadInput(t *testing.T) {
 		{"labels as a kubelet flag", withBase(`[kubelet.extra_flags]`, `node-labels = "tier=web"`),
 			"kubelet.extra_flags.node-labels", 5, "the agent sets --node-labels itself from node.labels; set that instead"},
 
+		// The control-plane endpoint.
+		{"endpoint with a scheme", withBase(`control_plane_endpoint = "https://k8s.example.com:6443/"`), "control_plane_endpoint", 4,
+			`write it without https://, as host[:port]: "k8s.example.com:6443"`},
+		{"endpoint with a bad port", withBase(`control_plane_endpoint = "k8s.example.com:0"`), "control_plane_endpoint", 4, `has port "0"; use 1-65535`},
+		{"loopback endpoint", withBase(`control_plane_endpoint = "127.0.0.1"`), "control_plane_endpoint", 4, "has an address that"},
+
 		// Node labels and taints.
 		{"bad label key", withBase(`[node.labels]`, `"tier/web/x" = "a"`), `node.labels."tier/web/x"`, 5, "is not a label key"},
 		{"bad label value", withBase(`[node.labels]`, `tier = "a b"`), "node.labels.tier", 5, `"a b" is not a label value`},

@@ -5,6 +5,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,12 +43,21 @@ func adminClient(t *testing.T, h *testhost.Host) *kubernetes.Clientset {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// admin.conf names the cluster's endpoint, a name only the hosts
+	// resolve: h's address, checking the certificate for that name.
+	if u, err := url.Parse(cfg.Host); err == nil && net.ParseIP(u.Hostname()) == nil {
+		cfg.TLSClientConfig.ServerName = u.Hostname()
+		cfg.Host = "https://" + net.JoinHostPort(h.Addr().String(), u.Port())
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cs
 }
+
+// testEndpoint is TestControlPlaneAndSeeding's control_plane_endpoint.
+const testEndpoint = "api.shop.test"
 
 // seedLeaseHolder is the node holding the seeding Lease, as h's API says.
 func seedLeaseHolder(h *testhost.Host) (string, error) {
@@ -61,7 +72,12 @@ func seedLeaseHolder(h *testhost.Host) (string, error) {
 func TestControlPlaneAndSeeding(t *testing.T) {
 	env := testhost.New(t, hostOptions(t, "c"))
 	hosts := env.Start(t, 3)
-	onEach(hosts, func(h *testhost.Host) { install(t, h, joinConfig(h, hosts, 3)) })
+	// The cluster's endpoint, a name the operator's DNS would give: here
+	// each host's /etc/hosts, naming the host itself.
+	onEach(hosts, func(h *testhost.Host) {
+		h.MustRun(t, "sh", "-c", "echo '"+h.Addr().String()+" "+testEndpoint+"' >> /etc/hosts")
+		install(t, h, "control_plane_endpoint = \""+testEndpoint+"\"\n"+joinConfig(h, hosts, 3))
+	})
 
 	onEach(hosts, func(h *testhost.Host) {
 		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -97,7 +113,7 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 	})
 
 	t.Run("an exported kubeconfig works from outside the hosts", func(t *testing.T) {
-		exportedKubeconfig(t, hosts[0])
+		exportedKubeconfig(t, hosts[0], "https://"+testEndpoint+":6443")
 	})
 
 	var seeder *testhost.Host

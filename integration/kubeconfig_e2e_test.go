@@ -4,6 +4,8 @@ package integration
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,16 +17,25 @@ import (
 )
 
 // exportedKubeconfig: `ecom-agent kubeconfig` on a control-plane host
-// prints a kubeconfig that kubectl on this machine (outside the hosts)
-// uses: the default identity is cluster-admin, a user in a group no
-// binding names is authenticated and refused everything.
-func exportedKubeconfig(t *testing.T, h *testhost.Host) {
+// prints a kubeconfig for the cluster's endpoint (server) that kubectl on
+// this machine (outside the hosts) uses: the default identity is
+// cluster-admin, a user in a group no binding names is authenticated and
+// refused everything. This machine does not resolve the endpoint's name:
+// kubectl reaches h's address and checks the API server's certificate
+// for that name.
+func exportedKubeconfig(t *testing.T, h *testhost.Host, server string) {
 	t.Helper()
 	dir := t.TempDir()
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
 	kubectlOut := func(file string, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(kubeBins(t), "kubectl"), append([]string{"--kubeconfig", file, "--request-timeout=10s"}, args...)...)
+		args = append([]string{"--kubeconfig", file, "--request-timeout=10s",
+			"--server", "https://" + net.JoinHostPort(h.Addr().String(), u.Port()), "--tls-server-name", u.Hostname()}, args...)
+		cmd := exec.CommandContext(ctx, filepath.Join(kubeBins(t), "kubectl"), args...)
 		out, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
@@ -41,6 +52,9 @@ func exportedKubeconfig(t *testing.T, h *testhost.Host) {
 		return file
 	}
 	admin := export("admin.conf", "--user", "e2e-admin")
+	if data, err := os.ReadFile(admin); err != nil || !strings.Contains(string(data), "server: "+server+"\n") {
+		t.Errorf("the exported kubeconfig does not name %s (%v):\n%s", server, err, data)
+	}
 	if out, err := kubectlOut(admin, "get", "namespaces", "-o", "name"); err != nil || !strings.Contains(out, "namespace/kube-system") {
 		t.Errorf("kubectl get namespaces with the exported admin kubeconfig: %v\n%s", err, out)
 	}
