@@ -21,8 +21,9 @@ func (c *cli) kubeconfigCommand() *cobra.Command {
 		Short: "Print a kubeconfig for a workstation, with a client certificate of a given user and groups",
 		Long: `kubeconfig issues a client certificate from the cluster CA (on a
 control-plane node) for --user and --group, valid for --ttl, and prints a
-kubeconfig that embeds it, pointing at --server (default: this node's API
-server at its advertised address).
+kubeconfig that embeds it, pointing at --server (default: the config's
+control_plane_endpoint, else this node's API server at its advertised
+address).
 
 The default group, kubeadm:cluster-admins, is cluster-admin through a
 binding the agent creates; name another group to give only the rights your
