@@ -31,7 +31,8 @@ type Node struct {
 	// (default; workloads go to the workers first, and a pod bound to a
 	// control-plane node's local volume still schedules), NoSchedule (as
 	// kubeadm; only pods that tolerate it, such as the seeded add-ons) or
-	// "none". A cluster of control-plane nodes only is never tainted.
+	// "none" (the agent leaves it to kubectl taint). A cluster of
+	// control-plane nodes only is never tainted.
 	ControlPlaneTaint TaintEffect `toml:"control_plane_taint"`
 }
 
@@ -108,6 +109,11 @@ func (n Node) LabelsFlag() string {
 	return strings.Join(kv, ",")
 }
 
+// kubeletOwnLabels are the labels the kubelet gives every Node itself,
+// which --node-labels would override: the seeded add-ons select on
+// kubernetes.io/os, local volumes are bound to kubernetes.io/hostname.
+var kubeletOwnLabels = []string{"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
+
 func (l *loader) validateNode(c *Config) {
 	for _, k := range slices.Sorted(maps.Keys(c.Node.Labels)) {
 		key, v := keyName([]string{"node", "labels", k}), c.Node.Labels[k]
@@ -121,6 +127,8 @@ func (l *loader) validateNode(c *Config) {
 			l.add(key, "%q is not a label key: %s", k, strings.Join(validation.IsQualifiedName(k), "; "))
 		case len(validation.IsValidLabelValue(v)) > 0:
 			l.add(key, "%q is not a label value: %s", v, strings.Join(validation.IsValidLabelValue(v), "; "))
+		case slices.Contains(kubeletOwnLabels, k):
+			l.add(key, "the kubelet sets %s itself, and pods and volumes select on it; remove it", k)
 		case ns == "node-role.kubernetes.io":
 			l.add(key, "node-role labels are not the kubelet's to set: the agent labels the control-plane nodes itself; use a label of your own domain, e.g. \"example.com/role\"")
 		case restricted && !kubeletapis.IsKubeletLabel(k):

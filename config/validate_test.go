@@ -127,6 +127,8 @@ func TestBadInput(t *testing.T) {
 			"node-role labels are not the kubelet's to set"},
 		{"restricted label", withBase(`[node.labels]`, `"kubernetes.io/tier" = "web"`), `node.labels."kubernetes.io/tier"`, 5,
 			`a kubelet may not set labels in kubernetes.io except`},
+		{"the kubelet's own label", withBase(`[node.labels]`, `"kubernetes.io/os" = "windows"`), `node.labels."kubernetes.io/os"`, 5,
+			"the kubelet sets kubernetes.io/os itself"},
 		{"taint without effect", withBase(`[node]`, `taints = ["dedicated=db"]`), "node.taints", 5, `entry 1: "dedicated=db" has no effect`},
 		{"taint with a bad effect", withBase(`[node]`, `taints = ["a:NoSchedule", "dedicated=db:Never"]`), "node.taints", 5,
 			`entry 2: "dedicated=db:Never": the effect "Never" is not NoSchedule, PreferNoSchedule or NoExecute`},

@@ -5,8 +5,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +14,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 	"github.com/ecom-platform/ecom-agent/nodestate"
@@ -30,34 +27,6 @@ func kubectl(h *testhost.Host, args ...string) (string, error) {
 	}
 	return strings.TrimSpace(res.Stdout), nil
 }
-
-// adminClient is a client of h's API server with its admin.conf, reached
-// over the test network.
-func adminClient(t *testing.T, h *testhost.Host) *kubernetes.Clientset {
-	t.Helper()
-	data, err := h.ReadFile("/etc/kubernetes/admin.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// admin.conf names the cluster's endpoint, a name only the hosts
-	// resolve: h's address, checking the certificate for that name.
-	if u, err := url.Parse(cfg.Host); err == nil && net.ParseIP(u.Hostname()) == nil {
-		cfg.TLSClientConfig.ServerName = u.Hostname()
-		cfg.Host = "https://" + net.JoinHostPort(h.Addr().String(), u.Port())
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-// testEndpoint is TestControlPlaneAndSeeding's control_plane_endpoint.
-const testEndpoint = "api.shop.test"
 
 // seedLeaseHolder is the node holding the seeding Lease, as h's API says.
 func seedLeaseHolder(h *testhost.Host) (string, error) {

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/ecom-platform/ecom-agent/integration/testhost"
 )
 
@@ -68,4 +71,32 @@ func exportedKubeconfig(t *testing.T, h *testhost.Host, server string) {
 	if out, err := kubectlOut(nobody, "auth", "can-i", "list", "pods", "-A"); err == nil || out != "no" {
 		t.Errorf("a user in an unbound group: can-i list pods says %q (%v), want no", out, err)
 	}
+}
+
+// testEndpoint is TestControlPlaneAndSeeding's control_plane_endpoint.
+const testEndpoint = "api.shop.test"
+
+// adminClient is a client of h's API server with its admin.conf, reached
+// over the test network.
+func adminClient(t *testing.T, h *testhost.Host) *kubernetes.Clientset {
+	t.Helper()
+	data, err := h.ReadFile("/etc/kubernetes/admin.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// admin.conf names the cluster's endpoint, a name only the hosts
+	// resolve: h's address, checking the certificate for that name.
+	if u, err := url.Parse(cfg.Host); err == nil && net.ParseIP(u.Hostname()) == nil {
+		cfg.TLSClientConfig.ServerName = u.Hostname()
+		cfg.Host = "https://" + net.JoinHostPort(h.Addr().String(), u.Port())
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

@@ -126,24 +126,28 @@ func (l *Labeler) label(ctx context.Context, cs kubernetes.Interface) (bool, err
 	return true, nil
 }
 
-// taint puts the control-plane taint on the Node while the cluster has a
-// worker Node, and takes it off when it has none (or the config says
-// "none"): a cluster of control-plane nodes only stays schedulable.
+// taint puts the control-plane taint, of the configured effect, on the
+// Node while the cluster has a worker Node, and takes it off when it has
+// none: a cluster of control-plane nodes only stays schedulable. With
+// "none" it leaves the Node's taints alone.
 func (l *Labeler) taint(ctx context.Context, cs kubernetes.Interface) error {
 	l.mu.Lock()
 	l.nextTaint = l.d.Now().Add(taintPace)
 	l.mu.Unlock()
+	if l.d.Taint == config.TaintNone {
+		return nil // the taint is the operator's (kubectl taint)
+	}
+	// From the API server's watch cache (resourceVersion 0): every
+	// control-plane agent asks every 10 s, etcd is not read for it.
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "!" + ControlPlaneLabel, ResourceVersion: "0"})
+	if err != nil {
+		return fmt.Errorf("list the worker Nodes: %w", err)
+	}
 	workers := 0
-	if l.d.Taint != config.TaintNone {
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "!" + ControlPlaneLabel})
-		if err != nil {
-			return fmt.Errorf("list the worker Nodes: %w", err)
-		}
-		cps := l.d.ControlPlanes()
-		for _, n := range nodes.Items {
-			if !slices.Contains(cps, n.Name) {
-				workers++
-			}
+	cps := l.d.ControlPlanes()
+	for _, n := range nodes.Items {
+		if !slices.Contains(cps, n.Name) {
+			workers++
 		}
 	}
 	want := workers > 0
@@ -156,17 +160,28 @@ func (l *Labeler) taint(ctx context.Context, cs kubernetes.Interface) error {
 	}
 	taints, changed := withTaint(n.Spec.Taints, want, corev1.TaintEffect(l.d.Taint))
 	if changed {
-		n.Spec.Taints = taints
-		// An update carries the resourceVersion read above: a change made
-		// meanwhile (kubectl taint, the node lifecycle controller) makes
-		// it fail, and the next check starts from that.
-		if _, err := cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{FieldManager: "ecom-agent"}); err != nil {
+		// A merge patch of the taints alone (as the node lifecycle
+		// controller's), carrying the resourceVersion read above: a
+		// change made meanwhile (kubectl taint, that controller) makes
+		// it fail, and the next check starts from that. Fields this
+		// client does not know are left alone.
+		if taints == nil {
+			taints = []corev1.Taint{}
+		}
+		patch, err := json.Marshal(map[string]any{
+			"metadata": map[string]any{"resourceVersion": n.ResourceVersion},
+			"spec":     map[string]any{"taints": taints},
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, l.d.Node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "ecom-agent"}); err != nil {
 			return fmt.Errorf("taint Node %s %s: %w", l.d.Node, config.ControlPlaneTaintKey, err)
 		}
 		if want {
 			l.d.Log.Info("tainted the Node: the cluster has worker Nodes", "taint", config.ControlPlaneTaintKey+":"+string(l.d.Taint), "workers", workers)
 		} else {
-			l.d.Log.Info("took the control-plane taint off the Node", "taint", config.ControlPlaneTaintKey, "workers", workers, "mode", l.d.Taint)
+			l.d.Log.Info("took the control-plane taint off the Node: the cluster has no worker Node", "taint", config.ControlPlaneTaintKey)
 		}
 	}
 	return nil

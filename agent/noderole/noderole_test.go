@@ -50,7 +50,7 @@ func TestLabelsTheRegisteredNode(t *testing.T) {
 // control-plane node (one not labelled yet but in the gossip view
 // included), the configured effect once a worker Node registers, a
 // changed effect replaced, and off again when the last worker goes.
-// "none" never taints; other taints are kept.
+// "none" leaves the taints as they are; other taints are always kept.
 func TestTaintWhileTheClusterHasWorkers(t *testing.T) {
 	c := kubetest.Start(t)
 	cs := c.Clientset(t)
@@ -84,7 +84,9 @@ func TestTaintWhileTheClusterHasWorkers(t *testing.T) {
 		}
 		return ours(n.Spec.Taints)
 	}
-	cpTaint := func(e corev1.TaintEffect) corev1.Taint { return corev1.Taint{Key: config.ControlPlaneTaintKey, Effect: e} }
+	cpTaint := func(e corev1.TaintEffect) corev1.Taint {
+		return corev1.Taint{Key: config.ControlPlaneTaintKey, Effect: e}
+	}
 	want := func(what string, got []corev1.Taint, want ...corev1.Taint) {
 		t.Helper()
 		if len(got) != len(want) {
@@ -102,7 +104,9 @@ func TestTaintWhileTheClusterHasWorkers(t *testing.T) {
 	want("a worker registered", step(l), own, cpTaint(corev1.TaintEffectPreferNoSchedule))
 	want("a check later", step(l), own, cpTaint(corev1.TaintEffectPreferNoSchedule))
 	want("the effect changed", step(newLabeler(config.TaintNoSchedule)), own, cpTaint(corev1.TaintEffectNoSchedule))
-	want("none", step(newLabeler(config.TaintNone)), own)
+	// "none" leaves the taints alone: the one there stays, and one an
+	// operator puts on is kept.
+	want("none", step(newLabeler(config.TaintNone)), own, cpTaint(corev1.TaintEffectNoSchedule))
 	want("back to the default", step(l), own, cpTaint(corev1.TaintEffectPreferNoSchedule))
 	if err := cs.CoreV1().Nodes().Delete(ctx, "w-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

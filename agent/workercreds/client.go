@@ -167,10 +167,26 @@ func (r *refusal) Error() string {
 	return fmt.Sprintf("refused (%s): %s", http.StatusText(r.code), r.msg)
 }
 
-// refused reports whether err, from fetch, holds an answer only an
+// refused reports whether every answer in err, from fetch, is one only an
 // operator can change: a refusal, or an endpoint whose CA is not the one
-// the token pins (join.servers or the token is another cluster's).
+// the token pins (join.servers or the token is another cluster's). An
+// unreachable server or a transient error (a renewal's certificate
+// answered 503 while an old token is refused) keeps the worker waiting.
 func refused(err error) bool {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return isRefusal(err)
+	}
+	errs := joined.Unwrap()
+	for _, e := range errs {
+		if !isRefusal(e) {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
+func isRefusal(err error) bool {
 	var r *refusal
 	return errors.As(err, &r) || errors.Is(err, token.ErrCAMismatch)
 }

@@ -287,7 +287,11 @@ func New(d Deps) *Worker {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Worker{d: d, cond: component.NewCondition(Name)}
+	w := &Worker{d: d, cond: component.NewCondition(Name)}
+	// Until a step finds or gets its credentials, the worker waits for
+	// them: `join` returns only once this condition is gone.
+	w.cond.Set(status.ReasonWaitForCredentials, "its credentials (not checked yet)")
+	return w
 }
 
 func (w *Worker) Name() string { return Name }

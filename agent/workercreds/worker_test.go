@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -272,5 +273,34 @@ func TestJoinServersAndEndpoints(t *testing.T) {
 	}
 	if got := apiEndpoints(ms, 6443); !slices.Equal(got, []string{"10.77.0.11:6443", "10.77.0.13:6443"}) {
 		t.Errorf("endpoints %v", got)
+	}
+}
+
+// Refused only when every answer is one an operator must act on: one
+// server down, or a renewal's certificate answered 503 beside an old
+// token's refusal, keeps the worker waiting.
+func TestRefusedOnlyWhenEveryAnswerIs(t *testing.T) {
+	no := &refusal{code: 401, msg: "join token expired"}
+	pin := fmt.Errorf("%w: another CA", token.ErrCAMismatch)
+	down := errors.New("dial tcp 10.0.0.12:7949: connection refused")
+	busy := errors.New("answered 503 Service Unavailable")
+	wrap := func(errs ...error) error {
+		return fmt.Errorf("no control-plane agent signed this worker's certificates: %w", errors.Join(errs...))
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"every server refuses", wrap(fmt.Errorf("a: %w", no), fmt.Errorf("b: %w", no)), true},
+		{"a CA mismatch and a refusal", wrap(pin, no), true},
+		{"one server down", wrap(no, down), false},
+		{"a renewal: certificate 503, old token refused", wrap(busy, no), false},
+		{"nothing answered", wrap(down), false},
+		{"no error at all", wrap(), false},
+	} {
+		if got := refused(tc.err); got != tc.want {
+			t.Errorf("%s: refused = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

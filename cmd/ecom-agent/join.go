@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ecom-platform/ecom-agent/agent/workercreds"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
 	"github.com/ecom-platform/ecom-agent/hostfs"
@@ -51,8 +53,9 @@ its units listen on are free. Every failure is printed with its fix.
 Exit codes: 0 joined; 78 invalid config (nothing done); 3 a preflight check
 failed (nothing started); 4 --timeout passed
 (the message says what the node waits for); 5 refused by the cluster
-(wrong cluster secret or name, mismatched expect, another CA); 1 anything
-else.`,
+(wrong cluster secret or name, mismatched expect, another CA; a worker's
+join token unknown, expired or another CA's, or its name taken); 1
+anything else.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.loadConfig()
@@ -194,7 +197,12 @@ func reached(cfg *config.Config, st status.Status) bool {
 		return st.Phase == nodestate.PhaseAPIReady && st.Etcd != nil && st.Etcd.Leader != "" &&
 			st.ControlPlane != nil && st.ControlPlane.RBAC
 	}
-	return st.Phase == nodestate.PhaseWorkerWaiting
+	// A worker is there once it holds its credentials: the
+	// worker-credentials component no longer waits for them (nor is
+	// refused them).
+	return st.Phase == nodestate.PhaseWorkerWaiting && !slices.ContainsFunc(st.Conditions, func(c status.Condition) bool {
+		return c.Component == workercreds.Name && (c.Reason == status.ReasonWaitForCredentials || c.Refused)
+	})
 }
 
 func summary(st status.Status) string {

@@ -10,7 +10,8 @@ import (
 )
 
 // Kubeconfig copies h's admin kubeconfig into dir (0600) and returns its
-// path: it names h's API server at h's address, which this machine reaches.
+// path: it names h's API server at h's address, which this machine
+// reaches (the clusters the suite runs on set no control_plane_endpoint).
 func Kubeconfig(h *testhost.Host, dir string) (string, error) {
 	data, err := h.ReadFile("/etc/kubernetes/admin.conf")
 	if err != nil {
