@@ -84,8 +84,12 @@ func runUntilReady(t *testing.T, cfg *config.Config) (*Daemon, *fakeSystemd, []s
 		t.Fatal("no READY=1 within 30s")
 	}
 	// READY=1 comes as soon as the agent serves; then it settles on
-	// what it waits for.
-	for i := 0; i < 100 && len(d.Status().Conditions) == 0; i++ {
+	// what it waits for, past its first phase (a worker's credentials
+	// component waits from the start).
+	for i := 0; i < 100; i++ {
+		if st := d.Status(); len(st.Conditions) > 0 && st.Phase != nodestate.PhaseStarting {
+			break
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	cancel()

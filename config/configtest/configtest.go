@@ -4,8 +4,10 @@ package configtest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -95,13 +97,22 @@ var handedOut = struct {
 }{ports: map[int]bool{}}
 
 // FreePort returns a TCP and UDP port free on 127.0.0.1 right now, never
-// one it returned before in this process.
+// one it returned before in this process. It is picked below the kernel's
+// ephemeral range: a port from :0 is free now, but any process's next
+// outgoing connection may take it as its source port before the test
+// binds it (seen: an agent's etcd failing with "bind: address already in
+// use" while other packages' tests ran beside it).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	low := ephemeralLow()
+	for range 200 {
+		addr := "127.0.0.1:0"
+		if low > fixedPortsFrom+1000 {
+			addr = fmt.Sprintf("127.0.0.1:%d", fixedPortsFrom+rand.IntN(low-fixedPortsFrom))
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		_ = ln.Close()
@@ -130,4 +141,21 @@ func Root(t testing.TB) *hostfs.Root {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// fixedPortsFrom is the lowest port FreePort picks.
+const fixedPortsFrom = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// by default), 0 when it cannot be read.
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(data), &low, &high); err != nil {
+		return 0
+	}
+	return low
 }
