@@ -47,22 +47,14 @@ const (
 	TaintNone TaintEffect = "none"
 )
 
-// ControlPlaneTaintKey is the control-plane nodes' taint, as kubeadm's.
+// ControlPlaneTaintKey is the control-plane nodes' taint, as kubeadm's:
+// the key of their role label too (agent/noderole sets both).
 const ControlPlaneTaintKey = "node-role.kubernetes.io/control-plane"
 
 // Taint is one parsed node.taints entry.
 type Taint struct {
 	Key, Value string
 	Effect     TaintEffect
-}
-
-// String is the taint as written in the config and on the kubelet's
-// command line: key[=value]:Effect.
-func (t Taint) String() string {
-	if t.Value == "" {
-		return t.Key + ":" + string(t.Effect)
-	}
-	return t.Key + "=" + t.Value + ":" + string(t.Effect)
 }
 
 // ParseTaint parses "key[=value]:Effect", the form of kubectl taint.

@@ -30,8 +30,9 @@ import (
 const Name = "node-role"
 
 // ControlPlaneLabel marks a control-plane node, as kubeadm and every
-// tool that reads node roles (kubectl get nodes' ROLES) expect.
-const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+// tool that reads node roles (kubectl get nodes' ROLES) expect; the
+// control-plane taint has the same key.
+const ControlPlaneLabel = config.ControlPlaneTaintKey
 
 // taintPace is how often the taint is checked against the cluster's
 // Nodes: a worker that registers is seen within it.
