@@ -51,6 +51,11 @@ func (l *loader) applyDefaults(c *Config) {
 	set("node_name", func() { l.defaultNodeName(c) })
 	set("expect", func() { c.Expect = defaultExpect })
 	set("kubernetes_version", func() { c.KubernetesVersion = DefaultKubernetesVersion })
+	set("control_plane_endpoint", func() {
+		if c.ControlPlaneVIP.Address.IsValid() {
+			c.ControlPlaneEndpoint = c.ControlPlaneVIP.Address.String()
+		}
+	})
 	set("gossip.port", func() { c.Gossip.Port = defaultGossipPort })
 	set("gossip.rpc_port", func() { c.Gossip.RPCPort = defaultRPCPort })
 	set("join.port", func() { c.Join.Port = defaultJoinPort })

@@ -276,7 +276,7 @@ func TestExampleShowsDefaults(t *testing.T) {
 	noDefault := map[string]bool{"node_name": true, "advertise_address": true, "cluster_secret": true,
 		"control_plane_key": true, "gossip.join": true, "apiserver.extra_sans": true,
 		"join.token": true, "join.token_file": true, "join.servers": true, "node.labels": true, "node.taints": true,
-		"control_plane_endpoint": true}
+		"control_plane_endpoint": true, "control_plane_vip.address": true, "control_plane_vip.interface": true}
 	known := map[string]bool{}
 	for _, k := range knownKeys() {
 		known[k] = true

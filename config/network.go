@@ -229,7 +229,8 @@ func joinProblem(s string) string {
 }
 
 func (l *loader) validateControlPlaneEndpoint(c *Config) {
-	if e := c.ControlPlaneEndpoint; e != "" {
+	// Unset, it is the VIP (validated as such) or nothing.
+	if e := c.ControlPlaneEndpoint; e != "" && l.defined["control_plane_endpoint"] {
 		if scheme, rest, ok := strings.Cut(e, "://"); ok {
 			l.add("control_plane_endpoint", "%q: write it without %s://, as host[:port]: %q", e, scheme, strings.TrimSuffix(rest, "/"))
 		} else if msg := joinProblem(e); msg != "" {

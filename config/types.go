@@ -85,6 +85,9 @@ type Config struct {
 	// balancer), in admin.conf, `ecom-agent kubeconfig` and the API
 	// server's certificate. "" means each node's own address.
 	ControlPlaneEndpoint string `toml:"control_plane_endpoint"`
+	// ControlPlaneVIP is a virtual IP the control-plane agents hold
+	// between them; when set, control_plane_endpoint defaults to it.
+	ControlPlaneVIP VIP `toml:"control_plane_vip"`
 
 	Gossip            Gossip    `toml:"gossip"`
 	Join              Join      `toml:"join"`
@@ -100,6 +103,20 @@ type Config struct {
 	Seed              Seed      `toml:"seed"`
 	AddOns            AddOns    `toml:"addons"`
 	Metrics           Metrics   `toml:"metrics"`
+}
+
+// VIP is the control plane's virtual IP, as kube-vip's ARP mode gives:
+// one control-plane agent at a time holds it (elected through an etcd
+// lease; the holder's API server ready), moves it with gratuitous ARP,
+// and lets go of it when it stops. Workers ignore it: they reach the API
+// through their own load balancer.
+type VIP struct {
+	// Address is an IPv4 address on the control-plane nodes' segment
+	// that nothing else uses; unset: no VIP.
+	Address netip.Addr `toml:"address"`
+	// Interface is where the holder puts it; "" is the interface of
+	// advertise_address.
+	Interface string `toml:"interface"`
 }
 
 // Metrics configures the agent's Prometheus endpoint.

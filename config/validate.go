@@ -25,6 +25,7 @@ func (l *loader) validate(c *Config) {
 	l.validateGossipJoin(c)
 	l.validateExtraSANs(c)
 	l.validateControlPlaneEndpoint(c)
+	l.validateVIP(c)
 	l.validateExtraFlags(c)
 	l.validateNode(c)
 }

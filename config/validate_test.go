@@ -120,6 +120,14 @@ func TestBadInput(t *testing.T) {
 		{"endpoint with a bad port", withBase(`control_plane_endpoint = "k8s.example.com:0"`), "control_plane_endpoint", 4, `has port "0"; use 1-65535`},
 		{"loopback endpoint", withBase(`control_plane_endpoint = "127.0.0.1"`), "control_plane_endpoint", 4, "has an address that"},
 
+		// The control plane's VIP.
+		{"IPv6 VIP", withBase(`[control_plane_vip]`, `address = "fd00::100"`), "control_plane_vip.address", 5, "the agents announce the address by ARP, which is IPv4 only"},
+		{"loopback VIP", withBase(`[control_plane_vip]`, `address = "127.0.0.9"`), "control_plane_vip.address", 5, "is a loopback address"},
+		{"VIP is the node's address", withBase(`[control_plane_vip]`, `address = "10.0.0.11"`), "control_plane_vip.address", 5, "is this node's advertise_address"},
+		{"VIP in the services' range", withBase(`[control_plane_vip]`, `address = "10.96.0.100"`), "control_plane_vip.address", 5, "is inside network.service_cidr 10.96.0.0/12"},
+		{"VIP interface with a slash", withBase(`[control_plane_vip]`, `address = "10.0.0.100"`, `interface = "eth0/1"`), "control_plane_vip.interface", 6, "is not an interface name"},
+		{"VIP interface without an address", withBase(`[control_plane_vip]`, `interface = "eth0"`), "control_plane_vip.interface", 5, "set the address too"},
+
 		// Node labels and taints.
 		{"bad label key", withBase(`[node.labels]`, `"tier/web/x" = "a"`), `node.labels."tier/web/x"`, 5, "is not a label key"},
 		{"bad label value", withBase(`[node.labels]`, `tier = "a b"`), "node.labels.tier", 5, `"a b" is not a label value`},
