@@ -13,13 +13,17 @@ import (
 	"github.com/ecom-platform/ecom-agent/agent/render"
 	"github.com/ecom-platform/ecom-agent/agent/renewal"
 	"github.com/ecom-platform/ecom-agent/agent/snapshots"
+	agentvip "github.com/ecom-platform/ecom-agent/agent/vip"
 	"github.com/ecom-platform/ecom-agent/agent/workercreds"
 	"github.com/ecom-platform/ecom-agent/bootstrap"
 	"github.com/ecom-platform/ecom-agent/config"
+	"github.com/ecom-platform/ecom-agent/etcdclient"
 	"github.com/ecom-platform/ecom-agent/gossip"
 	"github.com/ecom-platform/ecom-agent/kubeclient"
 	"github.com/ecom-platform/ecom-agent/seed"
 	"github.com/ecom-platform/ecom-agent/status"
+	"github.com/ecom-platform/ecom-agent/vip"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -30,7 +34,8 @@ import (
 // etcd member -> control plane -> node side -> network policy and the
 // control-plane role label on the Node; renewal,
 // the workers' join endpoint and scheduled etcd snapshots once etcd
-// serves; the platform's watch once the API serves.
+// serves; the platform's watch and the control plane's VIP (when one is
+// configured) once the API serves.
 // Worker: membership -> render -> worker credentials (and the API load
 // balancer) -> node side -> network policy.
 func (d *Daemon) build() (*component.Runner, error) {
@@ -102,6 +107,13 @@ func (d *Daemon) build() (*component.Runner, error) {
 				Log: log.With("component", platform.Name), Now: d.deps.Now, Read: platform.FromAPI(root),
 				NotSeeded: notSeeded(cfg),
 			}), Needs: cp},
+		}
+		if cfg.ControlPlaneVIP.Address.IsValid() {
+			entries = append(entries, component.Entry{Component: agentvip.New(agentvip.Deps{
+				Config: cfg, Log: log.With("component", agentvip.Name), Now: d.deps.Now,
+				Host: vip.System{Run: d.deps.Run}, APIReady: cp.Serving,
+				Client: func() (*clientv3.Client, error) { return etcdclient.Local(root, cfg) },
+			}), Needs: cp})
 		}
 	} else {
 		worker := workercreds.New(workercreds.Deps{

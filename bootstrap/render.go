@@ -79,12 +79,16 @@ func PKINode(cfg *config.Config) pki.Node {
 	}
 }
 
-// apiServerSANs are apiserver.extra_sans and control_plane_endpoint's
-// host, which clients check the API server's certificate against.
+// apiServerSANs are apiserver.extra_sans, control_plane_endpoint's host
+// and the control plane's VIP, which clients check the API server's
+// certificate against.
 func apiServerSANs(cfg *config.Config) []string {
 	sans := slices.Clone(cfg.APIServer.ExtraSANs)
 	if host, _, ok := cfg.ControlPlaneEndpointHostPort(); ok && !slices.Contains(sans, host) {
 		sans = append(sans, host)
+	}
+	if a := cfg.ControlPlaneVIP.Address; a.IsValid() && !slices.Contains(sans, a.String()) {
+		sans = append(sans, a.String())
 	}
 	return sans
 }

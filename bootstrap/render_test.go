@@ -349,3 +349,33 @@ func TestRenderControlPlaneEndpoint(t *testing.T) {
 		t.Errorf("an IPv6 endpoint with a port: %s", got)
 	}
 }
+
+// The control plane's VIP is admin.conf's server when no endpoint is
+// named, and in the API server's certificate either way.
+func TestRenderVIP(t *testing.T) {
+	const vip = "\n[control_plane_vip]\naddress = \"10.77.0.200\"\n"
+	for _, tc := range []struct{ name, config, server string }{
+		{"the VIP alone", baseConfig + vip, "https://10.77.0.200:6443"},
+		{"the VIP and an endpoint", `control_plane_endpoint = "k8s.shop.example"` + baseConfig + vip, "https://k8s.shop.example:6443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := testRoot(t)
+			if _, err := NewRenderer(mustParse(t, tc.config), root, discardLogger()).Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := root.ReadFile(AdminKubeconfig)
+			if !strings.Contains(string(data), "server: "+tc.server+"\n") {
+				t.Errorf("admin.conf does not name %s:\n%s", tc.server, data)
+			}
+			data, _ = root.ReadFile("/etc/kubernetes/pki/apiserver.crt")
+			block, _ := pem.Decode(data)
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cert.VerifyHostname("10.77.0.200"); err != nil {
+				t.Errorf("the API server's certificate: %v", err)
+			}
+		})
+	}
+}

@@ -48,13 +48,15 @@ var (
 	descSnapSize  = prometheus.NewDesc("ecom_agent_etcd_snapshot_size_bytes", "The size of this node's newest etcd snapshot.", nil, nil)
 	descSnapRev   = prometheus.NewDesc("ecom_agent_etcd_snapshot_revision", "The etcd revision of this node's newest snapshot.", nil, nil)
 	descSnapLate  = prometheus.NewDesc("ecom_agent_etcd_snapshot_overdue", "1 once this node has no etcd snapshot younger than twice the interval (the verdict is degraded).", nil, nil)
+	descVIPHeld   = prometheus.NewDesc("ecom_agent_vip_held", "1 while this node holds the control plane's virtual IP.", nil, nil)
+	descVIPHolder = prometheus.NewDesc("ecom_agent_vip_holder_known", "1 while some control-plane node holds the virtual IP, as this node's etcd says.", nil, nil)
 	descChanges   = prometheus.NewDesc("ecom_agent_etcd_membership_changes_total", "etcd membership changes this daemon made since it started, by action.", []string{"action"}, nil)
 )
 
 func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descVerdict, descPhase, descUptime, descGossip, descEtcd, descLeader,
 		descDBSize, descUnit, descRestarts, descAPIReady, descSeed, descSeeder, descCertFirst, descCertDue,
-		descCertLeft, descJoin, descChanges, descPlatform, descOverdue, descNetpol, descSnapTime, descSnapSize, descSnapRev, descSnapLate} {
+		descCertLeft, descJoin, descChanges, descPlatform, descOverdue, descNetpol, descSnapTime, descSnapSize, descSnapRev, descSnapLate, descVIPHeld, descVIPHolder} {
 		ch <- d
 	}
 }
@@ -132,6 +134,10 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descSnapSize, float64(l.Size))
 			gauge(descSnapRev, float64(l.Revision))
 		}
+	}
+	if v := s.VIP; v != nil {
+		gauge(descVIPHeld, flag(v.Held))
+		gauge(descVIPHolder, flag(v.Holder != ""))
 	}
 	if sd := s.Seed; sd != nil {
 		for r, n := range sd.Counts {

@@ -87,6 +87,9 @@ type Status struct {
 	// EtcdSnapshots are this control-plane node's scheduled etcd
 	// snapshots (when the daemon answers).
 	EtcdSnapshots *SnapshotStatus `json:"etcd_snapshots,omitempty"`
+	// VIP is the control plane's virtual IP (control-plane nodes with
+	// control_plane_vip set, when the daemon answers).
+	VIP *VIPStatus `json:"vip,omitempty"`
 	// JoinSeconds is how long the running daemon took from its start to
 	// the node's target phase (api-ready, standby or worker-waiting); 0
 	// until it got there.
@@ -247,6 +250,9 @@ func (s *Status) Judge(expectEtcd bool) {
 			msg += "; the last attempt failed: " + sn.Error
 		}
 		degraded = append(degraded, msg)
+	}
+	if v := s.VIP; v != nil && v.problem() != "" {
+		degraded = append(degraded, v.problem())
 	}
 	if s.Waiting != "" && s.Phase != nodestate.PhaseStandby {
 		degraded = append(degraded, "waiting: "+s.Waiting)

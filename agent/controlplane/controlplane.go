@@ -126,6 +126,14 @@ func (cp *ControlPlane) Ready() bool {
 	return cp.apiReady
 }
 
+// Serving reports whether the local API server answered its last
+// /readyz.
+func (cp *ControlPlane) Serving() bool {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.status.Ready
+}
+
 // Pace steps a starting control plane every half second, from
 // kube-apiserver's start to its first /readyz: its readiness is what
 // the clients, the kubelet and the seeding wait for.

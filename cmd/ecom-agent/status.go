@@ -335,6 +335,9 @@ func printStatus(w io.Writer, s status.Status, colour bool) {
 		}
 		fmt.Fprintln(w)
 	}
+	if v := s.VIP; v != nil {
+		fmt.Fprintf(w, "VIP             %s %s\n", v.Address, vipLine(v))
+	}
 	if r := s.LastRenewal; r != nil {
 		fmt.Fprintf(w, "renewal         %s (%s): %d renewed, restarted %s", ago(r.At), r.Reason, len(r.Renewed), orDash(strings.Join(r.Restarted, ", ")))
 		if r.Error != "" {
@@ -542,4 +545,24 @@ func ago(t time.Time) string {
 		return "-"
 	}
 	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+// vipLine says who holds the VIP, as the status's VIP line.
+func vipLine(v *status.VIPStatus) string {
+	var line string
+	switch {
+	case v.Held:
+		line = fmt.Sprintf("held here on %s since %s", v.Interface, ago(v.Since))
+	case v.Holder != "":
+		line = "held by " + v.Holder
+	default:
+		line = "HELD BY NO NODE"
+	}
+	if !v.Candidate {
+		line += "; this node does not stand for it (its API server is not ready)"
+	}
+	if v.Error != "" {
+		line += "; FAILED: " + v.Error
+	}
+	return line
 }
