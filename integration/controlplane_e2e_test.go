@@ -36,16 +36,19 @@ func seedLeaseHolder(h *testhost.Host) (string, error) {
 // TestControlPlaneAndSeeding: three control-plane hosts, the same config
 // on each, `ecom-agent join` on all at once: every host ends with a ready
 // kube-apiserver (and its controller manager and scheduler) on a 3-member
-// etcd, and exactly one agent seeds the platform. When the seeding node
+// etcd, and exactly one agent seeds the platform; one agent at a time
+// holds the control plane's VIP. When the seeding node
 // dies, another takes over the Lease and applies a changed manifest.
 func TestControlPlaneAndSeeding(t *testing.T) {
 	env := testhost.New(t, hostOptions(t, "c"))
 	hosts := env.Start(t, 3)
 	// The cluster's endpoint, a name the operator's DNS would give: here
-	// each host's /etc/hosts, naming the host itself.
+	// each host's /etc/hosts, naming the host itself. And a VIP the
+	// agents hold.
+	vip := env.SpareAddr()
 	onEach(hosts, func(h *testhost.Host) {
 		h.MustRun(t, "sh", "-c", "echo '"+h.Addr().String()+" "+testEndpoint+"' >> /etc/hosts")
-		install(t, h, "control_plane_endpoint = \""+testEndpoint+"\"\n"+joinConfig(h, hosts, 3))
+		install(t, h, "control_plane_endpoint = \""+testEndpoint+"\"\n"+joinConfig(h, hosts, 3)+vipConfig(vip))
 	})
 
 	onEach(hosts, func(h *testhost.Host) {
@@ -83,6 +86,10 @@ func TestControlPlaneAndSeeding(t *testing.T) {
 
 	t.Run("an exported kubeconfig works from outside the hosts", func(t *testing.T) {
 		exportedKubeconfig(t, hosts[0], "https://"+testEndpoint+":6443")
+	})
+
+	t.Run("the VIP moves within seconds when its holder goes", func(t *testing.T) {
+		testVIP(t, hosts, vip)
 	})
 
 	var seeder *testhost.Host

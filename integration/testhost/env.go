@@ -239,6 +239,13 @@ func (e *Env) OwnerPID() int {
 // also their default route. Hosts know it as "testhost-gateway".
 func (e *Env) Gateway() netip.Addr { return bridgeAddr(e.st.Subnet) }
 
+// SpareAddr is an address on the environment's first segment that no
+// host is given (hosts end at .(10+maxHosts)): for a virtual IP the hosts
+// move between them.
+func (e *Env) SpareAddr() netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 77, byte(e.st.Subnet), 254})
+}
+
 // Hosts returns the environment's hosts in the order they were added.
 func (e *Env) Hosts() []*Host {
 	e.mu.Lock()
