@@ -108,12 +108,15 @@ func (d *Daemon) build() (*component.Runner, error) {
 				NotSeeded: notSeeded(cfg),
 			}), Needs: cp},
 		}
+		// The VIP's component starts first thing: a node that crashed
+		// holding the address takes it off before anything else; it
+		// stands for the VIP once its API server is ready.
 		if cfg.ControlPlaneVIP.Address.IsValid() {
 			entries = append(entries, component.Entry{Component: agentvip.New(agentvip.Deps{
 				Config: cfg, Log: log.With("component", agentvip.Name), Now: d.deps.Now,
 				Host: vip.System{Run: d.deps.Run}, APIReady: cp.Serving,
 				Client: func() (*clientv3.Client, error) { return etcdclient.Local(root, cfg) },
-			}), Needs: cp})
+			})})
 		}
 	} else {
 		worker := workercreds.New(workercreds.Deps{

@@ -120,8 +120,8 @@ func (l *loader) validateAdvertiseAddress(c *Config) {
 // detectAdvertiseAddress sets the advertise address to the host's only
 // usable address: unicast, not loopback or link-local, of the service
 // range's family and outside the service and pod ranges (which leaves out
-// the addresses CNI and kube-proxy put on the host). It never picks one of
-// several.
+// the addresses CNI and kube-proxy put on the host), and not the control
+// plane's VIP, which the holder has too. It never picks one of several.
 func (l *loader) detectAdvertiseAddress(c *Config) {
 	const key = "advertise_address"
 	if l.opts.HostAddrs == nil {
@@ -141,6 +141,7 @@ func (l *loader) detectAdvertiseAddress(c *Config) {
 		case unicastProblem(a) != "",
 			svc.IsValid() && (a.Is4() != svc.Addr().Is4() || svc.Contains(a)),
 			pod.IsValid() && pod.Contains(a),
+			a == c.ControlPlaneVIP.Address, // on the holder's interface
 			slices.Contains(usable, a):
 			continue
 		}

@@ -123,7 +123,8 @@ func TestBadInput(t *testing.T) {
 		// The control plane's VIP.
 		{"IPv6 VIP", withBase(`[control_plane_vip]`, `address = "fd00::100"`), "control_plane_vip.address", 5, "the agents announce the address by ARP, which is IPv4 only"},
 		{"loopback VIP", withBase(`[control_plane_vip]`, `address = "127.0.0.9"`), "control_plane_vip.address", 5, "is a loopback address"},
-		{"VIP is the node's address", withBase(`[control_plane_vip]`, `address = "10.0.0.11"`), "control_plane_vip.address", 5, "is this node's advertise_address"},
+		{"VIP is the node's address", withBase(`advertise_address = "10.0.0.11"`, `[control_plane_vip]`, `address = "10.0.0.11"`), "control_plane_vip.address", 6, "is this node's advertise_address"},
+		{"VIP is a peer's address", withBase(`[gossip]`, `join = ["10.0.0.12", "10.0.0.13:7946"]`, `[control_plane_vip]`, `address = "10.0.0.13"`), "control_plane_vip.address", 7, "is in gossip.join"},
 		{"VIP in the services' range", withBase(`[control_plane_vip]`, `address = "10.96.0.100"`), "control_plane_vip.address", 5, "is inside network.service_cidr 10.96.0.0/12"},
 		{"VIP interface with a slash", withBase(`[control_plane_vip]`, `address = "10.0.0.100"`, `interface = "eth0/1"`), "control_plane_vip.interface", 6, "is not an interface name"},
 		{"VIP interface without an address", withBase(`[control_plane_vip]`, `interface = "eth0"`), "control_plane_vip.interface", 5, "set the address too"},

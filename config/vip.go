@@ -35,6 +35,11 @@ func (l *loader) validateVIP(c *Config) {
 	if a == c.AdvertiseAddress {
 		l.add(key, "%s is this node's advertise_address; the VIP must be an address no node has, so it can move", a)
 	}
+	for _, j := range c.Gossip.Join {
+		if ip, err := netip.ParseAddr(serverHost(j)); err == nil && ip == a {
+			l.add(key, "%s is in gossip.join, so a node has it; the VIP must be an address no node has, so it can move", a)
+		}
+	}
 	for _, r := range []struct {
 		key string
 		p   netip.Prefix

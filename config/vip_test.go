@@ -27,3 +27,16 @@ func TestVIPIsTheDefaultEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// On the node that holds the VIP, the address detection leaves it out:
+// a restarted holder finds its own address, not two.
+func TestDetectionSkipsTheVIP(t *testing.T) {
+	file := doc(append(base[:len(base):len(base)], "[control_plane_vip]", `address = "10.0.0.100"`)...)
+	c, err := Parse([]byte(file), "config.toml", hostOpts("cp-1", "10.0.0.11", "10.0.0.100"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdvertiseAddress != netip.MustParseAddr("10.0.0.11") {
+		t.Errorf("advertise_address %s", c.AdvertiseAddress)
+	}
+}

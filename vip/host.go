@@ -118,9 +118,11 @@ func (s System) Remove(ctx context.Context, iface string, addr netip.Addr) error
 	return nil
 }
 
-// Announce implements Host: an ARP request and an ARP reply, each
-// saying addr is at iface's address, broadcast (RFC 5227's
-// announcement; some neighbours update on one kind only).
+// Announce implements Host: a gratuitous ARP request (RFC 5227's
+// announcement: sender and target address addr, target hardware address
+// zero) and a gratuitous reply (target hardware address our own, what
+// `arping -A` sends and Linux's arp_is_garp takes for one), both
+// broadcast: some neighbours update on one kind only.
 func (System) Announce(iface string, addr netip.Addr) error {
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
@@ -134,8 +136,14 @@ func (System) Announce(iface string, addr netip.Addr) error {
 	if err := c.SetWriteDeadline(time.Now().Add(time.Second)); err != nil {
 		return fmt.Errorf("ARP socket on %s: %w", iface, err)
 	}
-	for _, op := range []arp.Operation{arp.OperationRequest, arp.OperationReply} {
-		p, err := arp.NewPacket(op, ifi.HardwareAddr, addr, ethernet.Broadcast, addr)
+	for _, g := range []struct {
+		op     arp.Operation
+		target net.HardwareAddr
+	}{
+		{arp.OperationRequest, make(net.HardwareAddr, len(ifi.HardwareAddr))},
+		{arp.OperationReply, ifi.HardwareAddr},
+	} {
+		p, err := arp.NewPacket(g.op, ifi.HardwareAddr, addr, g.target, addr)
 		if err != nil {
 			return fmt.Errorf("gratuitous ARP for %s: %w", addr, err)
 		}

@@ -10,28 +10,46 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
-// campaign is one candidacy: an etcd session (the lease) and a
-// Campaign call that returns when this node is the oldest candidate.
-// Nothing in it blocks a step: the session and the campaign run in
-// their own goroutine, which wakes the component when they end.
+// campaign is one candidacy: its own etcd client, a session (the lease)
+// and a Campaign call that returns when this node is the oldest
+// candidate. Nothing in it blocks a step: they run in their own
+// goroutine, which wakes the component when the node is elected and when
+// the candidacy ends. Closing the client ends whatever etcd call the
+// goroutine is in, so it never outlives close.
 type campaign struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the goroutine has returned
 
 	mu      sync.Mutex
+	cli     *clientv3.Client
 	session *concurrency.Session
 	elected bool
 	ended   bool // the session ended or the campaign failed
 	err     error
 }
 
-// stand starts a candidacy of node on cli.
-func stand(cli *clientv3.Client, node string, wake func()) *campaign {
+// stand starts a candidacy of node with a client from newClient.
+func stand(newClient func() (*clientv3.Client, error), node string, wake func()) *campaign {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &campaign{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		defer wake()
+		cli, err := newClient()
+		if err != nil {
+			c.end(fmt.Errorf("etcd client for the VIP's election: %w", err))
+			return
+		}
+		// Closed here when the candidacy was closed meanwhile: close
+		// may have looked before it was made.
+		defer func() {
+			if ctx.Err() != nil {
+				cli.Close()
+			}
+		}()
+		c.mu.Lock()
+		c.cli = cli
+		c.mu.Unlock()
 		s, err := concurrency.NewSession(cli, concurrency.WithTTL(leaseTTL), concurrency.WithContext(ctx))
 		if err != nil {
 			c.end(fmt.Errorf("etcd session for the VIP's election: %w", err))
@@ -40,12 +58,28 @@ func stand(cli *clientv3.Client, node string, wake func()) *campaign {
 		c.mu.Lock()
 		c.session = s
 		c.mu.Unlock()
-		if err := concurrency.NewElection(s, ElectionKey).Campaign(ctx, node); err != nil {
+		// The campaign ends with the session: a lease that expired
+		// while it waited leaves it no key to win with.
+		cctx, ccancel := context.WithCancel(ctx)
+		defer ccancel()
+		go func() {
+			select {
+			case <-s.Done():
+				ccancel()
+			case <-cctx.Done():
+			}
+		}()
+		if err := concurrency.NewElection(s, ElectionKey).Campaign(cctx, node); err != nil {
 			c.end(fmt.Errorf("campaign for the VIP: %w", err))
 			return
 		}
 		c.mu.Lock()
-		c.elected = true
+		select {
+		case <-s.Done():
+			c.ended = true
+		default:
+			c.elected = true
+		}
 		c.mu.Unlock()
 		wake()
 		select {
@@ -63,11 +97,11 @@ func (c *campaign) end(err error) {
 	c.ended, c.err = true, err
 }
 
-// won reports whether this node was elected.
-func (c *campaign) won() bool {
+// holding reports whether this node was elected and its session lives.
+func (c *campaign) holding() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.elected
+	return c.elected && !c.ended
 }
 
 // over reports whether the candidacy ended on its own: its session's
@@ -85,20 +119,26 @@ func (c *campaign) failure() error {
 	return c.err
 }
 
-// close ends the candidacy: the session's lease is revoked, which
-// deletes this node's key, so the next candidate is elected at once.
+// close ends the candidacy: the lease is revoked (when it still lives),
+// which deletes this node's key, so the next candidate is elected at
+// once; then the client closes. Bounded by ctx and opTimeout.
 func (c *campaign) close(ctx context.Context) {
 	c.mu.Lock()
-	s := c.session
+	cli, s, ended := c.cli, c.session, c.ended
 	c.mu.Unlock()
-	if s != nil {
-		// Close revokes the lease, bounded by its TTL.
-		_ = s.Close()
+	if s != nil && !ended {
+		s.Orphan()
+		rctx, cancel := context.WithTimeout(ctx, opTimeout)
+		_, _ = cli.Revoke(rctx, s.Lease())
+		cancel()
 	}
 	c.cancel()
+	if cli != nil {
+		cli.Close()
+	}
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-	case <-time.After(leaseTTL * time.Second):
+	case <-time.After(opTimeout):
 	}
 }

@@ -6,11 +6,13 @@
 // already share it, it answers before the API does, and its lease ends a
 // dead holder's term after leaseTTL.
 //
-// Failover: a holder that stops cleanly resigns, and the next candidate
-// takes the address at once; one that dies or is cut off loses it when
-// its lease expires (leaseTTL), and drops the address itself when its
-// own session ends, so two nodes hold it at most for the moments etcd's
-// lease and the old holder's clock disagree.
+// Failover: a holder that stops cleanly takes the address off and
+// resigns, and the next candidate takes it at once; one that dies or is
+// cut off loses it when its lease expires (leaseTTL), and drops the
+// address itself when its own session ends: the etcd client's view of
+// the lease ends up to about a second after etcd's, the moment two nodes
+// may both have the address. A node that restarts after a crash takes a
+// leftover address off before anything else.
 package vip
 
 import (
@@ -43,12 +45,12 @@ const (
 	// per step: a switch or neighbour that missed the first gets the
 	// next.
 	announcements = 3
-	// notReadySteps is how many steps in a row the node's API server may
-	// fail /readyz before the node lets go of the VIP: one failed probe
-	// is not worth a move.
-	notReadySteps = 3
-	// opTimeout bounds one etcd read.
-	opTimeout = 3 * time.Second
+	// notReadyFor is how long the node's API server may fail /readyz
+	// before the node lets go of the VIP: one failed probe is not worth
+	// a move.
+	notReadyFor = 5 * time.Second
+	// opTimeout bounds one etcd call.
+	opTimeout = 2 * time.Second
 )
 
 // Deps is what the component is built from.
@@ -71,20 +73,24 @@ type VIP struct {
 	addr netip.Addr
 	wake chan struct{}
 
-	mu        sync.Mutex
-	cli       *clientv3.Client
-	iface     string
-	camp      *campaign
-	notReady  int
-	announced int
-	st        status.VIPStatus
+	// step serializes Step and Stop; it is held across host and etcd
+	// calls, which mu (the status only) never is.
+	step         sync.Mutex
+	cli          *clientv3.Client // reads the holder
+	iface        string
+	camp         *campaign
+	served       bool // the API server was ready once
+	unreadySince time.Time
+	announced    int
+
+	mu sync.Mutex
+	st *status.VIPStatus // nil until the API server was ready once
 }
 
 var (
-	_ component.Component  = (*VIP)(nil)
-	_ component.Reporter   = (*VIP)(nil)
-	_ component.Waker      = (*VIP)(nil)
-	_ component.Withdrawer = (*VIP)(nil)
+	_ component.Component = (*VIP)(nil)
+	_ component.Reporter  = (*VIP)(nil)
+	_ component.Waker     = (*VIP)(nil)
 )
 
 // New returns the component.
@@ -92,8 +98,7 @@ func New(d Deps) *VIP {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := d.Config.ControlPlaneVIP.Address
-	return &VIP{d: d, addr: a, wake: make(chan struct{}, 1), st: status.VIPStatus{Address: a.String()}}
+	return &VIP{d: d, addr: d.Config.ControlPlaneVIP.Address, wake: make(chan struct{}, 1)}
 }
 
 // Name names the component.
@@ -112,161 +117,191 @@ func (v *VIP) wakeup() {
 	}
 }
 
-// Report fills in the VIP's status.
+// Report fills in the VIP's status, once the API server was ready.
 func (v *VIP) Report(s *status.Status) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	st := v.st
-	s.VIP = &st
+	if v.st != nil {
+		st := *v.st
+		s.VIP = &st
+	}
 }
 
-// Step stands for the VIP while the API server is ready, carries out
-// the election's answer on the host and reads who holds it.
-func (v *VIP) Step(ctx context.Context) error {
+func (v *VIP) publish(st status.VIPStatus) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.st.Error = ""
-	if v.iface == "" {
-		iface := v.d.Config.ControlPlaneVIP.Interface
-		if iface == "" {
-			var err error
-			if iface, err = v.d.Host.InterfaceOf(v.d.Config.AdvertiseAddress); err != nil {
-				v.st.Error = err.Error()
-				return nil
-			}
-		}
-		v.iface, v.st.Interface = iface, iface
-	}
+	v.st = &st
+}
+
+// Step takes a leftover address off, stands for the VIP while the API
+// server is ready, carries out the election's answer on the host and
+// reads who holds it.
+func (v *VIP) Step(ctx context.Context) error {
+	v.step.Lock()
+	defer v.step.Unlock()
+	st := status.VIPStatus{Address: v.addr.String()}
+	now := v.d.Now()
 	if v.d.APIReady() {
-		v.notReady = 0
-	} else {
-		v.notReady++
+		v.served, v.unreadySince = true, time.Time{}
+	} else if v.unreadySince.IsZero() {
+		v.unreadySince = now
 	}
-	candidate := v.notReady < notReadySteps
-	v.st.Candidate = candidate
+	if err := v.resolve(); err != nil {
+		st.Error = err.Error()
+		if v.served {
+			v.publish(st)
+		}
+		return nil
+	}
+	st.Interface = v.iface
+	candidate := v.served && (v.unreadySince.IsZero() || now.Sub(v.unreadySince) < notReadyFor)
 	if v.camp != nil && v.camp.over() {
 		if err := v.camp.failure(); err != nil {
 			v.d.Log.Warn("the VIP's election ended; standing again", "err", err)
-		} else if v.camp.won() {
+		} else {
 			v.d.Log.Warn("lost the VIP: this node's etcd lease ended", "address", v.addr)
 		}
-		v.camp.close(ctx)
-		v.camp = nil
+		v.letGo(ctx, &st)
 	}
 	switch {
 	case v.camp == nil && candidate:
-		if err := v.client(); err != nil {
-			v.st.Error = err.Error()
-			return nil
-		}
-		v.camp = stand(v.cli, v.d.Config.NodeName, v.wakeup)
+		v.camp = stand(v.d.Client, v.d.Config.NodeName, v.wakeup)
 	case v.camp != nil && !candidate:
 		v.d.Log.Warn("this node's API server is not ready: letting go of the VIP", "address", v.addr)
-		v.camp.close(ctx)
-		v.camp = nil
+		v.letGo(ctx, &st)
 	}
-	v.apply(ctx, v.camp != nil && v.camp.won() && !v.camp.over())
-	v.readHolder(ctx)
+	st.Candidate = candidate
+	v.apply(ctx, v.camp != nil && v.camp.holding(), &st)
+	if v.served {
+		v.readHolder(ctx, &st)
+		v.publish(st)
+	}
 	return nil
+}
+
+// resolve finds the interface once (v.step held).
+func (v *VIP) resolve() error {
+	if v.iface != "" {
+		return nil
+	}
+	iface := v.d.Config.ControlPlaneVIP.Interface
+	if iface == "" {
+		var err error
+		if iface, err = v.d.Host.InterfaceOf(v.d.Config.AdvertiseAddress); err != nil {
+			return err
+		}
+	}
+	v.iface = iface
+	return nil
+}
+
+// letGo takes the address off first, then ends the candidacy: the next
+// holder must not find it still here (v.step held).
+func (v *VIP) letGo(ctx context.Context, st *status.VIPStatus) {
+	v.apply(ctx, false, st)
+	v.camp.close(ctx)
+	v.camp = nil
 }
 
 // apply puts the address on the interface when this node is the holder
 // (announcing it on the first steps) and takes it off when not.
-func (v *VIP) apply(ctx context.Context, holder bool) {
+func (v *VIP) apply(ctx context.Context, holder bool, st *status.VIPStatus) {
 	has, err := v.d.Host.Has(v.iface, v.addr)
 	if err != nil {
-		v.st.Error = err.Error()
+		st.Error = err.Error()
 		return
 	}
 	switch {
 	case holder && !has:
 		if err := v.d.Host.Add(ctx, v.iface, v.addr); err != nil {
-			v.st.Error = err.Error()
+			st.Error = err.Error()
 			return
 		}
 		v.announced = 0
-		v.st.Held, v.st.Since = true, v.d.Now()
 		v.d.Log.Info("took the VIP", "address", v.addr, "interface", v.iface)
-	case holder:
-		v.st.Held = true
-	case has:
+	case !holder && has:
 		if err := v.d.Host.Remove(ctx, v.iface, v.addr); err != nil {
-			v.st.Error = err.Error()
+			st.Error = err.Error()
 			return
 		}
 		v.d.Log.Info("released the VIP", "address", v.addr, "interface", v.iface)
-		fallthrough
-	default:
-		v.st.Held, v.st.Since = false, time.Time{}
+	}
+	if !holder {
 		return
+	}
+	st.Held = true
+	if prev := v.previous(); prev.Held {
+		st.Since = prev.Since
+	} else {
+		st.Since = v.d.Now()
 	}
 	if v.announced < announcements {
 		if err := v.d.Host.Announce(v.iface, v.addr); err != nil {
-			v.st.Error = err.Error()
+			st.Error = err.Error()
 			return
 		}
 		v.announced++
 	}
 }
 
+// previous is the last status published.
+func (v *VIP) previous() status.VIPStatus {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.st == nil {
+		return status.VIPStatus{}
+	}
+	return *v.st
+}
+
 // readHolder reads the election's leader: the oldest candidate's key.
-func (v *VIP) readHolder(ctx context.Context) {
-	if err := v.client(); err != nil {
-		v.st.Holder = ""
-		v.st.Error = err.Error()
-		return
+func (v *VIP) readHolder(ctx context.Context, st *status.VIPStatus) {
+	if v.cli == nil {
+		cli, err := v.d.Client()
+		if err != nil {
+			st.Error = fmt.Sprintf("etcd client for the VIP's election: %v", err)
+			return
+		}
+		v.cli = cli
 	}
 	rctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	resp, err := v.cli.Get(rctx, ElectionKey+"/", clientv3.WithFirstCreate()...)
 	switch {
 	case err != nil:
-		v.st.Holder = ""
-		if v.st.Error == "" {
-			v.st.Error = fmt.Sprintf("read the VIP's holder from etcd: %v", err)
+		if st.Error == "" {
+			st.Error = fmt.Sprintf("read the VIP's holder from etcd: %v", err)
 		}
-	case len(resp.Kvs) == 0:
-		v.st.Holder = ""
-	default:
-		v.st.Holder = string(resp.Kvs[0].Value)
+	case len(resp.Kvs) > 0:
+		st.Holder = string(resp.Kvs[0].Value)
 	}
 }
 
-// client makes the etcd client once (v.mu held).
-func (v *VIP) client() error {
-	if v.cli != nil {
-		return nil
-	}
-	cli, err := v.d.Client()
-	if err != nil {
-		return fmt.Errorf("etcd client for the VIP's election: %w", err)
-	}
-	v.cli = cli
-	return nil
-}
-
-// Withdraw lets go of the VIP: the node's etcd data was set aside.
-func (v *VIP) Withdraw(ctx context.Context) { _ = v.Stop(ctx) }
-
-// Stop resigns (the next candidate takes the VIP at once), takes the
-// address off the interface and closes the client.
+// Stop takes the address off, resigns (the next candidate takes the VIP
+// at once) and closes the clients.
 func (v *VIP) Stop(ctx context.Context) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.step.Lock()
+	defer v.step.Unlock()
+	var err error
+	if rerr := v.resolve(); rerr == nil {
+		if has, _ := v.d.Host.Has(v.iface, v.addr); has {
+			if err = v.d.Host.Remove(ctx, v.iface, v.addr); err == nil {
+				v.d.Log.Info("released the VIP", "address", v.addr, "interface", v.iface)
+			}
+		}
+	}
 	if v.camp != nil {
 		v.camp.close(ctx)
 		v.camp = nil
 	}
-	var err error
-	if v.iface != "" {
-		if err = v.d.Host.Remove(ctx, v.iface, v.addr); err == nil && v.st.Held {
-			v.d.Log.Info("released the VIP", "address", v.addr, "interface", v.iface)
-		}
-	}
-	v.st.Held, v.st.Since, v.st.Candidate = false, time.Time{}, false
 	if v.cli != nil {
 		v.cli.Close()
 		v.cli = nil
 	}
+	v.mu.Lock()
+	if v.st != nil {
+		v.st.Held, v.st.Since, v.st.Candidate = false, time.Time{}, false
+	}
+	v.mu.Unlock()
 	return err
 }

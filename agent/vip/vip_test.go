@@ -77,13 +77,38 @@ func (h *host) Announce(iface string, a netip.Addr) error {
 
 func (h *host) holds() bool { ok, _ := h.Has("eth0", testVIP); return ok }
 
+// clock is the tests' time, moved by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var testClock = &clock{t: time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC)}
+
 // node is one control-plane node's component with its host.
 type node struct {
 	name  string
 	host  *host
 	ready atomic.Bool
-	cli   *clientv3.Client // the component's last client
+	mu    sync.Mutex
+	clis  []*clientv3.Client // the clients its component made
 	v     *VIP
+}
+
+// kill closes the component's clients without a word, as a dead agent.
+func (n *node) kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.clis {
+		c.Close()
+	}
 }
 
 func newNode(t *testing.T, endpoints []string, name, addr string) *node {
@@ -97,10 +122,14 @@ func newNode(t *testing.T, endpoints []string, name, addr string) *node {
 func (n *node) start(t *testing.T, endpoints []string, addr string) {
 	cfg := &config.Config{NodeName: n.name, AdvertiseAddress: netip.MustParseAddr(addr), ControlPlaneVIP: config.VIP{Address: testVIP}}
 	n.v = New(Deps{
-		Config: cfg, Log: slog.New(slog.DiscardHandler), Host: n.host, APIReady: n.ready.Load,
+		Config: cfg, Log: slog.New(slog.DiscardHandler), Host: n.host, APIReady: n.ready.Load, Now: testClock.now,
 		Client: func() (*clientv3.Client, error) {
 			cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-			n.cli = cli
+			if err == nil {
+				n.mu.Lock()
+				n.clis = append(n.clis, cli)
+				n.mu.Unlock()
+			}
 			return cli, err
 		},
 	})
@@ -198,9 +227,15 @@ func TestOneHolderAndFailover(t *testing.T) {
 	t.Run("a holder whose API server is not ready lets go", func(t *testing.T) {
 		holder := settle(t, nodes)
 		holder.ready.Store(false)
-		for range notReadySteps {
+		// One failed probe, or several in a moment, moves nothing.
+		for range 3 {
 			_ = holder.v.Step(context.Background())
 		}
+		if !holder.host.holds() {
+			t.Fatal("the holder let go at its API server's first failed probe")
+		}
+		testClock.add(notReadyFor)
+		_ = holder.v.Step(context.Background())
 		if holder.host.holds() || holder.status().Candidate {
 			t.Fatalf("unready holder: holds %v, status %+v", holder.host.holds(), holder.status())
 		}
@@ -215,7 +250,7 @@ func TestOneHolderAndFailover(t *testing.T) {
 		holder := settle(t, nodes)
 		// Dead: its client goes away without resigning, and it is no
 		// longer stepped. The others wait for the lease to expire.
-		holder.cli.Close()
+		holder.kill()
 		next := settle(t, without(nodes, holder))
 		if next == holder {
 			t.Fatal("dead holder still elected")
@@ -246,5 +281,34 @@ func TestNoInterface(t *testing.T) {
 	}
 	if st := n.status(); st.Error == "" || st.Held {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// An agent that starts on a host with the VIP left on its interface (it
+// crashed holding it) takes it off at its first step, before its API
+// server is ready; Stop does the same before any step.
+func TestLeftoverAddressRemoved(t *testing.T) {
+	endpoints := etcdtest.Start(t).Endpoints()
+	n := newNode(t, endpoints, "cp1", "10.0.0.11")
+	n.ready.Store(false)
+	n.host.addrs["eth0"][testVIP] = true
+	if err := n.v.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n.host.holds() {
+		t.Error("the leftover address stayed")
+	}
+	var s status.Status
+	if n.v.Report(&s); s.VIP != nil {
+		t.Errorf("a VIP status before the API server was ready: %+v", s.VIP)
+	}
+
+	n.host.addrs["eth0"][testVIP] = true
+	n.start(t, endpoints, "10.0.0.11")
+	if err := n.v.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n.host.holds() {
+		t.Error("Stop left the address")
 	}
 }
