@@ -143,6 +143,14 @@ func testVIP(t *testing.T, hosts []*testhost.Host, vip netip.Addr) {
 		holder.MustRun(t, "systemctl", "stop", "ecom-agent")
 		next, took := failover(holder, start)
 		t.Logf("VIP failover after %s's agent stopped: %s held it, the API answered through it after %.1f s", holder.Name(), next.Name(), took.Seconds())
+		// What on-call sees (the README shows it).
+		journal := next.MustRun(t, "journalctl", "-u", "ecom-agent.service", "--no-pager", "-o", "short-iso", "--grep", "VIP")
+		res, _ := run(next, "ecom-agent", "status")
+		for _, l := range strings.Split(res.Stdout, "\n") {
+			if strings.HasPrefix(l, "VIP ") {
+				t.Logf("%s# ecom-agent status | grep VIP\n%s\n%s# journalctl -u ecom-agent --grep VIP\n%s", next.Name(), l, next.Name(), journal)
+			}
+		}
 		holder.MustRun(t, "systemctl", "start", "ecom-agent")
 		if got := oneVIPHolder(t, hosts, vip); got != next {
 			t.Errorf("the VIP moved on to %s after %s's agent started again", got.Name(), holder.Name())
