@@ -70,7 +70,12 @@ func stand(newClient func() (*clientv3.Client, error), node string, wake func())
 			}
 		}()
 		if err := concurrency.NewElection(s, ElectionKey).Campaign(cctx, node); err != nil {
-			c.end(fmt.Errorf("campaign for the VIP: %w", err))
+			select {
+			case <-s.Done(): // the lease ended while it waited
+				c.end(nil)
+			default:
+				c.end(fmt.Errorf("campaign for the VIP: %w", err))
+			}
 			return
 		}
 		c.mu.Lock()
@@ -97,6 +102,14 @@ func (c *campaign) end(err error) {
 	c.ended, c.err = true, err
 }
 
+// won reports whether this node was elected (its session may have ended
+// since).
+func (c *campaign) won() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.elected
+}
+
 // holding reports whether this node was elected and its session lives.
 func (c *campaign) holding() bool {
 	c.mu.Lock()
@@ -112,7 +125,9 @@ func (c *campaign) over() bool {
 	return c.ended
 }
 
-// failure is why the campaign failed; nil when it ended with its session.
+// failure is why the campaign failed; nil when it ended with its
+// session (the lease expired: etcd had no leader for its TTL, or this
+// node was cut off).
 func (c *campaign) failure() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -156,10 +156,13 @@ func (v *VIP) Step(ctx context.Context) error {
 	st.Interface = v.iface
 	candidate := v.served && (v.unreadySince.IsZero() || now.Sub(v.unreadySince) < notReadyFor)
 	if v.camp != nil && v.camp.over() {
-		if err := v.camp.failure(); err != nil {
+		switch err := v.camp.failure(); {
+		case err != nil:
 			v.d.Log.Warn("the VIP's election ended; standing again", "err", err)
-		} else {
+		case v.camp.won():
 			v.d.Log.Warn("lost the VIP: this node's etcd lease ended", "address", v.addr)
+		default:
+			v.d.Log.Info("this node's etcd lease for the VIP's election ended while it waited; standing again")
 		}
 		v.letGo(ctx, &st)
 	}
