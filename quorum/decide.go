@@ -37,9 +37,10 @@ type Input struct {
 //     refuse, loudly);
 //  5. a peer holds etcd data or a commit: wait for its cluster;
 //  6. fewer than expect candidates, or a view that changed within
-//     Settle: wait; otherwise the first candidate by node ID proposes and
-//     the others wait for it, and a node ranked after the first expect
-//     waits as standby.
+//     Settle (QuickSettle when every control-plane peer is alive with
+//     the same expect): wait; otherwise the first candidate by node ID
+//     proposes and the others wait for it, and a node ranked after the
+//     first expect waits as standby.
 //
 // Peers of another cluster name are refused and otherwise ignored.
 func Decide(in Input) Decision {
@@ -149,6 +150,7 @@ func settle(in Input, t Timing, ours []Peer) Step {
 	self, st := in.Local.Self, in.Local.State
 	cands := []Member{self.Member}
 	last := in.Joined
+	whole := true // every control-plane peer alive, with our expect
 	for _, p := range ours {
 		if !p.ControlPlane {
 			continue
@@ -158,7 +160,17 @@ func settle(in Input, t Timing, ours []Peer) Step {
 		}
 		if p.Status == StatusAlive && p.Expect == self.Expect {
 			cands = append(cands, p.Member)
+		} else {
+			whole = false
 		}
+	}
+	// The quick window only where any two founder sets drawn from the
+	// view must share a member, whose promise fences one of them: with
+	// expect 1, or 2*expect nodes in view, a node whose view lags a
+	// peer's commit could found a second cluster beside it.
+	window := t.Settle
+	if whole && self.Expect > 1 && len(cands) < 2*self.Expect {
+		window = t.QuickSettle
 	}
 	sortByID(cands)
 	have := func(ms []Member) []string {
@@ -175,7 +187,7 @@ func settle(in Input, t Timing, ours []Peer) Step {
 	if !slices.ContainsFunc(founders, func(m Member) bool { return m.ID == self.ID }) {
 		return Wait{Reason: WaitAsStandby, Have: have(founders), Expect: self.Expect}
 	}
-	if settled := last.Add(t.Settle); in.Now.Before(settled) {
+	if settled := last.Add(window); in.Now.Before(settled) {
 		return Wait{Reason: WaitForSettle, Have: have(founders), Expect: self.Expect, Until: settled}
 	}
 	seed := founders[0]

@@ -51,11 +51,29 @@ func TestDecide(t *testing.T) {
 		peers: peers(2, 1),
 		want:  Decision{Step: Wait{Reason: WaitForSeed, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3, Who: "cp-1"}},
 	}, {
-		name:  "view changed within Settle: waits",
+		name:  "view whole, changed within QuickSettle: waits",
 		local: local(1),
-		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-time.Second)))},
+		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-500*time.Millisecond)))},
+		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
+			Until: now.Add(-500 * time.Millisecond).Add(timing.QuickSettle)}},
+	}, {
+		name:  "view whole, quiet for QuickSettle: proposes",
+		local: local(1),
+		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-timing.QuickSettle)))},
+		want: Decision{Step: Propose{Proposal: Proposal{Seed: "id-1", Attempt: 1, ClusterName: "prod", Expect: 3,
+			Members: []Member{member(1), member(2), member(3)}, TTL: timing.PromiseTTL}}},
+	}, {
+		name:  "a suspect peer: the full Settle",
+		local: local(1),
+		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-2*time.Second))), peer(4, withStatus(StatusSuspect, now.Add(-time.Second)))},
 		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
 			Until: now.Add(-time.Second).Add(timing.Settle)}},
+	}, {
+		name:  "2*expect candidates in view: the full Settle",
+		local: local(1),
+		peers: []Peer{peer(2), peer(3), peer(4), peer(5), peer(6, withStatus(StatusAlive, now.Add(-2*time.Second)))},
+		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
+			Until: now.Add(-2 * time.Second).Add(timing.Settle)}},
 	}, {
 		name:  "a fourth ranked after three candidates: standby",
 		local: local(4),
@@ -174,7 +192,7 @@ func TestDecide(t *testing.T) {
 
 func TestDecideIgnoresItselfAndSettlesFromJoin(t *testing.T) {
 	now := t0.Add(time.Minute)
-	in := Input{Local: local(1), Peers: []Peer{peer(1), peer(2), peer(3)}, Now: now, Joined: now.Add(-time.Second)}
+	in := Input{Local: local(1), Peers: []Peer{peer(1), peer(2), peer(3)}, Now: now, Joined: now.Add(-time.Second / 2)}
 	w, ok := Decide(in).Step.(Wait)
 	if !ok || w.Reason != WaitForSettle {
 		t.Fatalf("just joined gossip: got %v, want to wait for the view to settle", Decide(in))

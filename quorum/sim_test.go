@@ -23,12 +23,13 @@ const simTick = 100 * time.Millisecond
 // couple of simulated minutes at most.
 func simTiming() Timing {
 	return Timing{
-		Settle:     2 * time.Second,
-		PromiseTTL: 6 * time.Second,
-		RetryBase:  300 * time.Millisecond,
-		RetryMax:   3 * time.Second,
-		DeadAfter:  40 * time.Second,
-		ChangeGap:  time.Second,
+		Settle:      2 * time.Second,
+		QuickSettle: 200 * time.Millisecond,
+		PromiseTTL:  6 * time.Second,
+		RetryBase:   300 * time.Millisecond,
+		RetryMax:    3 * time.Second,
+		DeadAfter:   40 * time.Second,
+		ChangeGap:   time.Second,
 	}
 }
 

@@ -111,6 +111,13 @@ type Timing struct {
 	// with memberlist's LAN configuration) so that a node that just died
 	// is not proposed.
 	Settle time.Duration
+	// QuickSettle replaces Settle when the view looks whole: at least
+	// expect candidates and every control-plane peer alive with the same
+	// expect (none suspect, dead or left). A node that died unseen in the
+	// last seconds is then proposed, cannot promise, and the round fails
+	// and backs off; by then gossip suspects it, and the full Settle
+	// applies. Safety never rested on the window: the promises fence.
+	QuickSettle time.Duration
 	// PromiseTTL is how long a promise binds a candidate. A seed commits
 	// only within the first half of it, measured on its own clock from
 	// when it sent the requests, which leaves the other half for clock
@@ -133,12 +140,13 @@ type Timing struct {
 // otherwise.
 func DefaultTiming() Timing {
 	return Timing{
-		Settle:     10 * time.Second,
-		PromiseTTL: 30 * time.Second,
-		RetryBase:  time.Second,
-		RetryMax:   30 * time.Second,
-		DeadAfter:  5 * time.Minute,
-		ChangeGap:  10 * time.Second,
+		Settle:      10 * time.Second,
+		QuickSettle: time.Second,
+		PromiseTTL:  30 * time.Second,
+		RetryBase:   time.Second,
+		RetryMax:    30 * time.Second,
+		DeadAfter:   5 * time.Minute,
+		ChangeGap:   10 * time.Second,
 	}
 }
 
@@ -146,7 +154,7 @@ func DefaultTiming() Timing {
 func (t Timing) orDefaults() Timing {
 	d := DefaultTiming()
 	for _, f := range []struct{ v, def *time.Duration }{
-		{&t.Settle, &d.Settle}, {&t.PromiseTTL, &d.PromiseTTL},
+		{&t.Settle, &d.Settle}, {&t.QuickSettle, &d.QuickSettle}, {&t.PromiseTTL, &d.PromiseTTL},
 		{&t.RetryBase, &d.RetryBase}, {&t.RetryMax, &d.RetryMax},
 		{&t.DeadAfter, &d.DeadAfter}, {&t.ChangeGap, &d.ChangeGap},
 	} {
