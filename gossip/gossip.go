@@ -48,9 +48,11 @@ type Gossip struct {
 	stopped bool
 	done    chan struct{}
 
-	// joinMu guards joinErr, the last failed join while alone.
-	joinMu  sync.Mutex
-	joinErr error
+	// joinMu guards joinErr, the last failed join while alone, and
+	// joinTargets, Config.Join as Run last resolved it.
+	joinMu      sync.Mutex
+	joinErr     error
+	joinTargets *joinTargets
 
 	// publish wakes the publisher: the metadata changed.
 	publish chan struct{}

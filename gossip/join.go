@@ -29,8 +29,21 @@ var (
 // so every node can be given the same list; if nothing is left, Join
 // returns nil at once. It succeeds when any peer takes us in.
 func (g *Gossip) Join(ctx context.Context, addrs []string) error {
-	_, err := g.join(ctx, addrs, false)
+	_, err := g.join(ctx, addrs, g.targets(ctx, addrs), false)
 	return err
+}
+
+// JoinTargets returns the configured join addresses (Config.Join) as Run
+// last resolved them: the other nodes' gossip addresses and whether this
+// node is at one of them; ok is false until every address resolved.
+func (g *Gossip) JoinTargets() (others []netip.AddrPort, self, ok bool) {
+	g.joinMu.Lock()
+	defer g.joinMu.Unlock()
+	jt := g.joinTargets
+	if jt == nil || len(jt.errs) > 0 {
+		return nil, false, false
+	}
+	return slices.Clone(jt.others), jt.self, true
 }
 
 // Run joins the peers of Config.Join and keeps this node joined until ctx
@@ -47,7 +60,11 @@ func (g *Gossip) Run(ctx context.Context) {
 	bo := backoff{min: g.t.joinBackoffMin, max: g.t.joinBackoffMax}
 	for {
 		alone := !g.hasPeers()
-		tried, err := g.join(ctx, g.cfg.Join, !alone)
+		jt := g.targets(ctx, g.cfg.Join)
+		g.joinMu.Lock()
+		g.joinTargets = &jt
+		g.joinMu.Unlock()
+		tried, err := g.join(ctx, g.cfg.Join, jt, !alone)
 		if alone {
 			g.setJoinErr(err)
 		} else {
@@ -84,10 +101,11 @@ func (g *Gossip) Run(ctx context.Context) {
 	}
 }
 
-// join contacts the peers at addrs, all of them or, with onlyMissing, those
-// that are not alive members. It returns how many it tried.
-func (g *Gossip) join(ctx context.Context, addrs []string, onlyMissing bool) (int, error) {
-	targets, resolveErrs := g.targets(ctx, addrs)
+// join contacts the peers at addrs (resolved as jt), all of them or, with
+// onlyMissing, those that are not alive members. It returns how many it
+// tried.
+func (g *Gossip) join(ctx context.Context, addrs []string, jt joinTargets, onlyMissing bool) (int, error) {
+	targets, resolveErrs := slices.Clone(jt.others), jt.errs
 	if onlyMissing {
 		live := g.liveAddrs()
 		targets = slices.DeleteFunc(targets, func(a netip.AddrPort) bool { return live[a] })
@@ -172,29 +190,40 @@ func unreachable(err error) bool {
 	return false
 }
 
-// targets resolves addrs to gossip addresses, without this node's own.
-func (g *Gossip) targets(ctx context.Context, addrs []string) ([]netip.AddrPort, []error) {
-	var out []netip.AddrPort
-	var errs []error
+// joinTargets are join addresses resolved: the other nodes' gossip
+// addresses, whether this node's own was among them, and what did not
+// resolve.
+type joinTargets struct {
+	others []netip.AddrPort
+	self   bool
+	errs   []error
+}
+
+// targets resolves addrs to gossip addresses.
+func (g *Gossip) targets(ctx context.Context, addrs []string) joinTargets {
+	var jt joinTargets
 	for _, s := range addrs {
 		host, port, err := splitJoinAddr(s, g.cfg.joinPort())
 		if err != nil {
-			errs = append(errs, err)
+			jt.errs = append(jt.errs, err)
 			continue
 		}
 		ips, err := resolve(ctx, host)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: cannot resolve: %w", s, err))
+			jt.errs = append(jt.errs, fmt.Errorf("%s: cannot resolve: %w", s, err))
 			continue
 		}
 		for _, ip := range ips {
 			a := netip.AddrPortFrom(ip.Unmap(), port)
-			if !g.isSelf(a) && !slices.Contains(out, a) {
-				out = append(out, a)
+			switch {
+			case g.isSelf(a):
+				jt.self = true
+			case !slices.Contains(jt.others, a):
+				jt.others = append(jt.others, a)
 			}
 		}
 	}
-	return out, errs
+	return jt
 }
 
 // resolve returns the addresses of host, an IP address or a name.

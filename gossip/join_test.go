@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -39,10 +40,30 @@ func TestTargetsSkipThisNode(t *testing.T) {
 		cfg:  Config{Port: 7946},
 		addr: netip.MustParseAddrPort("10.0.0.11:7946"),
 	}
-	got, errs := g.targets(t.Context(), []string{"10.0.0.11", "10.0.0.12", "10.0.0.12:7946", "10.0.0.11:8000", "bad:port"})
+	jt := g.targets(t.Context(), []string{"10.0.0.11", "10.0.0.12", "10.0.0.12:7946", "10.0.0.11:8000", "bad:port"})
 	want := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.12:7946"), netip.MustParseAddrPort("10.0.0.11:8000")}
-	if !slices.Equal(got, want) || len(errs) != 1 {
-		t.Errorf("targets = %v, %v; want %v and one error", got, errs, want)
+	if !slices.Equal(jt.others, want) || !jt.self || len(jt.errs) != 1 {
+		t.Errorf("targets = %v, self %v, %v; want %v, self, and one error", jt.others, jt.self, jt.errs, want)
+	}
+}
+
+// Run keeps the configured join addresses as it resolved them: the
+// quorum's anchors.
+func TestJoinTargets(t *testing.T) {
+	t.Parallel()
+	ports := freePorts(t, 2)
+	a := mustStart(t, testConfig("a", ports[0], addrOf(ports[1]), addrOf(ports[0])))
+	waitFor(t, "the join targets resolved", func() error {
+		others, self, ok := a.JoinTargets()
+		want := []netip.AddrPort{netip.MustParseAddrPort(addrOf(ports[1]))}
+		if !ok || !self || !slices.Equal(others, want) {
+			return fmt.Errorf("JoinTargets = %v, self %v, ok %v; want %v, self, ok", others, self, ok, want)
+		}
+		return nil
+	})
+	b := mustStart(t, testConfig("b", 0, "no-such-host.invalid"))
+	if _, _, ok := b.JoinTargets(); ok {
+		t.Error("JoinTargets is ok with an address that does not resolve")
 	}
 }
 

@@ -19,6 +19,9 @@ type Input struct {
 	// changed then, so a node alone does not settle at once.
 	Joined time.Time
 	Timing Timing
+	// Anchors are the nodes at the join addresses (see Anchors); the
+	// quick settle needs them complete.
+	Anchors Anchors
 	// RetryAt is when the local node may propose again after a failed
 	// round (from Tally's BackOff); zero if it may now. It lives in memory
 	// only: a restarted agent may propose at once.
@@ -38,7 +41,8 @@ type Input struct {
 //  5. a peer holds etcd data or a commit: wait for its cluster;
 //  6. fewer than expect candidates, or a view that changed within
 //     Settle (QuickSettle when every control-plane peer is alive with
-//     the same expect): wait; otherwise the first candidate by node ID
+//     the same expect and the anchors are among the candidates, the
+//     first of them a founder): wait; otherwise the first candidate by node ID
 //     proposes and the others wait for it, and a node ranked after the
 //     first expect waits as standby.
 //
@@ -164,15 +168,16 @@ func settle(in Input, t Timing, ours []Peer) Step {
 			whole = false
 		}
 	}
-	// The quick window only where any two founder sets drawn from the
-	// view must share a member, whose promise fences one of them: with
+	sortByID(cands)
+	// The quick window only where any two founder sets drawn from quick
+	// views must share a member, whose promise fences one of them: the
+	// first anchor, which every such view holds and ranks alike. With
 	// expect 1, or 2*expect nodes in view, a node whose view lags a
 	// peer's commit could found a second cluster beside it.
 	window := t.Settle
-	if whole && self.Expect > 1 && len(cands) < 2*self.Expect {
+	if whole && self.Expect > 1 && len(cands) < 2*self.Expect && anchored(in.Anchors, cands[:min(len(cands), self.Expect)], cands) {
 		window = t.QuickSettle
 	}
-	sortByID(cands)
 	have := func(ms []Member) []string {
 		out := make([]string, len(ms))
 		for i, m := range ms {
@@ -214,6 +219,21 @@ func settle(in Input, t Timing, ours []Peer) Step {
 		Members:     slices.Clone(founders),
 		TTL:         t.PromiseTTL,
 	}}
+}
+
+// anchored reports whether the anchors are complete, every one a
+// candidate, and the first of them by node ID among the founders.
+func anchored(a Anchors, founders, cands []Member) bool {
+	if !a.Complete || len(a.IDs) == 0 {
+		return false
+	}
+	for _, id := range a.IDs {
+		if !slices.ContainsFunc(cands, func(m Member) bool { return m.ID == id }) {
+			return false
+		}
+	}
+	first := slices.MinFunc(a.IDs, func(x, y NodeID) int { return strings.Compare(string(x), string(y)) })
+	return slices.ContainsFunc(founders, func(m Member) bool { return m.ID == first })
 }
 
 // lacking returns the commit's members, other than self, that gossip

@@ -18,6 +18,7 @@ func TestDecide(t *testing.T) {
 		name    string
 		local   LocalState
 		peers   []Peer
+		anchors Anchors
 		retryAt time.Time
 		want    Decision
 	}{{
@@ -51,27 +52,58 @@ func TestDecide(t *testing.T) {
 		peers: peers(2, 1),
 		want:  Decision{Step: Wait{Reason: WaitForSeed, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3, Who: "cp-1"}},
 	}, {
-		name:  "view whole, changed within QuickSettle: waits",
-		local: local(1),
-		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-500*time.Millisecond)))},
+		name:    "view whole and anchored, changed within QuickSettle: waits",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-500*time.Millisecond)))},
+		anchors: anchors(true, 1, 2, 3),
 		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
 			Until: now.Add(-500 * time.Millisecond).Add(timing.QuickSettle)}},
 	}, {
-		name:  "view whole, quiet for QuickSettle: proposes",
-		local: local(1),
-		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-timing.QuickSettle)))},
+		name:    "view whole and anchored, quiet for QuickSettle: proposes",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-timing.QuickSettle)))},
+		anchors: anchors(true, 2),
 		want: Decision{Step: Propose{Proposal: Proposal{Seed: "id-1", Attempt: 1, ClusterName: "prod", Expect: 3,
 			Members: []Member{member(1), member(2), member(3)}, TTL: timing.PromiseTTL}}},
 	}, {
-		name:  "a suspect peer: the full Settle",
+		name:  "no anchors (no join addresses): the full Settle",
 		local: local(1),
-		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-2*time.Second))), peer(4, withStatus(StatusSuspect, now.Add(-time.Second)))},
+		peers: []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-2*time.Second)))},
+		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
+			Until: now.Add(-2 * time.Second).Add(timing.Settle)}},
+	}, {
+		name:    "a join address not in view yet: the full Settle",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-2*time.Second)))},
+		anchors: anchors(false, 2, 3),
+		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
+			Until: now.Add(-2 * time.Second).Add(timing.Settle)}},
+	}, {
+		name:    "the first anchor is not a founder (another group may settle around it): the full Settle",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3), peer(4, withStatus(StatusAlive, now.Add(-2*time.Second)))},
+		anchors: anchors(true, 4),
+		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
+			Until: now.Add(-2 * time.Second).Add(timing.Settle)}},
+	}, {
+		name:    "an anchor that is a worker is no candidate: the full Settle",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-2*time.Second))), peer(4, asWorker())},
+		anchors: anchors(true, 1, 4),
+		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
+			Until: now.Add(-2 * time.Second).Add(timing.Settle)}},
+	}, {
+		name:    "a suspect peer: the full Settle",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3, withStatus(StatusAlive, now.Add(-2*time.Second))), peer(4, withStatus(StatusSuspect, now.Add(-time.Second)))},
+		anchors: anchors(true, 1),
 		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
 			Until: now.Add(-time.Second).Add(timing.Settle)}},
 	}, {
-		name:  "2*expect candidates in view: the full Settle",
-		local: local(1),
-		peers: []Peer{peer(2), peer(3), peer(4), peer(5), peer(6, withStatus(StatusAlive, now.Add(-2*time.Second)))},
+		name:    "2*expect candidates in view: the full Settle",
+		local:   local(1),
+		peers:   []Peer{peer(2), peer(3), peer(4), peer(5), peer(6, withStatus(StatusAlive, now.Add(-2*time.Second)))},
+		anchors: anchors(true, 1),
 		want: Decision{Step: Wait{Reason: WaitForSettle, Have: []string{"cp-1", "cp-2", "cp-3"}, Expect: 3,
 			Until: now.Add(-2 * time.Second).Add(timing.Settle)}},
 	}, {
@@ -181,13 +213,22 @@ func TestDecide(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := Input{Local: tt.local, Peers: tt.peers, Now: now, Timing: timing, RetryAt: tt.retryAt}
+			in := Input{Local: tt.local, Peers: tt.peers, Now: now, Timing: timing, RetryAt: tt.retryAt, Anchors: tt.anchors}
 			got := Decide(in)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Decide (-want +got):\n%s\n%s", diff, got)
 			}
 		})
 	}
+}
+
+// anchors are the nodes i at the join addresses.
+func anchors(complete bool, is ...int) Anchors {
+	a := Anchors{Complete: complete}
+	for _, i := range is {
+		a.IDs = append(a.IDs, member(i).ID)
+	}
+	return a
 }
 
 func TestDecideIgnoresItselfAndSettlesFromJoin(t *testing.T) {

@@ -90,7 +90,7 @@ func (s *sim) step(n *simNode) {
 		s.tally(n, local)
 		return
 	}
-	d := Decide(Input{Local: local, Peers: peers, Now: s.now, Joined: n.joined, Timing: simTiming(), RetryAt: n.retryAt})
+	d := Decide(Input{Local: local, Peers: peers, Now: s.now, Joined: n.joined, Timing: simTiming(), RetryAt: n.retryAt, Anchors: s.anchors(n.idx, peers)})
 	for _, f := range d.Forward {
 		if s.now.Sub(n.lastFwd[f.ID]) >= time.Second {
 			n.lastFwd[f.ID] = s.now

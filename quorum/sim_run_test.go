@@ -140,6 +140,9 @@ func baseConfig(r *rand.Rand, nodes, expect int) simConfig {
 		longDelay: 2 * simTiming().PromiseTTL,
 		maxDown:   20 * time.Second,
 		horizon:   3 * time.Minute,
+		// Some or all of the nodes at the join addresses, as cloud-init
+		// lists them: the quick settle's anchors.
+		anchors: 1 + r.IntN(nodes),
 	}
 }
 
@@ -167,6 +170,28 @@ func TestSimFormationOtherSizes(t *testing.T) {
 			return baseConfig(r, 1+r.IntN(2), 1)
 		}
 		return baseConfig(r, 5+r.IntN(2), 5)
+	}, func(s *sim) string {
+		if n := len(s.commits); n != 1 {
+			return fmt.Sprintf("%d commits created, want exactly 1", n)
+		}
+		return ""
+	})
+}
+
+// A fleet of 2*expect or more fresh control-plane nodes started within a
+// second that find each other slowly (gossip lag up to 1.9 s: past the
+// quick settle, within the full one), so that groups of them settle
+// quickly on views that miss each other. The anchors (the nodes at the
+// join addresses, in every quick view) must keep the founder sets
+// overlapping: exactly one commit.
+func TestSimLateDiscovery(t *testing.T) {
+	t.Parallel()
+	simulate(t, 400, func(r *rand.Rand) simConfig {
+		c := baseConfig(r, 6+r.IntN(3), 3)
+		c.maxStart = time.Duration(r.IntN(1000)) * time.Millisecond
+		c.maxLag = time.Duration(1000+r.IntN(900)) * time.Millisecond
+		c.dropP, c.longP = 0, 0
+		return c
 	}, func(s *sim) string {
 		if n := len(s.commits); n != 1 {
 			return fmt.Sprintf("%d commits created, want exactly 1", n)

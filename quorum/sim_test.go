@@ -47,6 +47,7 @@ type simConfig struct {
 	split         bool          // hide random pairs of nodes from each other for a while
 	metaLag       time.Duration // extra lag of gossip metadata, random per pair
 	commitDropP   float64       // extra probability a commit message is lost
+	anchors       int           // the first anchors nodes are at the join addresses
 	horizon       time.Duration
 	// hook, if set, may crash a seed at the points the quorum.md cases
 	// name; it returns true if it crashed the node.
@@ -232,6 +233,21 @@ func (s *sim) local(n *simNode, peers []Peer) LocalState {
 	l := LocalState{Self: n.self, HasEtcdState: n.hasData, ClusterID: n.cluster, State: n.st}
 	l.SeenClusterID, l.SeenCommitID = Seen(n.self, peers)
 	return l
+}
+
+// anchors are the nodes at the join addresses as node i sees them: the
+// first cfg.anchors nodes, complete when all of them are in its view.
+func (s *sim) anchors(i int, peers []Peer) Anchors {
+	a := Anchors{Complete: s.cfg.anchors > 0}
+	for j := 0; j < s.cfg.anchors && j < len(s.nodes); j++ {
+		id := s.nodes[j].self.ID
+		if j != i && !slices.ContainsFunc(peers, func(p Peer) bool { return p.ID == id }) {
+			a.Complete = false
+			continue
+		}
+		a.IDs = append(a.IDs, id)
+	}
+	return a
 }
 
 // view is node i's gossip view now.

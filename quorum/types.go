@@ -103,6 +103,19 @@ type LocalState struct {
 	State State
 }
 
+// Anchors are the nodes at the gossip join addresses. Every node of a
+// fleet is given the same join addresses (one cloud-init user-data), so
+// the anchors are the one part of the view that no node can be without
+// yet see differently: the quick settle rests on them.
+type Anchors struct {
+	// IDs are the node IDs found at the join addresses, this node's own
+	// if it is at one of them.
+	IDs []NodeID
+	// Complete reports that every join address resolved and is a member
+	// of the view with a node ID.
+	Complete bool
+}
+
 // Timing holds the protocol's durations. Zero fields take the defaults of
 // DefaultTiming.
 type Timing struct {
@@ -111,12 +124,16 @@ type Timing struct {
 	// with memberlist's LAN configuration) so that a node that just died
 	// is not proposed.
 	Settle time.Duration
-	// QuickSettle replaces Settle when the view looks whole: at least
-	// expect candidates and every control-plane peer alive with the same
-	// expect (none suspect, dead or left). A node that died unseen in the
-	// last seconds is then proposed, cannot promise, and the round fails
-	// and backs off; by then gossip suspects it, and the full Settle
-	// applies. Safety never rested on the window: the promises fence.
+	// QuickSettle replaces Settle when the view looks whole and is
+	// anchored: every control-plane peer alive with the same expect (none
+	// suspect, dead or left), fewer than 2*expect candidates, and every
+	// node at the configured join addresses a candidate, the first of them
+	// by node ID among the founders (see Anchors). Two views that both
+	// settle quickly then propose founder sets that share that node, and
+	// its promise fences one of them, however the views were otherwise
+	// split. A node that died unseen in the last seconds is proposed,
+	// cannot promise, and the round fails and backs off; by then gossip
+	// suspects it, and the full Settle applies.
 	QuickSettle time.Duration
 	// PromiseTTL is how long a promise binds a candidate. A seed commits
 	// only within the first half of it, measured on its own clock from

@@ -30,7 +30,8 @@ func (m *Membership) step(ctx context.Context) (*nodestate.EtcdDecision, error) 
 		m.store.Unlock()
 		return nil, err
 	}
-	dec := quorum.Decide(quorum.Input{Local: local, Peers: peers, Now: now, Joined: m.joined, Timing: m.timing, RetryAt: m.retryAt})
+	dec := quorum.Decide(quorum.Input{Local: local, Peers: peers, Now: now, Joined: m.joined, Timing: m.timing, RetryAt: m.retryAt,
+		Anchors: anchors(m.gossip(), local.Self.ID)})
 	if s := dec.String(); s != m.decision {
 		m.decision = s
 		m.log.Info("quorum", "decision", s)

@@ -3,6 +3,7 @@ package membership
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,32 @@ func quorumStatus(s gossip.State) quorum.Status {
 		return quorum.StatusLeft
 	}
 	return quorum.StatusDead
+}
+
+// anchors are the nodes at the configured join addresses (self's ID if it
+// is at one of them), complete when every address resolved to a member
+// with a node ID: what the quorum's quick settle rests on.
+func anchors(g *gossip.Gossip, self quorum.NodeID) quorum.Anchors {
+	if g == nil {
+		return quorum.Anchors{}
+	}
+	others, atSelf, ok := g.JoinTargets()
+	a := quorum.Anchors{Complete: ok}
+	if atSelf {
+		a.IDs = append(a.IDs, self)
+	}
+	ms := g.Members()
+	for _, addr := range others {
+		i := slices.IndexFunc(ms, func(m gossip.Member) bool {
+			return m.Addr == addr && m.MetaErr == nil && m.Meta.NodeID != ""
+		})
+		if i < 0 {
+			a.Complete = false
+			continue
+		}
+		a.IDs = append(a.IDs, quorum.NodeID(ms[i].Meta.NodeID))
+	}
+	return a
 }
 
 // quorumPeers maps the gossip view to the quorum package's peers. A
