@@ -97,25 +97,13 @@ func raiseFileLimit(b *testing.B) {
 }
 
 func gossipRun(b *testing.B, n int) gossipFigure {
-	lo := netip.MustParseAddr("127.0.0.1")
 	key, err := gossip.DeriveKey([]byte("bench-secret-0123456789abcdef0123456789"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	nodes := make([]*gossip.Gossip, n)
 	for i := range nodes {
-		role := config.RoleWorker
-		if i < 3 {
-			role = config.RoleControlPlane
-		}
-		g, err := gossip.New(gossip.Config{
-			NodeName: fmt.Sprintf("node-%04d", i), ClusterName: "bench", Key: key,
-			AdvertiseAddr: lo, Port: 0,
-			Meta: gossip.Meta{
-				NodeID: uuid.NewString(), Role: role, Expect: 3, Phase: "waiting-for-peers",
-				Version: "bench", RPCAddr: netip.AddrPortFrom(lo, uint16(20000+i)),
-			},
-		})
+		g, err := newBenchNode(i, key)
 		if err != nil {
 			b.Fatalf("node %d: %v", i, err)
 		}
@@ -186,6 +174,24 @@ func gossipRun(b *testing.B, n int) gossipFigure {
 	}
 }
 
+// newBenchNode starts node i of a bench fleet on loopback: the first
+// three are control-plane nodes, the rest workers.
+func newBenchNode(i int, key gossip.Key) (*gossip.Gossip, error) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	role := config.RoleWorker
+	if i < 3 {
+		role = config.RoleControlPlane
+	}
+	return gossip.New(gossip.Config{
+		NodeName: fmt.Sprintf("node-%04d", i), ClusterName: "bench", Key: key,
+		AdvertiseAddr: lo, Port: 0,
+		Meta: gossip.Meta{
+			NodeID: uuid.NewString(), Role: role, Expect: 3, Phase: "waiting-for-peers",
+			Version: "bench", RPCAddr: netip.AddrPortFrom(lo, uint16(20000+i)),
+		},
+	})
+}
+
 // known counts the members g lists as alive or suspect: it knows them and
 // takes them for running. (With hundreds of agents sharing two cores,
 // some probe always runs late somewhere, so some member is suspect in
@@ -200,31 +206,15 @@ func known(g *gossip.Gossip) int {
 	return c
 }
 
-// awaitAll polls until cond holds on every node and returns the time
-// since from, or the limit and false. Reading a node's view copies it, so
-// the polling interval grows with N (1 ms per node, at least 50 ms): the
-// poller must not take the CPU the nodes need.
+// awaitAll polls (awaitNodes) until cond holds on every node and returns
+// the time since from, or the limit and false.
 func awaitAll(b *testing.B, nodes []*gossip.Gossip, limit time.Duration, cond func(*gossip.Gossip) bool, from time.Time) (time.Duration, bool) {
-	done := make([]bool, len(nodes))
-	left := len(nodes)
-	deadline := from.Add(limit)
-	every := max(50*time.Millisecond, time.Duration(len(nodes))*time.Millisecond)
-	for left > 0 {
-		if time.Now().After(deadline) {
-			b.Logf("%d of %d nodes still not there after %s", left, len(nodes), limit)
-			return limit, false
-		}
-		for i, g := range nodes {
-			if !done[i] && cond(g) {
-				done[i] = true
-				left--
-			}
-		}
-		if left > 0 {
-			time.Sleep(every)
-		}
+	at, left := awaitNodes(nodes, from.Add(limit), cond)
+	if left > 0 {
+		b.Logf("%d of %d nodes still not there after %s", left, len(nodes), limit)
+		return limit, false
 	}
-	return time.Since(from), true
+	return at.Sub(from), true
 }
 
 // loopbackBytes reads the bytes received on lo from /proc/net/dev.
