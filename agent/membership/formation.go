@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/ecom-platform/ecom-agent/clusterkeys"
 	"github.com/ecom-platform/ecom-agent/etcdclient"
 	"github.com/ecom-platform/ecom-agent/nodestate"
+	"github.com/ecom-platform/ecom-agent/peer"
 	"github.com/ecom-platform/ecom-agent/quorum"
 	"github.com/ecom-platform/ecom-agent/status"
 	"github.com/ecom-platform/ecom-agent/token"
@@ -108,7 +110,7 @@ func (m *Membership) proposeLocked(ctx context.Context, local quorum.LocalState,
 			ctx, cancel := context.WithTimeout(ctx, p.TTL/2)
 			defer cancel()
 			var rep quorum.PromiseReply
-			if err := m.call(ctx, mb.ID, methodPromise, req, &rep); err != nil {
+			if err := m.callWhileProposed(ctx, p, mb.ID, methodPromise, req, &rep); err != nil {
 				m.log.Info("quorum: no promise", "from", mb.Name, "err", err)
 				return
 			}
@@ -121,6 +123,37 @@ func (m *Membership) proposeLocked(ctx context.Context, local quorum.LocalState,
 		})
 	}
 	return nil
+}
+
+// callWhileProposed calls a candidate for the round of p, again after a
+// failure that is not the peer's refusal (its agent restarting, a lost
+// connection) while the round still stands and ctx (half the promise TTL)
+// allows: the request is idempotent, and a round waits for every answer
+// until its deadline anyway.
+func (m *Membership) callWhileProposed(ctx context.Context, p quorum.Proposal, id quorum.NodeID, method string, req, resp any) error {
+	wait := 250 * time.Millisecond
+	for {
+		err := m.call(ctx, id, method, req, resp)
+		var refused *peer.RemoteError
+		if err == nil || errors.As(err, &refused) && refused.Code == peer.CodeRefused {
+			return err
+		}
+		m.log.Debug("quorum: promise request failed; asking again", "to", id, "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+		m.store.Lock()
+		current := m.round != nil && m.round.Proposal.Same(p)
+		m.store.Unlock()
+		if !current {
+			return err
+		}
+	}
 }
 
 // tallyLocked judges the round in progress.
