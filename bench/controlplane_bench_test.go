@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -134,8 +135,11 @@ func agentRun(b *testing.B, s samples) {
 		}
 	}
 	secret, _ := demo.NewSecrets()
+	// Go's profiler on the node's loopback only, for the heap profile
+	// below; everything else as the demo's nodes have it.
+	cfg := demo.Config("bench", peers) + "\n[metrics]\naddress = \"127.0.0.1:7948\"\npprof = true\n"
 	for _, h := range hosts {
-		if err := demo.Configure(h, demo.Config("bench", peers), secret); err != nil {
+		if err := demo.Configure(h, cfg, secret); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -201,6 +205,9 @@ func agentRun(b *testing.B, s samples) {
 	if seeded.IsZero() || len(ready) < 3 || quorum.IsZero() {
 		b.Fatalf("the agent run did not finish in 10 minutes (quorum %v, all ready %v, seeded %v)", quorum, allReady, seeded)
 	}
+	if os.Getenv("ECOM_BENCH_TRACE") != "" {
+		traceSeeding(b, hosts)
+	}
 	s.add("agent: join to quorum (3 voters)", quorum.Sub(start))
 	s.add("agent: quorum to /readyz on all 3", allReady.Sub(quorum))
 	s.add("agent: first /readyz to seeded", seeded.Sub(firstReady))
@@ -227,7 +234,10 @@ func agentRun(b *testing.B, s samples) {
 		}
 		s.addValue("footprint: agent CPU idle (% of a core)", float64(f.cpuTicks-before[i].cpuTicks)/30)
 		s.addValue("footprint: agent RSS idle (MiB)", float64(f.rssKiB)/1024)
+		s.addValue("footprint: agent RSS idle, anonymous (MiB)", float64(f.anonKiB)/1024)
+		s.addValue("footprint: agent RSS idle, binary's pages (MiB)", float64(f.fileKiB)/1024)
 	}
+	saveHeapProfile(b, hosts[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	res, err := hosts[0].Run(ctx, "stat", "-c", "%s", "/usr/bin/ecom-agent")
 	cancel()
@@ -261,4 +271,64 @@ func bareRun(b *testing.B, s samples) {
 	}
 	s.add("bare: seed.Apply again (no change)", time.Since(t0))
 	c.Stop()
+}
+
+// saveHeapProfile writes the heap profile of the agent on h to
+// $ECOM_BENCH_OUT/agent-heap.pb.gz (read it with go tool pprof) and logs
+// its top entries by memory in use.
+func saveHeapProfile(b *testing.B, h *testhost.Host) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// No HTTP client on a test host: bash's /dev/tcp speaks HTTP/1.0.
+	res, err := h.Run(ctx, "bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/7948 && printf 'GET /debug/pprof/heap?gc=1 HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
+	if err != nil {
+		b.Logf("heap profile: %v", err)
+		return
+	}
+	_, body, ok := strings.Cut(res.Stdout, "\r\n\r\n")
+	if !ok || !strings.HasPrefix(res.Stdout, "HTTP/1.0 200") {
+		b.Logf("heap profile: unexpected answer %.200q", res.Stdout)
+		return
+	}
+	out := filepath.Join(cmp.Or(os.Getenv("ECOM_BENCH_OUT"), "out"), "agent-heap.pb.gz")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(out, []byte(body), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", "-sample_index=inuse_space", out).Output()
+	if err != nil {
+		b.Logf("heap profile in %s (go tool pprof: %v)", out, err)
+		return
+	}
+	b.Logf("heap profile in %s:\n%s", out, top)
+}
+
+// traceSeeding logs, per host, the agent's journal lines from the API
+// server's readiness to the end of the first seeding pass: where the
+// time between them goes ($ECOM_BENCH_TRACE).
+func traceSeeding(b *testing.B, hosts []*testhost.Host) {
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		res, err := h.Run(ctx, "journalctl", "-o", "short-precise", "--no-pager", "-u", "ecom-agent", "-u", "containerd", "-u", "kubelet")
+		cancel()
+		if err != nil {
+			b.Logf("%s: journal: %v", h.Name(), err)
+			continue
+		}
+		var keep []string
+		on := false
+		for _, l := range strings.Split(res.Stdout, "\n") {
+			on = on || strings.Contains(l, "kube-apiserver is ready")
+			if on && (strings.Contains(l, "seed") || strings.Contains(l, "RBAC") || strings.Contains(l, "import") ||
+				strings.Contains(l, "object") || strings.Contains(l, "ready") || strings.Contains(l, "Started")) {
+				keep = append(keep, l)
+			}
+			if strings.Contains(l, "seeding pass done") || len(keep) > 300 {
+				break
+			}
+		}
+		b.Logf("%s:\n%s", h.Name(), strings.Join(keep, "\n"))
+	}
 }

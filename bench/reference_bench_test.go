@@ -298,7 +298,10 @@ func eachFile(b *testing.B, from string, keep func(string) bool, f func(p, rel s
 // control plane run as their own units and are not counted).
 type footprint struct {
 	rssKiB, peakKiB int
-	cpuTicks        int
+	// anonKiB and fileKiB split rssKiB: the heap, stacks and the Go
+	// runtime's own, and the binary's pages read in.
+	anonKiB, fileKiB int
+	cpuTicks         int
 }
 
 // agentFootprint reads ecom-agent.service's main process: resident and
@@ -331,6 +334,10 @@ func agentFootprint(h *testhost.Host) (footprint, error) {
 			f.rssKiB = v
 		case "VmHWM:":
 			f.peakKiB = v
+		case "RssAnon:":
+			f.anonKiB = v
+		case "RssFile:":
+			f.fileKiB = v
 		}
 	}
 	// Fields after the command's closing parenthesis: utime and stime
