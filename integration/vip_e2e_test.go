@@ -133,7 +133,8 @@ func testVIP(t *testing.T, hosts []*testhost.Host, vip netip.Addr) {
 			t.Fatal(err)
 		}
 		if got := oneVIPHolder(t, hosts, vip); got != next {
-			t.Errorf("the VIP moved on to %s after %s came back", got.Name(), holder.Name())
+			t.Errorf("the VIP moved on to %s after %s came back; the agents said:\n%s", got.Name(), holder.Name(), vipJournals(hosts))
+			next = got
 		}
 		holder = next
 	})
@@ -153,7 +154,19 @@ func testVIP(t *testing.T, hosts []*testhost.Host, vip netip.Addr) {
 		}
 		holder.MustRun(t, "systemctl", "start", "ecom-agent")
 		if got := oneVIPHolder(t, hosts, vip); got != next {
-			t.Errorf("the VIP moved on to %s after %s's agent started again", got.Name(), holder.Name())
+			t.Errorf("the VIP moved on to %s after %s's agent started again; the agents said:\n%s", got.Name(), holder.Name(), vipJournals(hosts))
 		}
 	})
+}
+
+// vipJournals are the agents' journal lines about the VIP and their API
+// servers' readiness, host by host: why the VIP moved.
+func vipJournals(hosts []*testhost.Host) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		res, _ := run(h, "journalctl", "-u", "ecom-agent.service", "--no-pager", "-o", "short-precise",
+			"--grep", "VIP|kube-apiserver is")
+		fmt.Fprintf(&b, "%s:\n%s\n", h.Name(), res.Stdout)
+	}
+	return b.String()
 }
