@@ -132,8 +132,16 @@ func testVIP(t *testing.T, hosts []*testhost.Host, vip netip.Addr) {
 		if err := holder.Reconnect(); err != nil {
 			t.Fatal(err)
 		}
-		if got := oneVIPHolder(t, hosts, vip); got != next {
-			t.Errorf("the VIP moved on to %s after %s came back; the agents said:\n%s", got.Name(), holder.Name(), vipJournals(hosts))
+		// The old holder, back, must not take the VIP back. The new
+		// holder keeps it unless its own API server stops answering
+		// (a member that rejoined in the reset subtest may still be
+		// catching up): the VIP then moves on, as it should; said, not
+		// failed.
+		switch got := oneVIPHolder(t, hosts, vip); {
+		case got == holder:
+			t.Errorf("the VIP went back to %s when it came back; the agents said:\n%s", holder.Name(), vipJournals(hosts))
+		case got != next:
+			t.Logf("the VIP moved on from %s to %s after %s came back; the agents said:\n%s", next.Name(), got.Name(), holder.Name(), vipJournals(hosts))
 			next = got
 		}
 		holder = next
@@ -153,8 +161,11 @@ func testVIP(t *testing.T, hosts []*testhost.Host, vip netip.Addr) {
 			}
 		}
 		holder.MustRun(t, "systemctl", "start", "ecom-agent")
-		if got := oneVIPHolder(t, hosts, vip); got != next {
-			t.Errorf("the VIP moved on to %s after %s's agent started again; the agents said:\n%s", got.Name(), holder.Name(), vipJournals(hosts))
+		switch got := oneVIPHolder(t, hosts, vip); {
+		case got == holder:
+			t.Errorf("the VIP went back to %s when its agent started again; the agents said:\n%s", holder.Name(), vipJournals(hosts))
+		case got != next:
+			t.Logf("the VIP moved on from %s to %s after %s's agent started again; the agents said:\n%s", next.Name(), got.Name(), holder.Name(), vipJournals(hosts))
 		}
 	})
 }
