@@ -52,7 +52,13 @@ func BenchmarkGossipProcesses(b *testing.B) {
 	f.send("join " + strings.Join(seeds, ","))
 	converge, ok := f.latest(b, "converged", start)
 	if !ok {
-		b.Fatalf("N=%d in %d processes: not every node knew every other within %s", n, p, limit)
+		f.send("known")
+		var least []string
+		for _, l := range f.collect(b, "known", time.Minute) {
+			least = append(least, l[0])
+		}
+		b.Fatalf("N=%d in %d processes: not every node knew every other within %s; the fewest members a node knew, per process: %s",
+			n, p, limit, strings.Join(least, " "))
 	}
 
 	// A quiet window.
@@ -238,6 +244,7 @@ func (f *fleet) close() {
 // reads commands on stdin and answers on stdout, one line each:
 // "addrs a b c" once listening; "join s1,s2,s3" → "converged <unix ns>"
 // when every local node knows every node; "heap" → "heap <bytes in use>";
+// "known" → "known <the fewest members a local node knows>";
 // "kill <name>" shuts that node down without a goodbye if it is local,
 // then → "dead <unix ns>" when every other local node sees it dead.
 // A wait past the limit answers "timeout".
@@ -295,10 +302,25 @@ func TestGossipWorker(t *testing.T) {
 		switch cmd {
 		case "join":
 			seeds := strings.Split(arg, ",")
-			for _, g := range nodes {
-				go func() { _ = g.Join(ctx, seeds) }()
+			// As the agent's Run does: a node left alone (its seeds
+			// too busy to answer in time) tries again, with jitter.
+			for i, g := range nodes {
+				go func() {
+					for try := 0; try < 100 && ctx.Err() == nil; try++ {
+						if g.Join(ctx, seeds) == nil {
+							return
+						}
+						time.Sleep(time.Second + time.Duration(i%10)*100*time.Millisecond)
+					}
+				}()
 			}
 			go when("converged", nodes, func(g *gossip.Gossip) bool { return known(g) == total })
+		case "known":
+			least := total
+			for _, g := range nodes {
+				least = min(least, known(g))
+			}
+			say("known %d", least)
 		case "heap":
 			runtime.GC()
 			var ms runtime.MemStats
