@@ -189,13 +189,11 @@ func (f *fleet) cpuTicks(b *testing.B) int64 {
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Fields after the command name in parentheses: utime and stime
-		// are the 12th and 13th.
-		s := string(data)
-		fs := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		u, _ := strconv.ParseInt(fs[11], 10, 64)
-		st, _ := strconv.ParseInt(fs[12], 10, 64)
-		sum += u + st
+		ticks, err := statCPUTicks(string(data))
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum += ticks
 	}
 	return sum
 }

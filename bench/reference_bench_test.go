@@ -340,15 +340,26 @@ func agentFootprint(h *testhost.Host) (footprint, error) {
 			f.fileKiB = v
 		}
 	}
-	// Fields after the command's closing parenthesis: utime and stime
-	// are the 12th and 13th.
-	rest := stat.Stdout[strings.LastIndexByte(stat.Stdout, ')')+2:]
-	sf := strings.Fields(rest)
-	if len(sf) < 13 {
-		return f, fmt.Errorf("short /proc/%s/stat: %q", pid, stat.Stdout)
+	ticks, err := statCPUTicks(stat.Stdout)
+	if err != nil {
+		return f, fmt.Errorf("/proc/%s/stat: %w", pid, err)
 	}
-	u, _ := strconv.Atoi(sf[11])
-	st, _ := strconv.Atoi(sf[12])
-	f.cpuTicks = u + st
+	f.cpuTicks = int(ticks)
 	return f, nil
+}
+
+// statCPUTicks reads a process's user and system CPU time, in clock ticks
+// (1/100 s), from its /proc/PID/stat: the 12th and 13th fields after the
+// command's closing parenthesis.
+func statCPUTicks(stat string) (int64, error) {
+	fs := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	if len(fs) < 13 {
+		return 0, fmt.Errorf("short: %q", stat)
+	}
+	u, err1 := strconv.ParseInt(fs[11], 10, 64)
+	s, err2 := strconv.ParseInt(fs[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("no CPU times in %q", stat)
+	}
+	return u + s, nil
 }
